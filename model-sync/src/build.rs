@@ -1,0 +1,264 @@
+//! Dataset -> [`Model`]: aggregate, index users, find neighbours, rank popularity.
+//!
+//! Deterministic: ids are sorted, events aggregated in sorted order, the HNSW graph built
+//! serially, and neighbour lists ordered by (similarity desc, user asc). The same dataset
+//! and parameters give a byte-identical `model.bin`.
+
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+
+use crate::dataset::Dataset;
+use crate::index::{normalise, UserIndex};
+use crate::model::{decay, BuildParams, Matrix, Model};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("the dataset has no interactions: nothing to build a model from")]
+    Empty,
+    #[error("invalid build parameter {name}: {reason}")]
+    Param { name: &'static str, reason: String },
+}
+
+/// A built model and how it was made.
+#[derive(Debug)]
+pub struct Built {
+    pub model: Model,
+    /// sha256 of the input (events in order, item metadata).
+    pub fingerprint: String,
+    pub timings: Vec<(&'static str, Duration)>,
+}
+
+impl BuildParams {
+    pub fn validate(&self) -> Result<(), BuildError> {
+        let bad = |name, reason: &str| Err(BuildError::Param { name, reason: reason.into() });
+        if self.neighbours == 0 || self.neighbours > 1000 {
+            return bad("neighbours", "must be in 1..=1000");
+        }
+        if !(4..=128).contains(&self.hnsw_m) {
+            return bad("hnsw_m", "must be in 4..=128");
+        }
+        if self.hnsw_ef_construction < self.hnsw_m {
+            return bad("hnsw_ef_construction", "must be at least hnsw_m");
+        }
+        if self.hnsw_ef_search < self.neighbours {
+            return bad("hnsw_ef_search", "must be at least neighbours");
+        }
+        if !(self.popularity_half_life_days.is_finite() && self.popularity_half_life_days >= 0.0) {
+            return bad("popularity_half_life_days", "must be a non-negative number");
+        }
+        Ok(())
+    }
+}
+
+/// A progress bar on stderr when it is a terminal, hidden otherwise.
+pub fn progress(label: &'static str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(0);
+    pb.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb.set_message(label);
+    pb
+}
+
+pub fn build(data: &Dataset, params: &BuildParams) -> Result<Built, BuildError> {
+    params.validate()?;
+    if data.events.is_empty() {
+        return Err(BuildError::Empty);
+    }
+    let mut timings = Vec::new();
+    let mut t = Instant::now();
+    let mut lap = |name, timings: &mut Vec<_>| {
+        timings.push((name, t.elapsed()));
+        t = Instant::now();
+    };
+    let fingerprint = fingerprint(data);
+    lap("fingerprint", &mut timings);
+
+    // Sorted ids of users and items that have events; maps from dataset index to model index.
+    let (users, user_map) = sorted_ids(&data.users, data.events.iter().map(|e| e.user));
+    let (items, item_map) = sorted_ids(&data.items, data.events.iter().map(|e| e.item));
+    let reference_ts = data.events.iter().map(|e| e.ts).max().unwrap_or(0);
+
+    // Aggregate (user, item) pairs by summing weights; popularity decays with age.
+    let mut popularity = vec![0f64; items.len()];
+    let mut keyed: Vec<(u64, f32)> = Vec::with_capacity(data.events.len());
+    for e in &data.events {
+        let (u, i) = (user_map[e.user as usize], item_map[e.item as usize]);
+        let w = if params.binary { 1.0 } else { e.weight };
+        let age = if e.ts == 0 { 0 } else { reference_ts - e.ts };
+        popularity[i as usize] += f64::from(w) * decay(age, params.popularity_half_life_days);
+        keyed.push(((u64::from(u) << 32) | u64::from(i), e.weight));
+    }
+    keyed.sort_unstable_by_key(|k| k.0);
+    let mut indptr = vec![0usize; users.len() + 1];
+    let mut indices = Vec::with_capacity(keyed.len());
+    let mut values: Vec<f32> = Vec::with_capacity(keyed.len());
+    let mut last = u64::MAX;
+    for (key, w) in keyed {
+        if key == last {
+            *values.last_mut().expect("a previous value") += w;
+            continue;
+        }
+        last = key;
+        indptr[(key >> 32) as usize + 1] += 1;
+        indices.push(key as u32);
+        values.push(w);
+    }
+    for u in 0..users.len() {
+        indptr[u + 1] += indptr[u];
+    }
+    let matrix = Matrix::new((users.len(), items.len()), indptr, indices, values);
+    lap("aggregate", &mut timings);
+
+    let (item_names, categories, item_cat_offsets, item_cat_ids) = item_tables(data, &items, &item_map);
+
+    let mut model = Model {
+        params: params.clone(),
+        reference_ts,
+        interactions: data.events.len() as u64,
+        users,
+        items,
+        item_names,
+        categories,
+        item_cat_offsets,
+        item_cat_ids,
+        matrix,
+        neighbour_offsets: Vec::new(),
+        neighbour_ids: Vec::new(),
+        neighbour_sims: Vec::new(),
+        popularity: popularity.into_iter().map(|p| p as f32).collect(),
+    };
+
+    let vectors: Vec<Vec<crate::index::Entry>> = (0..model.users.len() as u32)
+        .map(|u| {
+            let (i, w) = model.user_items(u);
+            normalise(i, w, params.binary)
+        })
+        .collect();
+    let index = UserIndex::build_from(
+        vectors.len(),
+        |u| vectors[u as usize].clone(),
+        params,
+        &progress("hnsw insert"),
+    );
+    lap("hnsw insert", &mut timings);
+
+    let lists = search_all(&index, &vectors, params.neighbours);
+    model.neighbour_offsets.push(0);
+    for list in lists {
+        for (v, sim) in list {
+            model.neighbour_ids.push(v);
+            model.neighbour_sims.push(sim);
+        }
+        model.neighbour_offsets.push(model.neighbour_ids.len() as u64);
+    }
+    lap("hnsw search", &mut timings);
+    Ok(Built { model, fingerprint, timings })
+}
+
+/// Neighbours of every user, searched on all cores; each search is independent, so the
+/// result does not depend on the thread count.
+fn search_all(index: &UserIndex, vectors: &[Vec<crate::index::Entry>], k: usize) -> Vec<Vec<(u32, f32)>> {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let chunk = vectors.len().div_ceil(threads).max(1);
+    let pb = progress("neighbours");
+    pb.set_length(vectors.len() as u64);
+    let out = std::thread::scope(|s| {
+        let handles: Vec<_> = vectors
+            .chunks(chunk)
+            .enumerate()
+            .map(|(c, vs)| {
+                let pb = pb.clone();
+                s.spawn(move || {
+                    vs.iter()
+                        .enumerate()
+                        .map(|(j, v)| {
+                            pb.inc(1);
+                            index.search(v, k, Some((c * chunk + j) as u32))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("search thread panicked")).collect()
+    });
+    pb.finish_and_clear();
+    out
+}
+
+/// Sorted unique ids among `used`, and a map from dataset index to sorted index.
+fn sorted_ids(names: &[String], used: impl Iterator<Item = u32>) -> (Vec<String>, Vec<u32>) {
+    let mut present = vec![false; names.len()];
+    for i in used {
+        present[i as usize] = true;
+    }
+    let mut order: Vec<u32> = (0..names.len() as u32).filter(|&i| present[i as usize]).collect();
+    order.sort_unstable_by(|&a, &b| names[a as usize].cmp(&names[b as usize]));
+    let mut map = vec![u32::MAX; names.len()];
+    for (new, &old) in order.iter().enumerate() {
+        map[old as usize] = new as u32;
+    }
+    (order.iter().map(|&i| names[i as usize].clone()).collect(), map)
+}
+
+type ItemTables = (Vec<String>, Vec<String>, Vec<u32>, Vec<u32>);
+
+fn item_tables(data: &Dataset, items: &[String], item_map: &[u32]) -> ItemTables {
+    let mut names = vec![String::new(); items.len()];
+    let mut cats_by_item: Vec<&[String]> = vec![&[]; items.len()];
+    for (&old, meta) in &data.item_meta {
+        let new = item_map[old as usize];
+        if new == u32::MAX {
+            continue;
+        }
+        names[new as usize] = meta.name.clone().unwrap_or_default();
+        cats_by_item[new as usize] = &meta.categories;
+    }
+    let categories: Vec<String> =
+        cats_by_item.iter().flat_map(|c| c.iter().cloned()).collect::<BTreeSet<_>>().into_iter().collect();
+    let mut offsets = vec![0u32];
+    let mut ids = Vec::new();
+    for cats in cats_by_item {
+        for c in cats {
+            let id = categories.binary_search(c).expect("collected above") as u32;
+            if !ids[*offsets.last().expect("non-empty") as usize..].contains(&id) {
+                ids.push(id);
+            }
+        }
+        offsets.push(ids.len() as u32);
+    }
+    (names, categories, offsets, ids)
+}
+
+/// sha256 over the events in input order and the item metadata in id order.
+pub fn fingerprint(data: &Dataset) -> String {
+    let mut h = Sha256::new();
+    for e in &data.events {
+        h.update(data.users[e.user as usize].as_bytes());
+        h.update([0]);
+        h.update(data.items[e.item as usize].as_bytes());
+        h.update([0]);
+        h.update(e.weight.to_le_bytes());
+        h.update(e.ts.to_le_bytes());
+    }
+    let mut meta: Vec<_> = data.item_meta.iter().map(|(i, m)| (&data.items[*i as usize], m)).collect();
+    meta.sort_by(|a, b| a.0.cmp(b.0));
+    for (id, m) in meta {
+        h.update(id.as_bytes());
+        h.update([1]);
+        h.update(m.name.as_deref().unwrap_or("").as_bytes());
+        for c in &m.categories {
+            h.update([2]);
+            h.update(c.as_bytes());
+        }
+    }
+    hex::encode(h.finalize())
+}

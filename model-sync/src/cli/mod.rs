@@ -1,0 +1,71 @@
+//! The `model-sync` command line. `main.rs` only parses and calls [`run`].
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::ClusterConfig;
+
+pub mod data;
+pub mod model;
+pub mod store;
+
+/// Build user-similarity models from interaction data and publish them, verified and
+/// versioned, to every region's bucket.
+#[derive(Debug, Parser)]
+#[command(name = "model-sync", version, propagate_version = true)]
+pub struct Cli {
+    /// Cluster configuration (regions, buckets); env overrides GEOREC__SECTION__KEY apply.
+    #[arg(long, global = true, env = "GEOREC_CONFIG", default_value = "regions.toml")]
+    pub config: PathBuf,
+
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true, env = "GEOREC_LOG_JSON")]
+    pub log_json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Import interactions (generic delimited, MovieLens, Olist) into a dataset directory.
+    Import(data::ImportArgs),
+    /// Generate deterministic synthetic shop data into a dataset directory.
+    Generate(data::GenerateArgs),
+    /// Build a model from a dataset directory into a local model directory.
+    Build(model::BuildArgs),
+    /// Evaluate user-KNN against Popularity and Random baselines on a time split.
+    Evaluate(model::EvaluateArgs),
+    /// Upload a built model, replicate it to every region, verify, then flip pointers.
+    Publish(store::PublishArgs),
+    /// Per region: current version, versions present, missing or corrupt objects.
+    Status(store::StatusArgs),
+    /// Point a region (or all) back at an earlier verified version.
+    Rollback(store::RollbackArgs),
+    /// Delete old versions, keeping the newest N and every current or previous one.
+    Gc(store::GcArgs),
+    /// Decode a local model directory and print its contents and decode time.
+    Inspect(model::InspectArgs),
+}
+
+impl Cli {
+    pub fn load_config(&self) -> anyhow::Result<ClusterConfig> {
+        Ok(ClusterConfig::load(&self.config, std::env::vars())?)
+    }
+}
+
+/// Run one parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Import(a) => data::import(a),
+        Command::Generate(a) => data::generate(a),
+        Command::Build(a) => model::build(a),
+        Command::Evaluate(a) => model::evaluate(a),
+        Command::Inspect(a) => model::inspect(a),
+        Command::Publish(a) => store::publish(&cli.load_config()?, a).await,
+        Command::Status(a) => store::status(&cli.load_config()?, a).await,
+        Command::Rollback(a) => store::rollback(&cli.load_config()?, a).await,
+        Command::Gc(a) => store::gc(&cli.load_config()?, a).await,
+    }
+}

@@ -1,0 +1,537 @@
+//! `regions.toml`: the one typed cluster configuration every georec binary loads.
+//!
+//! Loading is file -> environment overrides -> typed sections -> semantic checks. Every
+//! problem found on the way is collected with its key path and reported together, so an
+//! operator fixes the file in one pass instead of one error per restart.
+//!
+//! Environment overrides: `GEOREC__<SECTION>__<KEY>[__<KEY>]`, case-insensitive, with `_`
+//! standing for `-` in region names (`GEOREC__REGIONS__EU_WEST__REDIS_URL`). Values are read
+//! as TOML when they parse (`1500`, `true`, `["a","b"]`), else as plain strings. This module
+//! never reads the process environment itself: binaries pass `std::env::vars()` in.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Prefix of environment variables that override keys of the file.
+pub const ENV_PREFIX: &str = "GEOREC__";
+
+/// The whole cluster, as read from `regions.toml`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClusterConfig {
+    pub primary: PrimaryStore,
+    pub router: RouterConfig,
+    pub health: HealthConfig,
+    pub cache: CacheConfig,
+    pub model: ModelPollConfig,
+    /// Regions by name, in name order.
+    pub regions: BTreeMap<String, RegionConfig>,
+}
+
+/// The publishing bucket: model-sync uploads here first, then replicates to regions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PrimaryStore {
+    /// S3 endpoint URL; absent means the provider's default (AWS S3).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: String,
+    /// Signing region for this store.
+    pub cloud_region: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouterConfig {
+    pub listen: String,
+    /// Per-attempt timeout towards a region node.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8080".into(), request_timeout_ms: 1000 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Consecutive failed probes before a region is unhealthy.
+    pub fall: u32,
+    /// Consecutive good probes before an unhealthy region is healthy again.
+    pub rise: u32,
+    /// Consecutive failures on real traffic that eject a region at once.
+    pub eject_after: u32,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self { interval_ms: 1000, timeout_ms: 500, fall: 2, rise: 2, eject_after: 3 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    pub ttl_secs: u64,
+    /// TTL is randomised by +/- this percentage.
+    pub ttl_jitter_pct: u8,
+    /// Deadline of every Redis call.
+    pub redis_timeout_ms: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { ttl_secs: 300, ttl_jitter_pct: 10, redis_timeout_ms: 50 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelPollConfig {
+    /// How often a node checks its region's pointer (jittered).
+    pub poll_interval_ms: u64,
+}
+
+impl Default for ModelPollConfig {
+    fn default() -> Self {
+        Self { poll_interval_ms: 2000 }
+    }
+}
+
+/// One region: its node(s), its Redis and its bucket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RegionConfig {
+    /// Address the region node binds.
+    pub listen: String,
+    /// Base URLs of the region's node replicas, as the router reaches them.
+    pub urls: Vec<String>,
+    pub redis_url: String,
+    /// Cloud provider region name (e.g. `eu-west-1`), also the S3 signing region.
+    pub cloud_region: String,
+    /// Regions to fail over to, best first.
+    #[serde(default)]
+    pub failover: Vec<String>,
+    pub s3: RegionStore,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RegionStore {
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: String,
+}
+
+impl ClusterConfig {
+    pub fn region(&self, name: &str) -> Result<&RegionConfig, ConfigError> {
+        self.regions.get(name).ok_or_else(|| ConfigError::UnknownRegion {
+            name: name.to_string(),
+            known: self.regions.keys().cloned().collect(),
+        })
+    }
+
+    /// Load `path`, apply `GEOREC__*` overrides from `env`, check everything.
+    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::from_toml_str(&text, env).map_err(|e| match e {
+            ConfigError::Invalid { problems, .. } => {
+                ConfigError::Invalid { origin: path.display().to_string(), problems }
+            }
+            other => other,
+        })
+    }
+
+    /// Parse configuration text (see [`ClusterConfig::load`]).
+    pub fn from_toml_str(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let invalid = |problems| ConfigError::Invalid { origin: "<config>".into(), problems };
+        let mut root: toml::Table = toml::from_str(text)
+            .map_err(|e| invalid(vec![Problem::new("", format!("not valid TOML: {e}"))]))?;
+        let mut problems = Vec::new();
+        apply_env_overrides(&mut root, env, &mut problems);
+
+        for key in root.keys() {
+            if !["primary", "router", "health", "cache", "model", "regions"].contains(&key.as_str()) {
+                problems.push(Problem::new(
+                    key,
+                    "unknown key (expected one of primary, router, health, cache, model, regions)",
+                ));
+            }
+        }
+        let primary: Option<PrimaryStore> = match root.get("primary") {
+            Some(v) => section(v, "primary", &mut problems),
+            None => {
+                problems.push(Problem::new("primary", "missing section: where models are published"));
+                None
+            }
+        };
+        let router = optional_section::<RouterConfig>(&root, "router", &mut problems);
+        let health = optional_section::<HealthConfig>(&root, "health", &mut problems);
+        let cache = optional_section::<CacheConfig>(&root, "cache", &mut problems);
+        let model = optional_section::<ModelPollConfig>(&root, "model", &mut problems);
+
+        let mut regions = BTreeMap::new();
+        match root.get("regions") {
+            Some(toml::Value::Table(t)) => {
+                for (name, value) in t {
+                    let key = format!("regions.{name}");
+                    if let Some(r) = section::<RegionConfig>(value, &key, &mut problems) {
+                        regions.insert(name.clone(), r);
+                    }
+                }
+            }
+            Some(_) => problems.push(Problem::new("regions", "must be a table of regions")),
+            None => problems.push(Problem::new("regions", "missing section: no regions defined")),
+        }
+
+        if let (Some(primary), Some(router), Some(health), Some(cache), Some(model)) =
+            (primary, router, health, cache, model)
+        {
+            let config = ClusterConfig { primary, router, health, cache, model, regions };
+            config.validate(&mut problems);
+            if problems.is_empty() {
+                return Ok(config);
+            }
+        }
+        Err(invalid(problems))
+    }
+
+    /// Semantic checks across fields; every problem is pushed, none stops the others.
+    fn validate(&self, problems: &mut Vec<Problem>) {
+        check_endpoint(self.primary.endpoint.as_deref(), "primary.endpoint", problems);
+        check_bucket(&self.primary.bucket, "primary.bucket", problems);
+        check_prefix(&self.primary.prefix, "primary.prefix", problems);
+        check_addr(&self.router.listen, "router.listen", problems);
+        check_positive(self.router.request_timeout_ms, "router.request_timeout_ms", problems);
+        check_positive(self.health.interval_ms, "health.interval_ms", problems);
+        check_positive(self.health.timeout_ms, "health.timeout_ms", problems);
+        check_positive(self.health.fall.into(), "health.fall", problems);
+        check_positive(self.health.rise.into(), "health.rise", problems);
+        check_positive(self.health.eject_after.into(), "health.eject_after", problems);
+        check_positive(self.cache.redis_timeout_ms, "cache.redis_timeout_ms", problems);
+        if self.cache.ttl_jitter_pct > 50 {
+            problems.push(Problem::new("cache.ttl_jitter_pct", "must be at most 50"));
+        }
+        check_positive(self.model.poll_interval_ms, "model.poll_interval_ms", problems);
+        if self.regions.is_empty() {
+            problems.push(Problem::new("regions", "at least one region is required"));
+        }
+        let mut listens: BTreeMap<&str, &str> = BTreeMap::new();
+        for (name, r) in &self.regions {
+            let at = |k: &str| format!("regions.{name}.{k}");
+            if !valid_region_name(name) {
+                problems.push(Problem::new(
+                    format!("regions.{name}"),
+                    "region names are lower-case letters, digits and '-'",
+                ));
+            }
+            check_addr(&r.listen, &at("listen"), problems);
+            if let Some(other) = listens.insert(&r.listen, name) {
+                problems.push(Problem::new(
+                    at("listen"),
+                    format!("address {:?} is also used by region {other}", r.listen),
+                ));
+            }
+            if r.urls.is_empty() {
+                problems.push(Problem::new(at("urls"), "at least one node URL is required"));
+            }
+            for (i, u) in r.urls.iter().enumerate() {
+                check_url(u, &["http", "https"], &format!("{}[{i}]", at("urls")), problems);
+            }
+            check_url(&r.redis_url, &["redis", "rediss"], &at("redis_url"), problems);
+            if r.cloud_region.trim().is_empty() {
+                problems.push(Problem::new(at("cloud_region"), "must not be empty"));
+            }
+            for (i, f) in r.failover.iter().enumerate() {
+                let key = format!("{}[{i}]", at("failover"));
+                if f == name {
+                    problems.push(Problem::new(key, "a region cannot fail over to itself"));
+                } else if !self.regions.contains_key(f) {
+                    problems.push(Problem::new(
+                        key,
+                        format!("unknown region {f:?} (known: {})", self.region_names().join(", ")),
+                    ));
+                }
+            }
+            check_endpoint(r.s3.endpoint.as_deref(), &at("s3.endpoint"), problems);
+            check_bucket(&r.s3.bucket, &at("s3.bucket"), problems);
+            check_prefix(&r.s3.prefix, &at("s3.prefix"), problems);
+        }
+    }
+
+    pub fn region_names(&self) -> Vec<String> {
+        self.regions.keys().cloned().collect()
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.model.poll_interval_ms)
+    }
+}
+
+fn valid_region_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn section<T: DeserializeOwned>(value: &toml::Value, key: &str, problems: &mut Vec<Problem>) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let path =
+                if inner == "." || inner.is_empty() { key.to_string() } else { format!("{key}.{inner}") };
+            problems.push(Problem::new(path, e.into_inner().to_string()));
+            None
+        }
+    }
+}
+
+fn optional_section<T: DeserializeOwned + Default>(
+    root: &toml::Table,
+    key: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    match root.get(key) {
+        Some(v) => section(v, key, problems),
+        None => Some(T::default()),
+    }
+}
+
+fn apply_env_overrides(
+    root: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+    problems: &mut Vec<Problem>,
+) {
+    let mut vars: Vec<(String, String)> =
+        env.into_iter().filter(|(k, _)| k.to_ascii_uppercase().starts_with(ENV_PREFIX)).collect();
+    vars.sort();
+    for (name, raw) in vars {
+        let segments: Vec<String> = name[ENV_PREFIX.len()..]
+            .split("__")
+            .enumerate()
+            .map(|(i, s)| {
+                let s = s.to_ascii_lowercase();
+                // Region names use '-', which environment variable names cannot carry.
+                if i == 1 && name.to_ascii_uppercase().starts_with("GEOREC__REGIONS__") {
+                    s.replace('_', "-")
+                } else {
+                    s
+                }
+            })
+            .collect();
+        if segments.iter().any(|s| s.is_empty()) {
+            problems.push(Problem::new(name.clone(), "malformed override: empty key segment"));
+            continue;
+        }
+        let value = parse_env_value(&raw);
+        if let Err(p) = set_path(root, &segments, value) {
+            problems.push(Problem::new(name.clone(), format!("{p} is not a table")));
+        }
+    }
+}
+
+/// Set `path` in `table` to `value`, creating tables on the way; on a non-table in the way,
+/// returns its key.
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    match path {
+        [] => Ok(()),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            match table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new())) {
+                toml::Value::Table(t) => set_path(t, rest, value),
+                _ => Err(first.clone()),
+            }
+        }
+    }
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    let wrapped = format!("v = {raw}");
+    match toml::from_str::<toml::Table>(&wrapped) {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+fn check_addr(value: &str, key: &str, problems: &mut Vec<Problem>) {
+    if value.parse::<SocketAddr>().is_err() {
+        problems.push(Problem::new(
+            key,
+            format!("invalid socket address {value:?} (expected host:port, e.g. 127.0.0.1:8000)"),
+        ));
+    }
+}
+
+fn check_url(value: &str, schemes: &[&str], key: &str, problems: &mut Vec<Problem>) {
+    match url::Url::parse(value) {
+        Ok(u) if schemes.contains(&u.scheme()) && u.host().is_some() => {}
+        Ok(u) => problems.push(Problem::new(
+            key,
+            format!(
+                "invalid URL {value:?}: expected {}://host:port, got scheme {:?}",
+                schemes[0],
+                u.scheme()
+            ),
+        )),
+        Err(e) => problems.push(Problem::new(key, format!("invalid URL {value:?}: {e}"))),
+    }
+}
+
+fn check_endpoint(value: Option<&str>, key: &str, problems: &mut Vec<Problem>) {
+    if let Some(v) = value {
+        check_url(v, &["http", "https"], key, problems);
+    }
+}
+
+fn check_bucket(value: &str, key: &str, problems: &mut Vec<Problem>) {
+    let ok = (3..=63).contains(&value.len())
+        && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && !value.starts_with(['-', '.'])
+        && !value.ends_with(['-', '.']);
+    if !ok {
+        problems.push(Problem::new(
+            key,
+            format!("invalid bucket name {value:?}: 3-63 characters of a-z, 0-9, '-' and '.'"),
+        ));
+    }
+}
+
+fn check_prefix(value: &str, key: &str, problems: &mut Vec<Problem>) {
+    if value.starts_with('/') || (!value.is_empty() && !value.ends_with('/')) {
+        problems.push(Problem::new(
+            key,
+            format!("prefix {value:?} must be empty or end with '/' and not start with '/'"),
+        ));
+    }
+}
+
+fn check_positive(value: u64, key: &str, problems: &mut Vec<Problem>) {
+    if value == 0 {
+        problems.push(Problem::new(key, "must be greater than 0"));
+    }
+}
+
+/// One thing wrong with the configuration, at a key path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl Problem {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { key: key.into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source} (pass --config PATH or set GEOREC_CONFIG)")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin} has {} problem(s):\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid { origin: String, problems: Vec<Problem> },
+    #[error("unknown region {name:?}; regions.toml defines: {}", known.join(", "))]
+    UnknownRegion { name: String, known: Vec<String> },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHIPPED: &str = include_str!("../../regions.toml");
+
+    fn no_env() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    #[test]
+    fn shipped_file_loads() {
+        let c = ClusterConfig::from_toml_str(SHIPPED, no_env()).expect("regions.toml is valid");
+        assert_eq!(c.region_names(), ["ap-south", "eu-west", "us-east", "us-west"]);
+        assert_eq!(c.regions["us-west"].listen, "127.0.0.1:8000");
+        assert_eq!(c.regions["ap-south"].redis_url, "redis://127.0.0.1:6383");
+        assert_eq!(c.regions["eu-west"].cloud_region, "eu-west-1");
+        assert_eq!(c.router.listen, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn env_overrides_apply_with_region_dashes_and_typed_values() {
+        let env = vec![
+            ("GEOREC__REGIONS__EU_WEST__REDIS_URL".to_string(), "redis://cache-eu:6379".to_string()),
+            ("GEOREC__HEALTH__INTERVAL_MS".to_string(), "250".to_string()),
+            ("GEOREC__REGIONS__US_WEST__FAILOVER".to_string(), r#"["eu-west"]"#.to_string()),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let c = ClusterConfig::from_toml_str(SHIPPED, env).expect("valid");
+        assert_eq!(c.regions["eu-west"].redis_url, "redis://cache-eu:6379");
+        assert_eq!(c.health.interval_ms, 250);
+        assert_eq!(c.regions["us-west"].failover, ["eu-west"]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_with_its_key_path() {
+        let bad = SHIPPED
+            .replace("redis://127.0.0.1:6382", "redis//x")
+            .replace("listen = \"127.0.0.1:8001\"", "listen = \"nowhere\"")
+            .replace("failover = [\"eu-west\", \"us-east\", \"us-west\"]", "failover = [\"mars\"]")
+            + "\n[surprise]\nx = 1\n";
+        let err = ClusterConfig::from_toml_str(&bad, no_env()).expect_err("invalid");
+        let text = err.to_string();
+        assert!(text.contains(r#"regions.eu-west.redis_url: invalid URL "redis//x""#), "{text}");
+        assert!(text.contains("regions.us-east.listen: invalid socket address"), "{text}");
+        assert!(text.contains(r#"regions.ap-south.failover[0]: unknown region "mars""#), "{text}");
+        assert!(text.contains("surprise: unknown key"), "{text}");
+        assert!(text.contains("4 problem(s)"), "{text}");
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_name_their_path() {
+        let bad = SHIPPED.replace("fall = 2", "fall = \"two\"").replace(
+            "cloud_region = \"us-east-1\"",
+            "cloud_region = \"us-east-1\"\nredis_uri = \"redis://typo:1\"",
+        );
+        let text = ClusterConfig::from_toml_str(&bad, no_env()).expect_err("invalid").to_string();
+        assert!(text.contains("health.fall: invalid type"), "{text}");
+        assert!(text.contains("regions.us-east: unknown field `redis_uri`"), "{text}");
+    }
+
+    #[test]
+    fn unknown_region_lists_the_known_ones() {
+        let c = ClusterConfig::from_toml_str(SHIPPED, no_env()).expect("valid");
+        let e = c.region("mars").expect_err("unknown").to_string();
+        assert!(e.contains("ap-south, eu-west, us-east, us-west"), "{e}");
+    }
+}

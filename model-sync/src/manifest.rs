@@ -1,0 +1,212 @@
+//! The published layout of a model version: the contract between model-sync and the nodes.
+//!
+//! ```text
+//! <prefix>models/<version>/model.bin       payload (see `blob`)
+//! <prefix>models/<version>/manifest.json   written last; lists every file's size and sha256
+//! <prefix>current.json                     the region's pointer: which version serves
+//! ```
+//!
+//! A version exists for readers only once its manifest exists, so an interrupted upload is
+//! never visible. A pointer is flipped only after its version is verified in that bucket.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Payload format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+pub const PAYLOAD_FILE: &str = "model.bin";
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const POINTER_FILE: &str = "current.json";
+pub const MODELS_DIR: &str = "models/";
+
+/// Key of the directory holding `version` under `prefix`.
+pub fn version_dir(prefix: &str, version: &str) -> String {
+    format!("{prefix}{MODELS_DIR}{version}/")
+}
+
+pub fn manifest_key(prefix: &str, version: &str) -> String {
+    format!("{}{MANIFEST_FILE}", version_dir(prefix, version))
+}
+
+pub fn file_key(prefix: &str, version: &str, file: &str) -> String {
+    format!("{}{file}", version_dir(prefix, version))
+}
+
+pub fn pointer_key(prefix: &str) -> String {
+    format!("{prefix}{POINTER_FILE}")
+}
+
+/// Model versions are `YYYYMMDDTHHMMSSZ-<8 hex>`: they sort by creation time, and contain
+/// only characters safe in object keys and URLs.
+pub fn valid_version(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 64
+        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !v.starts_with('.')
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub name: String,
+    pub size: u64,
+    /// Lower-case hex.
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub users: u64,
+    pub items: u64,
+    pub interactions: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub model_version: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// sha256 of the canonical input (events in order, metadata), so two builds from the
+    /// same data can be recognised.
+    pub input_fingerprint: String,
+    /// Build parameters, as `build::BuildParams` serialises them.
+    pub parameters: serde_json::Value,
+    pub counts: Counts,
+    /// Offline evaluation figures, when the build ran one.
+    #[serde(default)]
+    pub evaluation: Option<serde_json::Value>,
+    pub files: Vec<FileEntry>,
+}
+
+impl Manifest {
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).expect("manifest serialises");
+        v.push(b'\n');
+        v
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    pub fn file(&self, name: &str) -> Option<&FileEntry> {
+        self.files.iter().find(|f| f.name == name)
+    }
+}
+
+/// A region's (or the primary's) pointer to the version it serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pointer {
+    pub version: String,
+    /// The version served before this one; `gc` keeps it for rollback.
+    #[serde(default)]
+    pub previous: Option<String>,
+    pub updated_at: String,
+}
+
+impl Pointer {
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).expect("pointer serialises");
+        v.push(b'\n');
+        v
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Size and sha256 of a local file, streamed.
+pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((size, hex::encode(h.finalize())))
+}
+
+/// RFC 3339 (seconds, UTC) for a unix time.
+pub fn rfc3339(unix_secs: i64) -> String {
+    let days = unix_secs.div_euclid(86_400);
+    let secs = unix_secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+/// `YYYYMMDDTHHMMSSZ` for a unix time: the time part of a model version.
+pub fn compact_time(unix_secs: i64) -> String {
+    rfc3339(unix_secs).replace(['-', ':'], "")
+}
+
+/// Days since 1970-01-01 -> (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// (year, month, day) -> days since 1970-01-01.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_round_trip() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(compact_time(1_700_000_000), "20231114T221320Z");
+        for d in [-1000, 0, 11_016, 20_000, 60_000] {
+            let (y, m, dd) = civil_from_days(d);
+            assert_eq!(days_from_civil(y, m, dd), d);
+        }
+    }
+
+    #[test]
+    fn keys_and_versions() {
+        assert_eq!(manifest_key("georec/", "v1"), "georec/models/v1/manifest.json");
+        assert_eq!(pointer_key(""), "current.json");
+        assert!(valid_version("20231114T221320Z-deadbeef"));
+        assert!(!valid_version("../x"));
+        assert!(!valid_version(""));
+    }
+}

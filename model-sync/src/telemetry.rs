@@ -1,0 +1,11 @@
+//! Tracing set-up shared by the georec binaries: `RUST_LOG` filter, text or JSON lines.
+
+use tracing_subscriber::EnvFilter;
+
+/// Install the global subscriber; logs go to stderr so command output stays on stdout.
+pub fn init(json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,hnsw_rs=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A second init (tests calling into binaries' code) is harmless: keep the first.
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+}
