@@ -262,3 +262,97 @@ pub fn fingerprint(data: &Dataset) -> String {
     }
     hex::encode(h.finalize())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob;
+    use crate::dataset::ItemMeta;
+    use crate::model::Query;
+
+    /// Two taste groups: users 0-9 like items a*, users 10-19 like items b*.
+    fn groups() -> Dataset {
+        let mut b = Dataset::builder();
+        for u in 0..20 {
+            let group = if u < 10 { "a" } else { "b" };
+            for i in 0..6 {
+                // Each user misses one item of their group, so there is something to recommend.
+                if i != u % 6 {
+                    b.push(&format!("u{u:02}"), &format!("{group}{i}"), 1.0 + (i % 3) as f32, 1_000 + i64::from(i));
+                }
+            }
+        }
+        b.push("u00", "b0", 1.0, 500);
+        b.meta("a1", ItemMeta { name: Some("Apple".into()), categories: vec!["fruit".into(), "red".into()] });
+        b.finish()
+    }
+
+    fn params() -> BuildParams {
+        BuildParams { neighbours: 5, hnsw_m: 8, hnsw_ef_construction: 32, hnsw_ef_search: 16, ..BuildParams::default() }
+    }
+
+    #[test]
+    fn same_input_gives_byte_identical_models() {
+        let a = blob::encode_to_vec(&build(&groups(), &params()).unwrap().model);
+        let b = blob::encode_to_vec(&build(&groups(), &params()).unwrap().model);
+        assert_eq!(a, b);
+        let other = BuildParams { neighbours: 4, ..params() };
+        assert_ne!(a, blob::encode_to_vec(&build(&groups(), &other).unwrap().model));
+    }
+
+    #[test]
+    fn neighbours_come_from_the_same_group_and_recommendations_exclude_seen_items() {
+        let built = build(&groups(), &params()).unwrap();
+        let m = &built.model;
+        let u = m.user_index("u03").unwrap();
+        assert!(m.neighbours(u).all(|(v, s)| m.users[v as usize] < "u10".to_string() && s > 0.0));
+        let recs = m.recommend(u, &Query { count: 3, exclude: &[], categories: None });
+        let ids: Vec<&str> = recs.iter().map(|s| m.items[s.item as usize].as_str()).collect();
+        // u03 misses a3 (3 % 6) and has every other a-item.
+        assert_eq!(ids.first(), Some(&"a3"), "{ids:?}");
+        let (seen, _) = m.user_items(u);
+        assert!(recs.iter().all(|s| seen.binary_search(&s.item).is_err()));
+        let a3 = m.item_index("a3").unwrap();
+        let without = m.recommend(u, &Query { count: 3, exclude: &[a3], categories: None });
+        assert!(without.iter().all(|s| s.item != a3));
+    }
+
+    #[test]
+    fn metadata_and_category_filter() {
+        let m = build(&groups(), &params()).unwrap().model;
+        let a1 = m.item_index("a1").unwrap();
+        assert_eq!(m.item_name(a1), Some("Apple"));
+        assert_eq!(m.item_category(a1), Some("fruit"));
+        let red = m.category_index("red").unwrap();
+        let cats = [red];
+        let recs = m.popular(&[], &Query { count: 10, exclude: &[], categories: Some(&cats) });
+        assert_eq!(recs.iter().map(|s| s.item).collect::<Vec<_>>(), [a1]);
+    }
+
+    #[test]
+    fn blob_round_trips_and_rejects_damage() {
+        let m = build(&groups(), &params()).unwrap().model;
+        let bytes = blob::encode_to_vec(&m);
+        assert_eq!(blob::decode(&bytes[..]).unwrap(), m);
+        for cut in [0, 7, 20, bytes.len() / 2, bytes.len() - 1] {
+            assert!(blob::decode(&bytes[..cut]).is_err(), "truncated at {cut} must fail");
+        }
+        let mut wrong_version = bytes.clone();
+        wrong_version[8] = 99;
+        assert!(matches!(
+            blob::decode(&wrong_version[..]),
+            Err(blob::DecodeError::UnsupportedFormat { found: 99, .. })
+        ));
+        let mut flipped = bytes.clone();
+        let n = flipped.len();
+        flipped[n - 3] ^= 0xff;
+        assert!(blob::decode(&flipped[..]).is_err());
+    }
+
+    #[test]
+    fn empty_dataset_and_bad_params_are_refused() {
+        assert!(matches!(build(&Dataset::default(), &params()), Err(BuildError::Empty)));
+        let bad = BuildParams { hnsw_ef_search: 1, ..params() };
+        assert!(build(&groups(), &bad).unwrap_err().to_string().contains("hnsw_ef_search"));
+    }
+}

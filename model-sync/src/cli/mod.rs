@@ -69,3 +69,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gc(a) => store::gc(&cli.load_config()?, a).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

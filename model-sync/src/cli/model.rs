@@ -62,8 +62,8 @@ pub struct BuildArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Version name; default: <UTC time>-<first 8 hex of the payload sha256>.
-    #[arg(long)]
-    pub version: Option<String>,
+    #[arg(long = "model-version", value_name = "VERSION")]
+    pub model_version: Option<String>,
     /// Also run `evaluate` and store its figures in the manifest.
     #[arg(long)]
     pub evaluate: bool,
@@ -116,9 +116,9 @@ pub fn build(a: &BuildArgs) -> anyhow::Result<()> {
     let encode_time = t.elapsed();
     let (size, sha256) = manifest::hash_file(&payload_path)?;
     let now = manifest::now_unix();
-    let version = match &a.version {
+    let version = match &a.model_version {
         Some(v) if manifest::valid_version(v) => v.clone(),
-        Some(v) => anyhow::bail!("invalid --version {v:?}: use letters, digits, '-', '_' and '.' (max 64)"),
+        Some(v) => anyhow::bail!("invalid --model-version {v:?}: use letters, digits, '-', '_' and '.' (max 64)"),
         None => format!("{}-{}", manifest::compact_time(now), &sha256[..8]),
     };
     let m = &built.model;

@@ -1,0 +1,382 @@
+//! Publishing a built model: primary first, then every region, pointers flipped last.
+//!
+//! Order matters because readers trust what they see: payload files go up before the
+//! manifest (a version without a manifest does not exist), and a region's pointer moves only
+//! after the version was downloaded back *from that region's bucket* and hashed. Every step
+//! first checks what is already there, so re-running the same publish completes a half-done
+//! one instead of starting over. Regions are independent: one being down fails only itself.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::manifest::{self, FileEntry, Manifest, Pointer};
+use crate::reader::{self, ReadError};
+use crate::store::{Bucket, StoreError};
+
+mod local;
+
+pub use local::LocalModel;
+
+/// How a version reaches the region buckets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replication {
+    /// model-sync copies primary -> region (server-side when the endpoint is shared).
+    Copy,
+    /// The store replicates (S3 CRR, MinIO bucket replication); we only wait for it, then
+    /// verify. Replication rules should cover `<prefix>models/` only: pointers are ours.
+    External { timeout: Duration, poll: Duration },
+}
+
+/// Progress notifications, for progress bars; the library prints nothing itself.
+#[derive(Debug, Clone)]
+pub enum PublishEvent {
+    PrimaryFile { file: String, bytes: u64, skipped: bool },
+    PrimaryDone,
+    RegionStep { region: String, step: &'static str },
+    RegionDone { region: String, ok: bool },
+}
+
+pub type EventSink = Arc<dyn Fn(PublishEvent) + Send + Sync>;
+
+#[derive(Clone)]
+pub struct PublishOptions {
+    pub replication: Replication,
+    pub on_event: Option<EventSink>,
+}
+
+impl Default for PublishOptions {
+    fn default() -> Self {
+        Self { replication: Replication::Copy, on_event: None }
+    }
+}
+
+impl fmt::Debug for PublishOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublishOptions").field("replication", &self.replication).finish_non_exhaustive()
+    }
+}
+
+/// What happened to a bucket's pointer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PointerChange {
+    /// Moved from `previous` (`None`: first publish there).
+    Flipped { previous: Option<String> },
+    /// Already pointed at the version (a re-run, or rollback to the current version).
+    Unchanged,
+}
+
+/// One bucket's share of a publish.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transfer {
+    /// Files uploaded or copied now.
+    pub uploaded: Vec<String>,
+    /// Files already present with the right size and sha256.
+    pub skipped: Vec<String>,
+    /// Files that were present but failed verification, and were re-sent.
+    pub repaired: Vec<String>,
+    pub manifest_written: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketPublished {
+    pub transfer: Transfer,
+    pub pointer: PointerChange,
+}
+
+#[derive(Debug)]
+pub struct RegionReport {
+    pub region: String,
+    pub outcome: Result<BucketPublished, RegionError>,
+}
+
+#[derive(Debug)]
+pub struct PublishReport {
+    pub version: String,
+    pub primary: BucketPublished,
+    pub regions: Vec<RegionReport>,
+}
+
+impl PublishReport {
+    pub fn failed_regions(&self) -> Vec<&str> {
+        self.regions.iter().filter(|r| r.outcome.is_err()).map(|r| r.region.as_str()).collect()
+    }
+}
+
+/// Why one bucket did not get the version.
+#[derive(Debug, thiserror::Error)]
+pub enum RegionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("{bucket}: version {version} exists there with a different manifest; refusing to overwrite it")]
+    ManifestDiffers { bucket: String, version: String },
+    #[error("{bucket}: version {version} was not replicated and verified within {waited:?}")]
+    ReplicationTimeout {
+        bucket: String,
+        version: String,
+        waited: Duration,
+        #[source]
+        last: Option<ReadError>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("cannot read {path}")]
+    ReadLocal {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid manifest")]
+    LocalManifest {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path} has format {found}; this build publishes format {supported}")]
+    LocalFormat { path: PathBuf, found: u32, supported: u32 },
+    #[error("{version:?} is not a valid version name")]
+    InvalidVersion { version: String },
+    #[error(
+        "{path} does not match its manifest ({actual_size} bytes, sha256 {actual_sha}; manifest: \
+         {expected_size} bytes, sha256 {expected_sha}); rebuild the model"
+    )]
+    LocalMismatch {
+        path: PathBuf,
+        expected_size: u64,
+        expected_sha: String,
+        actual_size: u64,
+        actual_sha: String,
+    },
+    #[error("publishing to the primary bucket failed; no region was touched")]
+    Primary(#[source] RegionError),
+    #[error("{}", regions_failed(report))]
+    RegionsFailed { report: Box<PublishReport> },
+}
+
+fn regions_failed(report: &PublishReport) -> String {
+    let mut s = format!(
+        "version {} was not published to region(s) {}; the other regions serve it. Re-run the same \
+         publish to complete it.",
+        report.version,
+        report.failed_regions().join(", ")
+    );
+    for r in &report.regions {
+        if let Err(e) = &r.outcome {
+            s.push_str(&format!("\n  {}", error_chain(e)));
+        }
+    }
+    s
+}
+
+/// `error: cause: cause`, for messages that list several independent failures.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Publish the model in `model_dir`: primary, then every region concurrently.
+pub async fn publish(
+    primary: &Bucket,
+    regions: &[Bucket],
+    model_dir: &Path,
+    opts: PublishOptions,
+) -> Result<PublishReport, PublishError> {
+    let local = LocalModel::open(model_dir).await?;
+    let version = local.version().to_string();
+    let emit = |e: PublishEvent| {
+        if let Some(f) = &opts.on_event {
+            f(e)
+        }
+    };
+    tracing::info!(version = %version, regions = regions.len(), "publishing");
+
+    let primary_done = async {
+        let transfer = ensure_version(primary, &local, Source::Local(&local.dir), &emit).await?;
+        let pointer = set_pointer(primary, &version).await?;
+        Ok::<_, RegionError>(BucketPublished { transfer, pointer })
+    };
+    let primary_done = primary_done.await.map_err(PublishError::Primary)?;
+    emit(PublishEvent::PrimaryDone);
+
+    let outcomes = futures::future::join_all(regions.iter().map(|region| async {
+        let outcome = publish_region(primary, region, &local, &opts.replication, &emit).await;
+        match &outcome {
+            Ok(_) => tracing::info!(region = %region.label(), version = %version, "region published"),
+            Err(e) => tracing::warn!(region = %region.label(), version = %version, error = %error_chain(e), "region failed"),
+        }
+        emit(PublishEvent::RegionDone { region: region.label().to_string(), ok: outcome.is_ok() });
+        RegionReport { region: region.label().to_string(), outcome }
+    }))
+    .await;
+
+    let report = PublishReport { version, primary: primary_done, regions: outcomes };
+    if report.failed_regions().is_empty() {
+        Ok(report)
+    } else {
+        Err(PublishError::RegionsFailed { report: Box::new(report) })
+    }
+}
+
+async fn publish_region(
+    primary: &Bucket,
+    region: &Bucket,
+    local: &LocalModel,
+    replication: &Replication,
+    emit: &(impl Fn(PublishEvent) + Sync),
+) -> Result<BucketPublished, RegionError> {
+    let step = |step| emit(PublishEvent::RegionStep { region: region.label().to_string(), step });
+    let transfer = match replication {
+        Replication::Copy => {
+            step("copying");
+            ensure_version(region, local, Source::Bucket(primary), &|_| {}).await?
+        }
+        Replication::External { timeout, poll } => {
+            step("waiting for replication");
+            await_replica(region, &local.manifest, *timeout, *poll).await?;
+            Transfer::default()
+        }
+    };
+    step("flipping pointer");
+    let pointer = set_pointer(region, local.version()).await?;
+    Ok(BucketPublished { transfer, pointer })
+}
+
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Local(&'a Path),
+    Bucket(&'a Bucket),
+}
+
+/// Make `dst` hold `local`'s version, verified by downloading it back. Skips what is
+/// already there; re-sends files that fail verification once.
+async fn ensure_version(
+    dst: &Bucket,
+    local: &LocalModel,
+    src: Source<'_>,
+    emit: &(impl Fn(PublishEvent) + Sync),
+) -> Result<Transfer, RegionError> {
+    let (m, version) = (&local.manifest, local.version());
+    let manifest_key = manifest::manifest_key(dst.prefix(), version);
+    let differs =
+        || RegionError::ManifestDiffers { bucket: dst.label().to_string(), version: version.to_string() };
+    // An existing manifest for this name must be ours, or we would overwrite its files.
+    let existing = dst.get(&manifest_key).await?;
+    if let Some(bytes) = &existing {
+        if Manifest::from_json(bytes).ok().as_ref() != Some(m) {
+            return Err(differs());
+        }
+    }
+    let mut t = Transfer::default();
+    for entry in &m.files {
+        let key = manifest::file_key(dst.prefix(), version, &entry.name);
+        let present =
+            dst.head(&key).await?.is_some_and(|o| o.size == entry.size && o.sha256() == Some(&entry.sha256));
+        if present {
+            t.skipped.push(entry.name.clone());
+        } else {
+            send(dst, src, version, entry).await?;
+            t.uploaded.push(entry.name.clone());
+        }
+        if matches!(src, Source::Local(_)) {
+            emit(PublishEvent::PrimaryFile { file: entry.name.clone(), bytes: entry.size, skipped: present });
+        }
+    }
+    if existing.is_none() {
+        dst.put_bytes(&manifest_key, local.manifest_bytes.clone().into()).await?;
+        t.manifest_written = true;
+    }
+    for attempt in 0..2 {
+        let (found, problems) = reader::check_version(dst, version).await?;
+        if found != *m {
+            return Err(differs());
+        }
+        let Some(first) = problems.first().cloned() else { return Ok(t) };
+        if attempt == 1 {
+            return Err(first.into_error(dst, version).into());
+        }
+        for p in problems {
+            tracing::warn!(bucket = %dst.label(), version = %version, file = %p.file, defect = ?p.defect, "re-sending file that failed verification");
+            if let Some(entry) = m.file(&p.file) {
+                send(dst, src, version, entry).await?;
+            }
+            t.repaired.push(p.file);
+        }
+    }
+    Ok(t)
+}
+
+async fn send(dst: &Bucket, src: Source<'_>, version: &str, entry: &FileEntry) -> Result<(), StoreError> {
+    let key = manifest::file_key(dst.prefix(), version, &entry.name);
+    match src {
+        Source::Local(dir) => dst.put_file(&key, &dir.join(&entry.name), &entry.sha256).await,
+        Source::Bucket(b) => {
+            dst.copy_from(b, &manifest::file_key(b.prefix(), version, &entry.name), &key).await
+        }
+    }
+}
+
+/// Poll `region` until the store's own replication delivered `m` intact, or time out.
+/// A store failure (unreachable, denied) ends the wait at once: it will not fix itself.
+async fn await_replica(
+    region: &Bucket,
+    m: &Manifest,
+    timeout: Duration,
+    poll: Duration,
+) -> Result<(), RegionError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let version = &m.model_version;
+    loop {
+        let last = match reader::check_version(region, version).await {
+            Ok((found, _)) if found != *m => {
+                let (bucket, version) = (region.label().to_string(), version.clone());
+                return Err(RegionError::ManifestDiffers { bucket, version });
+            }
+            Ok((_, problems)) => match problems.into_iter().next() {
+                None => return Ok(()),
+                Some(p) => p.into_error(region, version),
+            },
+            Err(e @ (ReadError::NotFound { .. } | ReadError::MissingFile { .. })) => e,
+            Err(e) => return Err(e.into()),
+        };
+        tracing::debug!(bucket = %region.label(), version = %version, waiting_for = %last, "replica not complete yet");
+        if tokio::time::Instant::now() + poll > deadline {
+            let (bucket, version) = (region.label().to_string(), version.clone());
+            return Err(RegionError::ReplicationTimeout {
+                bucket,
+                version,
+                waited: timeout,
+                last: Some(last),
+            });
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// Point `bucket` at `version` (which the caller verified there). The pointer it replaces
+/// becomes `previous`, so gc keeps it and rollback can return to it.
+pub async fn set_pointer(bucket: &Bucket, version: &str) -> Result<PointerChange, ReadError> {
+    let old = reader::read_pointer(bucket).await?;
+    if old.as_ref().is_some_and(|p| p.version == version) {
+        return Ok(PointerChange::Unchanged);
+    }
+    let previous = old.map(|p| p.version);
+    let pointer = Pointer {
+        version: version.to_string(),
+        previous: previous.clone(),
+        updated_at: manifest::rfc3339(manifest::now_unix()),
+    };
+    bucket.put_bytes(&manifest::pointer_key(bucket.prefix()), pointer.to_json().into()).await?;
+    tracing::info!(bucket = %bucket.label(), version = %version, previous = ?previous, "pointer flipped");
+    Ok(PointerChange::Flipped { previous })
+}

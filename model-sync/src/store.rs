@@ -1,0 +1,303 @@
+//! One S3 bucket (+ key prefix) of the cluster, and the few object operations model-sync needs.
+//!
+//! Every call is bounded: a short connect timeout and few retries, so an unreachable region
+//! fails its part of a publish in seconds instead of stalling the others for minutes. Errors
+//! are classified ([`StoreError`]) because the operator's fix differs: start the store, fix
+//! the credentials, or create the bucket.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::config::{PrimaryStore, RegionConfig};
+
+mod error;
+mod upload;
+
+pub use error::StoreError;
+
+/// User-metadata key (`x-amz-meta-sha256`) holding an object's lower-case hex sha256, so a
+/// re-run can skip objects already uploaded without downloading them.
+pub const SHA256_METADATA: &str = "sha256";
+
+/// Where a bucket lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// S3-compatible endpoint (MinIO, s3s); `None` is AWS S3 itself.
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    /// Key prefix, empty or ending in `/`.
+    pub prefix: String,
+    /// SigV4 signing region.
+    pub signing_region: String,
+}
+
+impl Location {
+    pub fn primary(p: &PrimaryStore) -> Self {
+        let (endpoint, bucket, prefix) = (p.endpoint.clone(), p.bucket.clone(), p.prefix.clone());
+        Self { endpoint, bucket, prefix, signing_region: p.cloud_region.clone() }
+    }
+
+    pub fn region(r: &RegionConfig) -> Self {
+        let (endpoint, bucket, prefix) = (r.s3.endpoint.clone(), r.s3.bucket.clone(), r.s3.prefix.clone());
+        Self { endpoint, bucket, prefix, signing_region: r.cloud_region.clone() }
+    }
+}
+
+/// How to authenticate. The library never reads the environment: the CLI decides.
+// Built once per command; boxing the SdkConfig would only make callers noisier.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// Explicit keys (tests, or `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` read by the CLI).
+    Static { access_key: String, secret_key: String },
+    /// Whatever the default AWS chain resolved (profiles, SSO, instance roles...).
+    Sdk(aws_config::SdkConfig),
+}
+
+/// Timeouts, retries and multipart sizes.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub connect_timeout: Duration,
+    /// Per attempt; bounds one request, not a whole body download.
+    pub attempt_timeout: Duration,
+    /// Including the first attempt.
+    pub max_attempts: u32,
+    /// Files larger than this are uploaded in parts.
+    pub multipart_threshold: u64,
+    /// S3 requires at least 5 MiB per part except the last.
+    pub part_size: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(2),
+            attempt_timeout: Duration::from_secs(120),
+            max_attempts: 3,
+            multipart_threshold: 16 << 20,
+            part_size: 16 << 20,
+        }
+    }
+}
+
+/// One bucket + prefix, labelled with its region name (or `primary`) for messages.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    label: String,
+    location: Location,
+    options: StoreOptions,
+    client: aws_sdk_s3::Client,
+}
+
+/// What `HEAD` says about an object.
+#[derive(Debug, Clone)]
+pub struct ObjectInfo {
+    pub size: u64,
+    pub metadata: HashMap<String, String>,
+    pub etag: Option<String>,
+}
+
+impl ObjectInfo {
+    /// The sha256 recorded in user metadata at upload time, if any.
+    pub fn sha256(&self) -> Option<&str> {
+        self.metadata.get(SHA256_METADATA).map(String::as_str)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: String,
+    pub size: u64,
+}
+
+impl Bucket {
+    /// Build a client for `location`. Path-style addressing is used whenever an endpoint is
+    /// given, since S3-compatible servers rarely have wildcard DNS for virtual hosts.
+    pub fn new(
+        label: impl Into<String>,
+        location: Location,
+        creds: &Credentials,
+        options: StoreOptions,
+    ) -> Self {
+        let mut b = match creds {
+            Credentials::Static { access_key, secret_key } => aws_sdk_s3::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                    access_key.clone(),
+                    secret_key.clone(),
+                    None,
+                    None,
+                    "model-sync-static",
+                )),
+            Credentials::Sdk(sdk) => aws_sdk_s3::config::Builder::from(sdk),
+        };
+        b = b
+            .region(Region::new(location.signing_region.clone()))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(options.connect_timeout)
+                    .operation_attempt_timeout(options.attempt_timeout)
+                    .build(),
+            )
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(options.max_attempts.max(1))
+                    .with_initial_backoff(Duration::from_millis(200))
+                    .with_max_backoff(Duration::from_secs(2)),
+            )
+            // Integrity is ours (sha256 of every file); the SDK's default CRC trailers
+            // (aws-chunked) are not understood by every S3-compatible server.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(endpoint) = &location.endpoint {
+            b = b.endpoint_url(endpoint.clone()).force_path_style(true);
+        }
+        let client = aws_sdk_s3::Client::from_conf(b.build());
+        Self { label: label.into(), location, options, client }
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.location.prefix
+    }
+
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    /// The object's bytes, or `None` if there is no such key.
+    pub async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let Some(out) = self.get_object(key).await? else { return Ok(None) };
+        let body = out.body.collect().await.map_err(|e| self.err_body(key, e))?;
+        Ok(Some(body.into_bytes()))
+    }
+
+    /// Stream the object through sha256 without holding it: `(size, sha256 hex)`.
+    pub async fn get_hashed(&self, key: &str) -> Result<Option<(u64, String)>, StoreError> {
+        let Some(mut out) = self.get_object(key).await? else { return Ok(None) };
+        let (mut size, mut h) = (0u64, Sha256::new());
+        while let Some(chunk) = out.body.next().await {
+            let chunk = chunk.map_err(|e| self.err_body(key, e))?;
+            size += chunk.len() as u64;
+            h.update(&chunk);
+        }
+        Ok(Some((size, hex::encode(h.finalize()))))
+    }
+
+    async fn get_object(
+        &self,
+        key: &str,
+    ) -> Result<Option<aws_sdk_s3::operation::get_object::GetObjectOutput>, StoreError> {
+        match self.client.get_object().bucket(&self.location.bucket).key(key).send().await {
+            Ok(out) => Ok(Some(out)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(self.classify("GetObject", key, e)),
+        }
+    }
+
+    /// Size and user metadata, or `None` if there is no such key.
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        match self.client.head_object().bucket(&self.location.bucket).key(key).send().await {
+            Ok(out) => Ok(Some(ObjectInfo {
+                size: out.content_length().unwrap_or(0).max(0) as u64,
+                metadata: out.metadata().cloned().unwrap_or_default(),
+                etag: out.e_tag().map(str::to_string),
+            })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(self.classify("HeadObject", key, e)),
+        }
+    }
+
+    /// Copy `src_key` of `src` to `key` here, metadata included: server-side when both
+    /// buckets are behind the same endpoint, else downloaded and re-uploaded.
+    pub async fn copy_from(&self, src: &Bucket, src_key: &str, key: &str) -> Result<(), StoreError> {
+        if src.location.endpoint != self.location.endpoint {
+            let Some(bytes) = src.get(src_key).await? else {
+                let source = format!("source {}/{src_key} does not exist", src.location.bucket).into();
+                return Err(src.other("GetObject", src_key, source));
+            };
+            return self.put_bytes(key, bytes).await;
+        }
+        let source = format!("{}/{}", src.location.bucket, encode_key(src_key));
+        let req = self.client.copy_object().bucket(&self.location.bucket).key(key).copy_source(source);
+        req.send().await.map_err(|e| self.classify("CopyObject", key, e))?;
+        Ok(())
+    }
+
+    /// Every object under `prefix` (a full key prefix), in key order.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, StoreError> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.location.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.classify("ListObjectsV2", prefix, e))?;
+            for o in page.contents() {
+                if let Some(key) = o.key() {
+                    out.push(ListedObject {
+                        key: key.to_string(),
+                        size: o.size().unwrap_or(0).max(0) as u64,
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// Delete `keys` in batches of 1000 (the DeleteObjects limit). Missing keys are fine.
+    pub async fn delete(&self, keys: &[String]) -> Result<(), StoreError> {
+        for batch in keys.chunks(1000) {
+            let first = batch.first().map(String::as_str).unwrap_or_default();
+            let ids = batch
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(k).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| self.other("DeleteObjects", first, e.into()))?;
+            let delete = Delete::builder()
+                .set_objects(Some(ids))
+                .quiet(true)
+                .build()
+                .map_err(|e| self.other("DeleteObjects", first, e.into()))?;
+            let req = self.client.delete_objects().bucket(&self.location.bucket).delete(delete);
+            let out = req.send().await.map_err(|e| self.classify("DeleteObjects", first, e))?;
+            if let Some(e) = out.errors().first() {
+                let key = e.key().unwrap_or(first);
+                let msg = format!("{}: {}", e.code().unwrap_or("error"), e.message().unwrap_or(""));
+                return Err(self.other("DeleteObjects", key, msg.into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Percent-encode a key for `x-amz-copy-source`, keeping `/` as the separator.
+fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,7 @@
+//! model-sync integration tests: one binary (link time on 2 cores), real servers on port 0.
+
+mod admin;
+mod helpers;
+mod publish;
+mod read;
+mod testkit;
