@@ -278,7 +278,12 @@ mod tests {
             for i in 0..6 {
                 // Each user misses one item of their group, so there is something to recommend.
                 if i != u % 6 {
-                    b.push(&format!("u{u:02}"), &format!("{group}{i}"), 1.0 + (i % 3) as f32, 1_000 + i64::from(i));
+                    b.push(
+                        &format!("u{u:02}"),
+                        &format!("{group}{i}"),
+                        1.0 + (i % 3) as f32,
+                        1_000 + i64::from(i),
+                    );
                 }
             }
         }
@@ -288,7 +293,13 @@ mod tests {
     }
 
     fn params() -> BuildParams {
-        BuildParams { neighbours: 5, hnsw_m: 8, hnsw_ef_construction: 32, hnsw_ef_search: 16, ..BuildParams::default() }
+        BuildParams {
+            neighbours: 5,
+            hnsw_m: 8,
+            hnsw_ef_construction: 32,
+            hnsw_ef_search: 16,
+            ..BuildParams::default()
+        }
     }
 
     #[test]

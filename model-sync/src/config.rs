@@ -296,7 +296,7 @@ fn section<T: DeserializeOwned>(value: &toml::Value, key: &str, problems: &mut V
             let inner = e.path().to_string();
             let path =
                 if inner == "." || inner.is_empty() { key.to_string() } else { format!("{key}.{inner}") };
-            problems.push(Problem::new(path, e.into_inner().to_string()));
+            problems.push(Problem::new(path, e.into_inner().message().trim().to_string()));
             None
         }
     }
@@ -525,7 +525,8 @@ mod tests {
         );
         let text = ClusterConfig::from_toml_str(&bad, no_env()).expect_err("invalid").to_string();
         assert!(text.contains("health.fall: invalid type"), "{text}");
-        assert!(text.contains("regions.us-east: unknown field `redis_uri`"), "{text}");
+        assert!(text.contains("regions.us-east.redis_uri: unknown field `redis_uri`"), "{text}");
+        assert!(!text.contains("in `fall`"), "no parser location noise: {text}");
     }
 
     #[test]

@@ -9,20 +9,20 @@
 
 pub mod blob;
 pub mod build;
+pub mod cli;
 pub mod config;
 pub mod dataset;
 pub mod eval;
 pub mod index;
 pub mod manifest;
 pub mod model;
-pub mod cli;
 pub mod telemetry;
 // store/reader/publish/admin: S3 buckets, verified reads, publish + status/rollback/gc.
 pub mod admin;
+pub mod generate;
+pub mod import;
 pub mod publish;
 pub mod reader;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
-pub mod import;
-pub mod generate;

@@ -118,7 +118,9 @@ pub fn build(a: &BuildArgs) -> anyhow::Result<()> {
     let now = manifest::now_unix();
     let version = match &a.model_version {
         Some(v) if manifest::valid_version(v) => v.clone(),
-        Some(v) => anyhow::bail!("invalid --model-version {v:?}: use letters, digits, '-', '_' and '.' (max 64)"),
+        Some(v) => {
+            anyhow::bail!("invalid --model-version {v:?}: use letters, digits, '-', '_' and '.' (max 64)")
+        }
         None => format!("{}-{}", manifest::compact_time(now), &sha256[..8]),
     };
     let m = &built.model;

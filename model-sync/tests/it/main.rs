@@ -3,5 +3,6 @@
 mod admin;
 mod helpers;
 mod publish;
+mod quality;
 mod read;
 mod testkit;

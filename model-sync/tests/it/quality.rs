@@ -8,7 +8,9 @@ use model_sync::model::BuildParams;
 #[test]
 fn movielens_100k_user_knn_beats_popularity_and_hnsw_recall_is_high() {
     let Some(dir) = std::env::var_os("GEOREC_ML100K") else {
-        eprintln!("SKIPPED: set GEOREC_ML100K to a MovieLens-100K directory (scripts/fetch-movielens fetches it)");
+        eprintln!(
+            "SKIPPED: set GEOREC_ML100K to a MovieLens-100K directory (scripts/fetch-movielens fetches it)"
+        );
         return;
     };
     let data = import(&Source::MovieLens(dir.into())).expect("MovieLens-100K imports");
@@ -18,7 +20,10 @@ fn movielens_100k_user_knn_beats_popularity_and_hnsw_recall_is_high() {
     let e = evaluate(&data, &BuildParams::default(), &Protocol::default()).expect("evaluation runs");
     let ndcg = |name: &str| e.recommender(name).and_then(|r| r.at(10)).map(|m| m.ndcg).expect("figures");
     let (knn, pop, random) = (ndcg("user-knn"), ndcg("popularity"), ndcg("random"));
-    eprintln!("ML-100K NDCG@10: user-knn {knn:.4}, popularity {pop:.4}, random {random:.4}; neighbour recall {:.4}", e.neighbour_recall);
+    eprintln!(
+        "ML-100K NDCG@10: user-knn {knn:.4}, popularity {pop:.4}, random {random:.4}; neighbour recall {:.4}",
+        e.neighbour_recall
+    );
     assert!(e.test_users > 900, "almost every user is tested: {}", e.test_users);
     assert!(knn > 1.25 * pop, "user-KNN NDCG@10 {knn:.4} must clearly beat Popularity {pop:.4}");
     assert!(pop > 3.0 * random, "Popularity {pop:.4} must beat Random {random:.4}");
