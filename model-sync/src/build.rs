@@ -316,7 +316,7 @@ mod tests {
         let built = build(&groups(), &params()).unwrap();
         let m = &built.model;
         let u = m.user_index("u03").unwrap();
-        assert!(m.neighbours(u).all(|(v, s)| m.users[v as usize] < "u10".to_string() && s > 0.0));
+        assert!(m.neighbours(u).all(|(v, s)| m.users[v as usize].as_str() < "u10" && s > 0.0));
         let recs = m.recommend(u, &Query { count: 3, exclude: &[], categories: None });
         let ids: Vec<&str> = recs.iter().map(|s| m.items[s.item as usize].as_str()).collect();
         // u03 misses a3 (3 % 6) and has every other a-item.
