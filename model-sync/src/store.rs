@@ -6,6 +6,7 @@
 //! the credentials, or create the bucket.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
 use aws_sdk_s3::config::retry::RetryConfig;
@@ -195,6 +196,31 @@ impl Bucket {
             size += chunk.len() as u64;
             h.update(&chunk);
         }
+        Ok(Some((size, hex::encode(h.finalize()))))
+    }
+
+    /// Stream the object into `path` (created or truncated), hashing on the way, so large
+    /// payloads never sit in memory whole: `(size, sha256 hex)`, or `None` if there is no such key.
+    pub async fn get_to_file(&self, key: &str, path: &Path) -> Result<Option<(u64, String)>, StoreError> {
+        use tokio::io::AsyncWriteExt;
+        let Some(mut out) = self.get_object(key).await? else { return Ok(None) };
+        let local = |source| StoreError::LocalFile {
+            label: self.label.clone(),
+            path: path.display().to_string(),
+            bucket: self.location.bucket.clone(),
+            key: key.to_string(),
+            source,
+        };
+        let mut file =
+            tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::create(path).await.map_err(local)?);
+        let (mut size, mut h) = (0u64, Sha256::new());
+        while let Some(chunk) = out.body.next().await {
+            let chunk = chunk.map_err(|e| self.err_body(key, e))?;
+            size += chunk.len() as u64;
+            h.update(&chunk);
+            file.write_all(&chunk).await.map_err(local)?;
+        }
+        file.flush().await.map_err(local)?;
         Ok(Some((size, hex::encode(h.finalize()))))
     }
 
