@@ -28,17 +28,16 @@ impl Distance<Entry> for SparseCosine {
 }
 
 pub fn sparse_dot(a: &[Entry], b: &[Entry]) -> f32 {
+    // Branch-free merge: both cursors advance on equal indices, one of them otherwise. This
+    // is the hot loop of index construction, where mispredicted branches dominate.
     let (mut i, mut j, mut dot) = (0, 0, 0f32);
     while i < a.len() && j < b.len() {
-        match a[i].idx.cmp(&b[j].idx) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                dot += a[i].val * b[j].val;
-                i += 1;
-                j += 1;
-            }
+        let (x, y) = (a[i], b[j]);
+        if x.idx == y.idx {
+            dot += x.val * y.val;
         }
+        i += usize::from(x.idx <= y.idx);
+        j += usize::from(y.idx <= x.idx);
     }
     dot
 }

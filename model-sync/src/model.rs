@@ -35,9 +35,9 @@ impl Default for BuildParams {
     fn default() -> Self {
         Self {
             neighbours: 50,
-            hnsw_m: 24,
-            hnsw_ef_construction: 200,
-            hnsw_ef_search: 128,
+            hnsw_m: 16,
+            hnsw_ef_construction: 100,
+            hnsw_ef_search: 64,
             popularity_half_life_days: 14.0,
             binary: false,
             seed: 42,
