@@ -127,11 +127,37 @@ impl Drop for S3Server {
     }
 }
 
+/// Serve `root` (one directory per bucket; `buckets` are created) on `addr` with SigV4
+/// credentials until the process is stopped: the local cluster's object store
+/// (`model-sync local-s3`). Returns once the listener is bound, with its address.
+pub fn serve_dir(
+    root: &Path,
+    addr: SocketAddr,
+    buckets: &[String],
+    access_key: &str,
+    secret_key: &str,
+) -> std::io::Result<(SocketAddr, impl FnOnce())> {
+    for b in buckets {
+        std::fs::create_dir_all(root.join(b))?;
+    }
+    let listener = TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    let running = serve_with(root, listener, SimpleAuth::from_single(access_key, secret_key));
+    Ok((bound, move || {
+        let _ = running.stop.send(());
+        let _ = running.thread.join();
+    }))
+}
+
 fn serve(root: &Path, listener: TcpListener) -> Running {
+    serve_with(root, listener, SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY))
+}
+
+fn serve_with(root: &Path, listener: TcpListener, auth: SimpleAuth) -> Running {
     listener.set_nonblocking(true).expect("non-blocking listener");
-    let fs = s3s_fs::FileSystem::new(root).expect("s3s-fs over the temp dir");
+    let fs = s3s_fs::FileSystem::new(root).expect("s3s-fs over the directory");
     let mut b = S3ServiceBuilder::new(fs);
-    b.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+    b.set_auth(auth);
     let service = b.build();
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {

@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 use crate::config::ClusterConfig;
 
 pub mod data;
+#[cfg(feature = "testkit")]
+pub mod local_s3;
 pub mod model;
 pub mod store;
 
@@ -47,6 +49,9 @@ pub enum Command {
     Gc(store::GcArgs),
     /// Decode a local model directory and print its contents and decode time.
     Inspect(model::InspectArgs),
+    /// Run an S3-compatible store (s3s-fs) over a local directory for the local cluster.
+    #[cfg(feature = "testkit")]
+    LocalS3(local_s3::LocalS3Args),
 }
 
 impl Cli {
@@ -67,6 +72,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(a) => store::status(&cli.load_config()?, a).await,
         Command::Rollback(a) => store::rollback(&cli.load_config()?, a).await,
         Command::Gc(a) => store::gc(&cli.load_config()?, a).await,
+        #[cfg(feature = "testkit")]
+        Command::LocalS3(a) => local_s3::run(&cli.load_config()?, a).await,
     }
 }
 
