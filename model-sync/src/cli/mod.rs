@@ -49,9 +49,41 @@ pub enum Command {
     Gc(store::GcArgs),
     /// Decode a local model directory and print its contents and decode time.
     Inspect(model::InspectArgs),
+    /// Check regions.toml (with env overrides) and print the configuration in effect.
+    Config(ConfigArgs),
     /// Run an S3-compatible store (s3s-fs) over a local directory for the local cluster.
     #[cfg(feature = "testkit")]
     LocalS3(local_s3::LocalS3Args),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  model-sync config\n  model-sync config --get regions.eu-west.redis_url")]
+pub struct ConfigArgs {
+    /// Print only this key (dotted path, e.g. regions.us-west.listen); strings unquoted.
+    #[arg(long)]
+    pub get: Option<String>,
+}
+
+fn show_config(config: &ClusterConfig, a: &ConfigArgs) -> anyhow::Result<()> {
+    let mut value = serde_json::to_value(config)?;
+    if let Some(path) = &a.get {
+        for part in path.split('.') {
+            value = value
+                .get(part)
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("no key {path:?} in the configuration (at {part:?})"))?;
+        }
+    }
+    match value {
+        serde_json::Value::String(s) => println!("{s}"),
+        serde_json::Value::Array(items) if a.get.is_some() => {
+            for i in items {
+                println!("{}", i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string()));
+            }
+        }
+        other => println!("{}", serde_json::to_string_pretty(&other)?),
+    }
+    Ok(())
 }
 
 impl Cli {
@@ -68,6 +100,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Build(a) => model::build(a),
         Command::Evaluate(a) => model::evaluate(a),
         Command::Inspect(a) => model::inspect(a),
+        Command::Config(a) => show_config(&cli.load_config()?, a),
         Command::Publish(a) => store::publish(&cli.load_config()?, a).await,
         Command::Status(a) => store::status(&cli.load_config()?, a).await,
         Command::Rollback(a) => store::rollback(&cli.load_config()?, a).await,
