@@ -1,0 +1,151 @@
+//! Operator endpoints: `POST /failover` (drain or restore a region; bearer token) and
+//! `GET /regions` (the live view the status page polls; read-only, so open).
+
+use std::fmt;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+use crate::regions::{RegionState, RegionView};
+use crate::AppState;
+
+/// The shared admin secret (`GEOREC_ADMIN_TOKEN`, the one region nodes use too).
+/// Never printed: `Debug` is redacted.
+#[derive(Clone)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// `None` for an empty token: an empty secret would let anyone in.
+    pub fn new(token: impl Into<String>) -> Option<Self> {
+        let token = token.into();
+        (!token.trim().is_empty()).then_some(Self(token))
+    }
+
+    /// Constant-time comparison, so response timing does not reveal a matching prefix.
+    fn matches(&self, candidate: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("admin endpoints are disabled: GEOREC_ADMIN_TOKEN is not set on the router")]
+    NotConfigured,
+    #[error("missing bearer token: send `Authorization: Bearer <GEOREC_ADMIN_TOKEN>`")]
+    MissingToken,
+    #[error("wrong admin token")]
+    WrongToken,
+    #[error(
+        "invalid request body (expected {{\"region\": NAME, \"action\": \"drain\" | \"restore\"}}): {0}"
+    )]
+    BadBody(#[source] serde_json::Error),
+    #[error("unknown region {name:?}; valid regions: {}", known.join(", "))]
+    UnknownRegion { name: String, known: Vec<String> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// No new requests; those in flight finish.
+    Drain,
+    Restore,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverRequest {
+    pub region: String,
+    pub action: Action,
+}
+
+#[derive(Debug, Serialize)]
+struct FailoverResponse<'a> {
+    region: &'a str,
+    action: Action,
+    state: RegionState,
+}
+
+fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), AdminError> {
+    let Some(token) = &state.admin_token else { return Err(AdminError::NotConfigured) };
+    let presented = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .ok_or(AdminError::MissingToken)?;
+    if token.matches(presented) {
+        Ok(())
+    } else {
+        Err(AdminError::WrongToken)
+    }
+}
+
+/// `POST /failover` with `{"region": "us-west", "action": "drain" | "restore"}`.
+pub async fn failover(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AdminError> {
+    authorize(&state, &req)?;
+    let cmd: FailoverRequest = serde_json::from_slice(&body).map_err(AdminError::BadBody)?;
+    let regions = &state.regions;
+    let idx = regions
+        .find(&cmd.region)
+        .ok_or_else(|| AdminError::UnknownRegion { name: cmd.region.clone(), known: regions.names() })?;
+    let region = regions.get(idx);
+    info!(region = %region.name, action = ?cmd.action, "operator failover command");
+    let new_state = region.set_drained(cmd.action == Action::Drain, &state.metrics);
+    Ok(HttpResponse::Ok().json(FailoverResponse {
+        region: &region.name,
+        action: cmd.action,
+        state: new_state,
+    }))
+}
+
+/// Everything `GET /regions` returns.
+#[derive(Debug, Serialize)]
+pub struct RegionsView {
+    pub regions: Vec<RegionView>,
+    /// Requests answered by any region since start, for traffic shares.
+    pub total_served: u64,
+    /// Retries the budget would fund right now.
+    pub retry_budget: f64,
+    pub probe_interval_ms: u64,
+}
+
+/// `GET /regions`.
+pub async fn regions(state: web::Data<AppState>) -> HttpResponse {
+    let regions: Vec<RegionView> = state.regions.iter().map(|r| r.view()).collect();
+    let view = RegionsView {
+        total_served: regions.iter().map(|r| r.requests_served).sum(),
+        regions,
+        retry_budget: state.budget.available(),
+        probe_interval_ms: state.settings.health.interval.as_millis() as u64,
+    };
+    HttpResponse::Ok().insert_header(("cache-control", "no-store")).json(view)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_exactly_and_stay_secret() {
+        let t = AdminToken::new("s3cret").expect("non-empty");
+        assert!(t.matches("s3cret"));
+        assert!(!t.matches("s3cre"));
+        assert!(!t.matches("s3cret!"));
+        assert!(!t.matches("S3cret"));
+        assert!(!format!("{t:?}").contains("s3cret"));
+        assert!(AdminToken::new("  ").is_none());
+    }
+}

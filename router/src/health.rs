@@ -1,0 +1,243 @@
+//! Node health: the fall/rise/eject state machine, and the active prober feeding it.
+//!
+//! Each node is probed on `GET /health/ready` every `interval` (jittered so probes of many
+//! nodes do not line up). `fall` failed probes in a row mark it down, `rise` good ones bring
+//! it back. Real traffic counts too: `eject_after` consecutive connect errors, timeouts or
+//! 5xx eject the node at once, and an ejected node also needs `rise` good probes to return.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Deserialize;
+use tokio::task::JoinHandle;
+
+use crate::regions::ProbeRecord;
+use crate::settings::HealthSettings;
+use crate::AppState;
+
+/// Path every region node answers readiness on.
+pub const READY_PATH: &str = "/health/ready";
+
+/// A node's health counters. Updated from probe tasks and request handlers concurrently;
+/// each transition is reported exactly once (the `up` flag flips by compare-and-swap).
+#[derive(Debug)]
+pub struct NodeHealth {
+    up: AtomicBool,
+    probe_failures: AtomicU32,
+    probe_successes: AtomicU32,
+    traffic_failures: AtomicU32,
+}
+
+/// A change of a node's state worth logging and re-evaluating its region for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Up,
+    /// `fall` probes failed in a row.
+    DownByProbes,
+    /// `eject_after` real requests failed in a row.
+    Ejected,
+}
+
+impl Change {
+    pub fn cause(self) -> &'static str {
+        match self {
+            Change::Up => "probes passed",
+            Change::DownByProbes => "probes failed",
+            Change::Ejected => "requests failed",
+        }
+    }
+}
+
+impl Default for NodeHealth {
+    /// Nodes start healthy: the first probe runs at once, and until then a dead node costs
+    /// a retry, not an outage.
+    fn default() -> Self {
+        Self {
+            up: AtomicBool::new(true),
+            probe_failures: AtomicU32::new(0),
+            probe_successes: AtomicU32::new(0),
+            traffic_failures: AtomicU32::new(0),
+        }
+    }
+}
+
+impl NodeHealth {
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// The longer of the current failure streaks (probes or requests).
+    pub fn consecutive_failures(&self) -> u32 {
+        self.probe_failures.load(Ordering::Relaxed).max(self.traffic_failures.load(Ordering::Relaxed))
+    }
+
+    pub fn probe_succeeded(&self, s: &HealthSettings) -> Option<Change> {
+        self.probe_failures.store(0, Ordering::Relaxed);
+        let oks = self.probe_successes.fetch_add(1, Ordering::AcqRel).saturating_add(1);
+        if oks >= s.rise && self.flip(true) {
+            self.traffic_failures.store(0, Ordering::Relaxed);
+            return Some(Change::Up);
+        }
+        None
+    }
+
+    pub fn probe_failed(&self, s: &HealthSettings) -> Option<Change> {
+        self.probe_successes.store(0, Ordering::Relaxed);
+        let fails = self.probe_failures.fetch_add(1, Ordering::AcqRel).saturating_add(1);
+        (fails >= s.fall && self.flip(false)).then_some(Change::DownByProbes)
+    }
+
+    pub fn request_succeeded(&self) {
+        // Skip the store when already zero: keeps the hot path free of cache-line writes.
+        if self.traffic_failures.load(Ordering::Relaxed) != 0 {
+            self.traffic_failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    pub fn request_failed(&self, s: &HealthSettings) -> Option<Change> {
+        let fails = self.traffic_failures.fetch_add(1, Ordering::AcqRel).saturating_add(1);
+        if fails >= s.eject_after && self.flip(false) {
+            // Good probes from before the ejection do not count towards coming back.
+            self.probe_successes.store(0, Ordering::Relaxed);
+            return Some(Change::Ejected);
+        }
+        None
+    }
+
+    fn flip(&self, to: bool) -> bool {
+        self.up.compare_exchange(!to, to, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+}
+
+/// Start one probe loop per node; they run until aborted.
+pub fn spawn_probers(state: &AppState) -> Result<Vec<JoinHandle<()>>, reqwest::Error> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_idle_timeout(crate::upstream::POOL_IDLE_TIMEOUT)
+        .build()?;
+    let mut tasks = Vec::new();
+    for (r, region) in state.regions.iter().enumerate() {
+        for n in 0..region.nodes.len() {
+            tasks.push(tokio::spawn(probe_loop(state.clone(), client.clone(), r, n)));
+        }
+    }
+    Ok(tasks)
+}
+
+async fn probe_loop(state: AppState, client: reqwest::Client, region: usize, node: usize) {
+    let health = state.settings.health;
+    let r = state.regions.get(region);
+    let url = format!("{}{READY_PATH}", r.nodes[node].url);
+    loop {
+        let record = probe(&client, &url, health.timeout).await;
+        r.record_probe(node, record, &health, &state.metrics);
+        tokio::time::sleep(jittered(health.interval)).await;
+    }
+}
+
+/// The part of a node's readiness answer the router shows.
+#[derive(Deserialize)]
+struct Ready {
+    #[serde(default)]
+    model_version: Option<serde_json::Value>,
+}
+
+async fn probe(client: &reqwest::Client, url: &str, timeout: Duration) -> ProbeRecord {
+    let at = SystemTime::now();
+    let started = Instant::now();
+    let outcome = async {
+        let resp = client.get(url).timeout(timeout).send().await?;
+        let status = resp.status();
+        let body = resp.bytes().await?;
+        Ok::<_, reqwest::Error>((status, body))
+    }
+    .await;
+    let took = started.elapsed();
+    let (ok, detail, model_version) = match outcome {
+        Ok((status, body)) => {
+            let version =
+                serde_json::from_slice::<Ready>(&body).ok().and_then(|r| r.model_version).map(|v| match v {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                });
+            (status == reqwest::StatusCode::OK, format!("HTTP {}", status.as_u16()), version)
+        }
+        Err(e) if e.is_timeout() => (false, format!("no answer within {timeout:?}"), None),
+        Err(e) if e.is_connect() => (false, "connection refused or unreachable".to_string(), None),
+        Err(e) => (false, format!("probe failed: {e}"), None),
+    };
+    ProbeRecord { ok, at, took, detail, model_version }
+}
+
+/// `interval` +/- 10%, so probes of many nodes spread out instead of arriving together.
+fn jittered(interval: Duration) -> Duration {
+    interval.mul_f64(rand::random_range(0.9..=1.1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: HealthSettings = HealthSettings {
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(50),
+        fall: 2,
+        rise: 3,
+        eject_after: 3,
+    };
+
+    #[test]
+    fn falls_after_fall_failed_probes_and_rises_after_rise_good_ones() {
+        let h = NodeHealth::default();
+        assert_eq!(h.probe_failed(&S), None);
+        assert!(h.is_up());
+        assert_eq!(h.probe_failed(&S), Some(Change::DownByProbes));
+        assert!(!h.is_up());
+        assert_eq!(h.probe_failed(&S), None, "reported once");
+        assert_eq!(h.probe_succeeded(&S), None);
+        assert_eq!(h.probe_succeeded(&S), None);
+        assert_eq!(h.probe_succeeded(&S), Some(Change::Up));
+        assert!(h.is_up());
+    }
+
+    #[test]
+    fn a_failed_probe_resets_the_rise_streak() {
+        let h = NodeHealth::default();
+        h.probe_failed(&S);
+        h.probe_failed(&S);
+        h.probe_succeeded(&S);
+        h.probe_succeeded(&S);
+        h.probe_failed(&S);
+        assert_eq!(h.probe_succeeded(&S), None);
+        assert_eq!(h.probe_succeeded(&S), None);
+        assert_eq!(h.probe_succeeded(&S), Some(Change::Up));
+    }
+
+    #[test]
+    fn request_failures_eject_and_only_later_probes_bring_it_back() {
+        let h = NodeHealth::default();
+        h.probe_succeeded(&S);
+        h.probe_succeeded(&S);
+        h.request_failed(&S);
+        h.request_succeeded();
+        h.request_failed(&S);
+        h.request_failed(&S);
+        assert!(h.is_up(), "streak was broken by a success");
+        assert_eq!(h.request_failed(&S), Some(Change::Ejected));
+        assert!(!h.is_up());
+        assert_eq!(h.consecutive_failures(), 3);
+        assert_eq!(h.probe_succeeded(&S), None, "earlier good probes do not count");
+        assert_eq!(h.probe_succeeded(&S), None);
+        assert_eq!(h.probe_succeeded(&S), Some(Change::Up));
+        assert_eq!(h.consecutive_failures(), 0);
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        for _ in 0..100 {
+            let d = jittered(Duration::from_millis(1000));
+            assert!((900..=1100).contains(&d.as_millis()), "{d:?}");
+        }
+    }
+}

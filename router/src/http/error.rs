@@ -1,0 +1,147 @@
+//! The one place router errors become HTTP responses: status codes and JSON bodies
+//! `{"error": <code>, "message": <text>, ...details}`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::{json, Value};
+
+use crate::admin::AdminError;
+use crate::proxy::RouteError;
+use crate::upstream::UpstreamError;
+
+impl RouteError {
+    fn code(&self) -> &'static str {
+        match self {
+            RouteError::UnknownRegion { .. } => "unknown_region",
+            RouteError::NoHealthyRegion { .. } => "no_healthy_region",
+            RouteError::AllRegionsFailed { .. } => "all_regions_failed",
+            RouteError::BudgetExhausted { .. } => "retry_budget_exhausted",
+            RouteError::Upstream(_) => "upstream_error",
+        }
+    }
+}
+
+fn attempt(e: &UpstreamError) -> Value {
+    json!({
+        "region": e.region,
+        "node": e.node,
+        "error": e.kind.to_string(),
+        "retryable": e.is_retryable(),
+        "took_ms": e.took.as_millis() as u64,
+    })
+}
+
+impl ResponseError for RouteError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            RouteError::UnknownRegion { .. } => StatusCode::BAD_REQUEST,
+            RouteError::NoHealthyRegion { .. }
+            | RouteError::AllRegionsFailed { .. }
+            | RouteError::BudgetExhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            RouteError::Upstream(e) if e.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
+            RouteError::Upstream(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut body = json!({ "error": self.code(), "message": self.to_string() });
+        match self {
+            RouteError::UnknownRegion { known, .. } => body["valid_regions"] = json!(known),
+            RouteError::NoHealthyRegion { states } => {
+                body["regions"] = states.iter().map(|(name, s)| (name.clone(), json!(s))).collect();
+            }
+            RouteError::AllRegionsFailed { attempts } => {
+                body["attempts"] = attempts.iter().map(attempt).collect();
+            }
+            RouteError::BudgetExhausted { last } | RouteError::Upstream(last) => {
+                body["attempts"] = json!([attempt(last)]);
+            }
+        }
+        let mut resp = HttpResponse::build(self.status_code());
+        if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
+            resp.insert_header(("retry-after", "1"));
+        }
+        resp.json(body)
+    }
+}
+
+impl ResponseError for AdminError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AdminError::MissingToken => StatusCode::UNAUTHORIZED,
+            AdminError::NotConfigured | AdminError::WrongToken => StatusCode::FORBIDDEN,
+            AdminError::BadBody(_) | AdminError::UnknownRegion { .. } => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let code = match self {
+            AdminError::NotConfigured => "admin_not_configured",
+            AdminError::MissingToken => "missing_token",
+            AdminError::WrongToken => "wrong_token",
+            AdminError::BadBody(_) => "invalid_body",
+            AdminError::UnknownRegion { .. } => "unknown_region",
+        };
+        let mut body = json!({ "error": code, "message": self.to_string() });
+        if let AdminError::UnknownRegion { known, .. } = self {
+            body["valid_regions"] = json!(known);
+        }
+        let mut resp = HttpResponse::build(self.status_code());
+        if matches!(self, AdminError::MissingToken) {
+            resp.insert_header(("www-authenticate", "Bearer"));
+        }
+        resp.json(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::upstream::AttemptError;
+
+    fn failed(region: &str, kind: AttemptError) -> UpstreamError {
+        UpstreamError {
+            region: region.into(),
+            node: format!("http://{region}:1"),
+            kind,
+            took: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn every_route_error_has_its_status_and_names_the_failed_regions() {
+        let timeout = || failed("a", AttemptError::Timeout(Duration::from_millis(300)));
+        let cases = [
+            (RouteError::UnknownRegion { hint: "x".into(), known: vec!["a".into()] }, 400, "unknown_region"),
+            (RouteError::NoHealthyRegion { states: vec![] }, 503, "no_healthy_region"),
+            (
+                RouteError::AllRegionsFailed {
+                    attempts: vec![timeout(), failed("b", AttemptError::ServerError(502))],
+                },
+                503,
+                "all_regions_failed",
+            ),
+            (RouteError::BudgetExhausted { last: timeout() }, 503, "retry_budget_exhausted"),
+            (RouteError::Upstream(timeout()), 504, "upstream_error"),
+        ];
+        for (err, status, code) in cases {
+            assert_eq!(err.status_code().as_u16(), status, "{err}");
+            assert_eq!(err.code(), code);
+        }
+        let all = RouteError::AllRegionsFailed { attempts: vec![timeout()] };
+        assert!(failed("a", AttemptError::ServerError(500)).is_retryable());
+        assert_eq!(all.to_string(), "all 1 region(s) tried failed");
+        assert_eq!(timeout().to_string(), "region a (http://a:1): no answer within 300ms");
+    }
+
+    #[test]
+    fn admin_errors_distinguish_missing_from_wrong_tokens() {
+        assert_eq!(AdminError::MissingToken.status_code(), StatusCode::UNAUTHORIZED);
+        assert_eq!(AdminError::WrongToken.status_code(), StatusCode::FORBIDDEN);
+        assert_eq!(AdminError::NotConfigured.status_code(), StatusCode::FORBIDDEN);
+        let resp = AdminError::MissingToken.error_response();
+        assert_eq!(resp.headers().get("www-authenticate").map(|v| v.as_bytes()), Some(&b"Bearer"[..]));
+    }
+}

@@ -1,0 +1,3 @@
+//! HTTP glue shared by the handlers: how errors become responses.
+
+pub mod error;

@@ -1,0 +1,55 @@
+//! `router [--config regions.toml] [--listen ADDR]`: see the library docs.
+
+use std::net::TcpListener;
+use std::process::ExitCode;
+
+use clap::Parser;
+use model_sync::config::ClusterConfig;
+use router::admin::AdminToken;
+use router::settings::{Cli, Settings};
+use router::AppState;
+use tracing::{info, warn};
+
+/// Environment variable holding the shared admin bearer token.
+const ADMIN_TOKEN_VAR: &str = "GEOREC_ADMIN_TOKEN";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    model_sync::telemetry::init(cli.json_logs);
+
+    let settings = match ClusterConfig::load(&cli.config, std::env::vars()) {
+        Err(e) => return fail(e),
+        Ok(cluster) => match Settings::new(&cluster, cli.listen.as_deref(), &cli.tuning) {
+            Err(e) => return fail(e),
+            Ok(s) => s,
+        },
+    };
+    let admin_token = std::env::var(ADMIN_TOKEN_VAR).ok().and_then(AdminToken::new);
+    if admin_token.is_none() {
+        warn!("{ADMIN_TOKEN_VAR} is not set: POST /failover will answer 403");
+    }
+    let listener = match TcpListener::bind(settings.listen) {
+        Ok(l) => l,
+        Err(e) => return fail(format!("cannot listen on {}: {e}", settings.listen)),
+    };
+    let state = match AppState::new(settings, admin_token) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("cannot set up metrics: {e}")),
+    };
+    info!(
+        listen = %listener.local_addr().map_or_else(|_| "?".into(), |a| a.to_string()),
+        regions = ?state.regions.names(),
+        "router listening"
+    );
+    // actix stops gracefully on SIGINT/SIGTERM by itself; no other shutdown trigger.
+    let served = actix_web::rt::System::new().block_on(router::run(listener, state, std::future::pending()));
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(format!("server failed: {e}")),
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("router: {e}");
+    ExitCode::from(2)
+}

@@ -1,0 +1,136 @@
+//! Prometheus metrics of the router, in a registry of its own (several routers can live in
+//! one test process), served on `GET /metrics`.
+
+use actix_web::{web, HttpResponse};
+use prometheus::{
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::regions::RegionState;
+use crate::AppState;
+
+/// Label used when a request reached no region (bad hint, nothing healthy).
+pub const NO_REGION: &str = "none";
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// `region` served (or `none`), `status` code returned to the client.
+    pub requests: IntCounterVec,
+    /// Requests served by another region than hinted, or than first tried.
+    pub failovers: IntCounterVec,
+    /// Retries, by the region whose failure caused them.
+    pub retries: IntCounterVec,
+    pub retries_refused: IntCounter,
+    pub ejections: IntCounterVec,
+    pub probes: IntCounterVec,
+    pub state_changes: IntCounterVec,
+    /// One-hot: 1 for the region's current state.
+    pub region_state: IntGaugeVec,
+    /// One attempt towards a node, headers (and buffered body) included.
+    pub upstream_seconds: HistogramVec,
+    /// The whole client request as the router handled it.
+    pub request_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new(regions: &[String]) -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let requests = counter(
+            "router_requests_total",
+            "Client requests by serving region and status",
+            &["region", "status"],
+        )?;
+        let failovers = counter(
+            "router_failovers_total",
+            "Requests served away from the hinted region",
+            &["from", "to"],
+        )?;
+        let retries = counter("router_retries_total", "Retries, by the region that failed", &["region"])?;
+        let ejections = counter(
+            "router_ejections_total",
+            "Nodes ejected after consecutive request failures",
+            &["region"],
+        )?;
+        let probes = counter("router_probes_total", "Readiness probes by result", &["region", "result"])?;
+        let state_changes = counter(
+            "router_region_state_changes_total",
+            "Region state changes, by new state",
+            &["region", "state"],
+        )?;
+        let retries_refused = IntCounter::new(
+            "router_retry_budget_exhausted_total",
+            "Retries refused because the retry budget was spent",
+        )?;
+        registry.register(Box::new(retries_refused.clone()))?;
+        let region_state = IntGaugeVec::new(
+            Opts::new("router_region_state", "Current region state (1 for the state it is in)"),
+            &["region", "state"],
+        )?;
+        registry.register(Box::new(region_state.clone()))?;
+        let buckets = exponential_buckets(0.0005, 2.0, 15)?; // 0.5 ms .. ~8 s
+        let upstream_seconds = HistogramVec::new(
+            HistogramOpts::new("router_upstream_duration_seconds", "Latency of attempts towards nodes")
+                .buckets(buckets.clone()),
+            &["region"],
+        )?;
+        registry.register(Box::new(upstream_seconds.clone()))?;
+        let request_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "router_request_duration_seconds",
+                "Client request latency through the router",
+            )
+            .buckets(buckets),
+        )?;
+        registry.register(Box::new(request_seconds.clone()))?;
+
+        let metrics = Metrics {
+            registry,
+            requests,
+            failovers,
+            retries,
+            retries_refused,
+            ejections,
+            probes,
+            state_changes,
+            region_state,
+            upstream_seconds,
+            request_seconds,
+        };
+        for r in regions {
+            metrics.set_state_gauge(r, RegionState::Healthy);
+        }
+        Ok(metrics)
+    }
+
+    pub fn region_state_changed(&self, region: &str, to: RegionState) {
+        self.state_changes.with_label_values(&[region, to.as_str()]).inc();
+        self.set_state_gauge(region, to);
+    }
+
+    fn set_state_gauge(&self, region: &str, current: RegionState) {
+        for s in RegionState::ALL {
+            self.region_state.with_label_values(&[region, s.as_str()]).set(i64::from(s == current));
+        }
+    }
+
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+/// `GET /metrics`.
+pub async fn handler(state: web::Data<AppState>) -> HttpResponse {
+    match state.metrics.render() {
+        Ok(text) => HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(text),
+        Err(e) => HttpResponse::InternalServerError().body(format!("cannot encode metrics: {e}")),
+    }
+}

@@ -1,0 +1,307 @@
+//! Forwarding with failover: pick the region, send, and on a retryable failure try the next
+//! best region while the retry budget allows.
+//!
+//! The region hint comes from `X-Region-Hint` (or `Region-Hint`), else from the JSON body's
+//! `region` field; the body is parsed only when no header hint was sent, and a body that is
+//! not JSON is forwarded untouched so the node can reject it.
+
+use std::time::Instant;
+
+use actix_web::http::header::{self as ax, HeaderValue as AxValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use bytes::Bytes;
+use serde::Deserialize;
+use tracing::{debug, warn};
+
+use crate::metrics::NO_REGION;
+use crate::regions::RegionState;
+use crate::upstream::{self, Answer, AnswerBody, Outgoing, UpstreamError, REQUEST_ID};
+use crate::AppState;
+
+pub const HINT_HEADERS: [&str; 2] = ["x-region-hint", "region-hint"];
+pub const SERVED_BY: &str = "x-served-by";
+pub const FAILOVER_FROM: &str = "x-failover-from";
+/// Nodes of one region tried for one request before moving to the next region.
+const NODES_TRIED_PER_REGION: usize = 2;
+/// Longest client-supplied request id passed on; longer ones are replaced.
+const MAX_REQUEST_ID: usize = 128;
+
+/// What one worker thread needs to forward: its own connection pool (connections stay on
+/// the worker's runtime) and the shared router state.
+pub struct Proxy {
+    pub client: reqwest::Client,
+    pub state: AppState,
+}
+
+/// Why a request could not be served. Mapped to HTTP in `http::error`.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("unknown region {hint:?}; valid regions: {}", known.join(", "))]
+    UnknownRegion { hint: String, known: Vec<String> },
+    #[error("no healthy region: every region is down or drained")]
+    NoHealthyRegion { states: Vec<(String, RegionState)> },
+    #[error("all {} region(s) tried failed", attempts.len())]
+    AllRegionsFailed { attempts: Vec<UpstreamError> },
+    #[error("retry budget exhausted after: {last}")]
+    BudgetExhausted {
+        #[source]
+        last: UpstreamError,
+    },
+    #[error(transparent)]
+    Upstream(UpstreamError),
+}
+
+/// `POST /recommendations`, `POST /api/v1/recommendations/user/{user_id}`, `POST /events`.
+pub async fn forward(req: HttpRequest, body: web::Bytes, proxy: web::Data<Proxy>) -> HttpResponse {
+    let started = Instant::now();
+    let state = &proxy.state;
+    let request_id = request_id(&req);
+    let (mut resp, region) = match route(&proxy, &req, body, &request_id).await {
+        Ok(served) => served,
+        Err(e) => {
+            match &e {
+                // Expected outcomes, or (no healthy region) already logged as state changes:
+                // a log line per request would flood the log during an outage.
+                RouteError::UnknownRegion { .. } | RouteError::NoHealthyRegion { .. } => {
+                    debug!(request_id, error = %e, "not routed")
+                }
+                _ => warn!(request_id, error = %e, "request failed"),
+            }
+            (e.error_response(), NO_REGION)
+        }
+    };
+    if let Ok(v) = AxValue::from_str(&request_id) {
+        resp.headers_mut().insert(ax::HeaderName::from_static(REQUEST_ID), v);
+    }
+    state.metrics.requests.with_label_values(&[region, resp.status().as_str()]).inc();
+    state.metrics.request_seconds.observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+async fn route<'a>(
+    proxy: &'a Proxy,
+    req: &HttpRequest,
+    body: Bytes,
+    request_id: &str,
+) -> Result<(HttpResponse, &'a str), RouteError> {
+    let state = &proxy.state;
+    let regions = &state.regions;
+    let hint = match hint(req, &body) {
+        None => None,
+        Some(h) => Some(
+            regions.find(&h).ok_or_else(|| RouteError::UnknownRegion { hint: h, known: regions.names() })?,
+        ),
+    };
+    let plan = regions.plan(hint);
+    if plan.is_empty() {
+        return Err(no_healthy_region(state));
+    }
+    let out = Outgoing::new(req, body, request_id);
+    state.budget.deposit();
+    let mut failures: Vec<UpstreamError> = Vec::new();
+    let mut _retry = None;
+    let mut budget_spent = false;
+    'plan: for idx in plan {
+        let region = regions.get(idx);
+        let mut failed_node = None;
+        // A failed node gets one sibling in its region tried before the request moves on:
+        // a replica is closer than another region, and a region-wide outage costs one try.
+        for _ in 0..NODES_TRIED_PER_REGION {
+            // The plan is a snapshot: nodes may have gone down while earlier attempts ran.
+            let Some(n) = region.pick(failed_node) else { continue 'plan };
+            let node = &region.nodes[n];
+            if let Some(last) = failures.last() {
+                let Some(permit) = state.budget.try_retry() else {
+                    state.metrics.retries_refused.inc();
+                    budget_spent = true;
+                    break 'plan;
+                };
+                _retry = Some(permit);
+                state.metrics.retries.with_label_values(&[last.region.as_str()]).inc();
+            }
+            let attempt = {
+                let _in_flight = node.start();
+                upstream::send(&proxy.client, &node.url, &out, state.settings.request_timeout).await
+            };
+            let latency = state.metrics.upstream_seconds.with_label_values(&[region.name.as_str()]);
+            match attempt {
+                Ok(answer) => {
+                    region.record_success(n, answer.took);
+                    latency.observe(answer.took.as_secs_f64());
+                    let hinted = hint.map(|h| regions.get(h).name.as_str());
+                    let from = failed_over_from(hinted, &failures, &region.name);
+                    if let Some(from) = from {
+                        state.metrics.failovers.with_label_values(&[from, region.name.as_str()]).inc();
+                        debug!(request_id, from, to = %region.name, "failed over");
+                    }
+                    return Ok((relay(answer, &region.name, from), region.name.as_str()));
+                }
+                Err((kind, took)) => {
+                    let err =
+                        UpstreamError { region: region.name.clone(), node: node.url.clone(), kind, took };
+                    if !err.is_retryable() {
+                        return Err(RouteError::Upstream(err));
+                    }
+                    region.record_failure(n, took, &state.settings.health, &state.metrics);
+                    latency.observe(took.as_secs_f64());
+                    let (node, error) = (&node.url, err.kind.detail());
+                    warn!(request_id, region = %region.name, node, error, "attempt failed");
+                    failures.push(err);
+                    failed_node = Some(n);
+                }
+            }
+        }
+    }
+    match failures.pop() {
+        None => Err(no_healthy_region(state)),
+        Some(last) if budget_spent => Err(RouteError::BudgetExhausted { last }),
+        Some(last) => {
+            failures.push(last);
+            Err(RouteError::AllRegionsFailed { attempts: failures })
+        }
+    }
+}
+
+/// The region a served request moved away from: the hint when another region served it,
+/// else (unhinted) the first region that failed, if that is not the one that served.
+fn failed_over_from<'a>(
+    hint: Option<&'a str>,
+    failures: &'a [UpstreamError],
+    served: &str,
+) -> Option<&'a str> {
+    match hint {
+        Some(h) => (h != served).then_some(h),
+        None => failures.first().map(|f| f.region.as_str()).filter(|r| *r != served),
+    }
+}
+
+fn no_healthy_region(state: &AppState) -> RouteError {
+    RouteError::NoHealthyRegion {
+        states: state.regions.iter().map(|r| (r.name.clone(), r.state())).collect(),
+    }
+}
+
+/// The node's answer as the client gets it: status, end-to-end headers and body unchanged,
+/// plus `x-served-by` (overwriting the node's own) and `x-failover-from` when it applies.
+fn relay(answer: Answer, served_by: &str, failed_over_from: Option<&str>) -> HttpResponse {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut resp = HttpResponse::build(status);
+    for (name, value) in &answer.headers {
+        let Ok(name) = ax::HeaderName::from_bytes(name.as_str().as_bytes()) else { continue };
+        if upstream::is_hop_by_hop(&name)
+            || name == ax::CONTENT_LENGTH
+            || matches!(name.as_str(), SERVED_BY | FAILOVER_FROM | REQUEST_ID)
+        {
+            continue;
+        }
+        if let Ok(value) = AxValue::from_bytes(value.as_bytes()) {
+            resp.append_header((name, value));
+        }
+    }
+    resp.insert_header((SERVED_BY, served_by));
+    if let Some(from) = failed_over_from {
+        resp.insert_header((FAILOVER_FROM, from));
+    }
+    match answer.body {
+        AnswerBody::Full(bytes) => resp.body(bytes),
+        AnswerBody::Stream(upstream, len) => {
+            if let Some(len) = len {
+                resp.no_chunking(len);
+            }
+            resp.streaming(chunks(upstream))
+        }
+    }
+}
+
+/// The node's body as a stream of chunks, ending after the first error.
+fn chunks(resp: reqwest::Response) -> impl futures::Stream<Item = Result<Bytes, reqwest::Error>> {
+    futures::stream::unfold(Some(resp), |resp| async move {
+        let mut resp = resp?;
+        match resp.chunk().await {
+            Ok(Some(chunk)) => Some((Ok(chunk), Some(resp))),
+            Ok(None) => None,
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+}
+
+/// The client's `x-request-id` if it is sensible, else a fresh random one.
+pub fn request_id(req: &HttpRequest) -> String {
+    req.headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID)
+        .map_or_else(|| format!("{:032x}", rand::random::<u128>()), str::to_string)
+}
+
+/// The hinted region name, if any: headers first, then the JSON body's `region`.
+pub fn hint(req: &HttpRequest, body: &[u8]) -> Option<String> {
+    let from_header = HINT_HEADERS
+        .iter()
+        .filter_map(|h| req.headers().get(*h))
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .find(|v| !v.is_empty());
+    if let Some(h) = from_header {
+        return Some(h.to_string());
+    }
+    hint_from_body(body)
+}
+
+/// `region` of a JSON object body; `None` for any other body (left for the node to judge).
+fn hint_from_body(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct BodyHint {
+        #[serde(default)]
+        region: Option<String>,
+    }
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
+    }
+    serde_json::from_slice::<BodyHint>(body)
+        .ok()?
+        .region
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn header_hint_wins_and_body_is_the_fallback() {
+        let body = br#"{"user_id": 1, "region": "eu-west"}"#;
+        let req = TestRequest::default().insert_header(("Region-Hint", " us-east ")).to_http_request();
+        assert_eq!(hint(&req, body).as_deref(), Some("us-east"));
+        let req = TestRequest::default().insert_header(("X-Region-Hint", "ap-south")).to_http_request();
+        assert_eq!(hint(&req, body).as_deref(), Some("ap-south"));
+        let req = TestRequest::default().to_http_request();
+        assert_eq!(hint(&req, body).as_deref(), Some("eu-west"));
+    }
+
+    #[test]
+    fn bodies_without_a_usable_region_give_no_hint() {
+        for body in
+            [&b""[..], b"not json", b"{\"user_id\": 1", b"{\"region\": 5}", b"{\"region\": null}", b"[1]"]
+        {
+            assert_eq!(hint_from_body(body), None, "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn request_ids_are_kept_or_generated() {
+        let req = TestRequest::default().insert_header((REQUEST_ID, "abc-123")).to_http_request();
+        assert_eq!(request_id(&req), "abc-123");
+        let a = request_id(&TestRequest::default().to_http_request());
+        let b = request_id(&TestRequest::default().to_http_request());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+        let long = "x".repeat(MAX_REQUEST_ID + 1);
+        let req = TestRequest::default().insert_header((REQUEST_ID, long.as_str())).to_http_request();
+        assert_eq!(request_id(&req).len(), 32);
+    }
+}

@@ -1,0 +1,314 @@
+//! Live state of every region and its nodes (replicas), and the choice of where a request goes.
+//!
+//! A region is *drained* (by an operator), else *healthy* while at least one of its nodes is,
+//! else *unhealthy*. Routing reads only atomics and the small EWMA locks; the per-region
+//! `announced` lock is taken only when a node changes state, to log and count region changes
+//! exactly once.
+
+use std::cmp::Ordering as CmpOrdering;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::ewma::PeakEwma;
+use crate::health::{Change, NodeHealth};
+use crate::metrics::Metrics;
+use crate::settings::{HealthSettings, Settings};
+
+mod view;
+pub use view::{NodeView, ProbeView, RegionView};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegionState {
+    Healthy,
+    Unhealthy,
+    Drained,
+}
+
+impl RegionState {
+    pub const ALL: [RegionState; 3] = [RegionState::Healthy, RegionState::Unhealthy, RegionState::Drained];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegionState::Healthy => "healthy",
+            RegionState::Unhealthy => "unhealthy",
+            RegionState::Drained => "drained",
+        }
+    }
+}
+
+impl fmt::Display for RegionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The outcome of one readiness probe.
+#[derive(Debug, Clone)]
+pub struct ProbeRecord {
+    pub ok: bool,
+    pub at: SystemTime,
+    pub took: Duration,
+    /// `HTTP 200`, or what went wrong.
+    pub detail: String,
+    pub model_version: Option<String>,
+}
+
+/// In [`Region::pick`], a node is preferred only when it is cheaper by both this factor and
+/// `P2C_MIN_GAP_NS`: below that, differences are noise and similar nodes should share.
+const P2C_MARGIN: f64 = 0.8;
+const P2C_MIN_GAP_NS: f64 = 1e6;
+
+#[derive(Debug)]
+pub struct Regions {
+    list: Vec<Region>,
+}
+
+#[derive(Debug)]
+pub struct Region {
+    pub name: String,
+    /// Indexes of the regions to fail over to, best first.
+    failover: Vec<usize>,
+    failover_names: Vec<String>,
+    pub nodes: Vec<Node>,
+    drained: AtomicBool,
+    /// Requests this region answered (any status below 500).
+    served: AtomicU64,
+    /// The state last logged and counted, to report each change once.
+    announced: Mutex<RegionState>,
+    last_probe: ArcSwapOption<ProbeRecord>,
+    /// Kept apart from `last_probe`: a failed probe does not erase the known version.
+    model_version: ArcSwapOption<String>,
+}
+
+/// One replica of a region.
+#[derive(Debug)]
+pub struct Node {
+    /// Base URL without a trailing '/'.
+    pub url: String,
+    pub health: NodeHealth,
+    pub ewma: PeakEwma,
+    in_flight: AtomicUsize,
+}
+
+/// Counts a request in flight on a node for as long as it lives (also when the client
+/// goes away and the handler is dropped).
+#[derive(Debug)]
+pub struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Regions {
+    pub fn new(settings: &Settings) -> Self {
+        let index = |name: &str| settings.regions.iter().position(|r| r.name == name);
+        let list = settings
+            .regions
+            .iter()
+            .map(|r| Region {
+                name: r.name.clone(),
+                failover: r.failover.iter().filter_map(|f| index(f)).collect(),
+                failover_names: r.failover.clone(),
+                nodes: r
+                    .urls
+                    .iter()
+                    .map(|url| Node {
+                        url: url.clone(),
+                        health: NodeHealth::default(),
+                        ewma: PeakEwma::new(settings.ewma),
+                        in_flight: AtomicUsize::new(0),
+                    })
+                    .collect(),
+                drained: AtomicBool::new(false),
+                served: AtomicU64::new(0),
+                announced: Mutex::new(RegionState::Healthy),
+                last_probe: ArcSwapOption::empty(),
+                model_version: ArcSwapOption::empty(),
+            })
+            .collect();
+        Self { list }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Region> {
+        self.list.iter()
+    }
+
+    pub fn get(&self, index: usize) -> &Region {
+        &self.list[index]
+    }
+
+    /// Index of the region called `name` (a handful of regions: a scan beats hashing).
+    pub fn find(&self, name: &str) -> Option<usize> {
+        self.list.iter().position(|r| r.name.eq_ignore_ascii_case(name))
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.list.iter().map(|r| r.name.clone()).collect()
+    }
+
+    /// Regions to try, best first. Hinted: the hint if available, then its failover list by
+    /// expected latency (list order breaks ties), then any other region by latency as a last
+    /// resort. Unhinted: every available region by expected latency.
+    pub fn plan(&self, hint: Option<usize>) -> Vec<usize> {
+        let costs: Vec<Option<f64>> = self.list.iter().map(Region::cost).collect();
+        let by_cost = |a: &usize, b: &usize| costs[*a].partial_cmp(&costs[*b]).unwrap_or(CmpOrdering::Equal);
+        let mut plan = Vec::with_capacity(self.list.len());
+        match hint {
+            None => {
+                plan.extend((0..self.list.len()).filter(|&i| costs[i].is_some()));
+                plan.sort_by(by_cost);
+            }
+            Some(h) => {
+                if costs[h].is_some() {
+                    plan.push(h);
+                }
+                let preferred = &self.list[h].failover;
+                let mut listed: Vec<usize> =
+                    preferred.iter().copied().filter(|&i| costs[i].is_some()).collect();
+                listed.sort_by(by_cost); // stable: equal costs keep the preference order
+                let mut rest: Vec<usize> = (0..self.list.len())
+                    .filter(|&i| i != h && !preferred.contains(&i) && costs[i].is_some())
+                    .collect();
+                rest.sort_by(by_cost);
+                plan.extend(listed);
+                plan.extend(rest);
+            }
+        }
+        plan
+    }
+}
+
+impl Region {
+    pub fn state(&self) -> RegionState {
+        if self.drained.load(Ordering::Acquire) {
+            RegionState::Drained
+        } else if self.nodes.iter().any(|n| n.health.is_up()) {
+            RegionState::Healthy
+        } else {
+            RegionState::Unhealthy
+        }
+    }
+
+    /// Expected cost of sending one more request here: the best healthy node's latency
+    /// estimate scaled by its queue. `None` when the region takes no traffic.
+    fn cost(&self) -> Option<f64> {
+        if self.drained.load(Ordering::Acquire) {
+            return None;
+        }
+        self.nodes.iter().filter(|n| n.health.is_up()).map(Node::cost).min_by(f64::total_cmp)
+    }
+
+    /// A healthy node other than `exclude`, by power of two choices: of two random nodes the
+    /// clearly cheaper one (see `P2C_MARGIN`), else the first, so similar nodes share
+    /// traffic evenly. `None` if no such node is healthy (any more).
+    pub fn pick(&self, exclude: Option<usize>) -> Option<usize> {
+        let up: Vec<usize> =
+            (0..self.nodes.len()).filter(|&i| Some(i) != exclude && self.nodes[i].health.is_up()).collect();
+        match up.len() {
+            0 => None,
+            1 => Some(up[0]),
+            n => {
+                let a = rand::random_range(0..n);
+                let b = (a + rand::random_range(1..n)) % n;
+                let (a, b) = (up[a], up[b]);
+                let (ca, cb) = (self.nodes[a].cost(), self.nodes[b].cost());
+                Some(if cb < ca * P2C_MARGIN && ca - cb > P2C_MIN_GAP_NS { b } else { a })
+            }
+        }
+    }
+
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// A request on `node` got an answer (a node's 4xx included: the node is fine).
+    pub fn record_success(&self, node: usize, took: Duration) {
+        let n = &self.nodes[node];
+        n.ewma.observe(took);
+        n.health.request_succeeded();
+        self.served.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request on `node` failed in a retryable way; may eject the node.
+    pub fn record_failure(&self, node: usize, took: Duration, health: &HealthSettings, metrics: &Metrics) {
+        let n = &self.nodes[node];
+        n.ewma.observe_failure(took);
+        if let Some(change) = n.health.request_failed(health) {
+            metrics.ejections.with_label_values(&[self.name.as_str()]).inc();
+            warn!(region = %self.name, node = %n.url, failures = health.eject_after, "node ejected");
+            self.announce(change.cause(), metrics);
+        }
+    }
+
+    pub fn record_probe(&self, node: usize, record: ProbeRecord, health: &HealthSettings, metrics: &Metrics) {
+        let n = &self.nodes[node];
+        let change = if record.ok {
+            n.ewma.observe(record.took);
+            n.health.probe_succeeded(health)
+        } else {
+            n.ewma.observe_failure(record.took);
+            n.health.probe_failed(health)
+        };
+        metrics
+            .probes
+            .with_label_values(&[self.name.as_str(), if record.ok { "ok" } else { "failed" }])
+            .inc();
+        if let Some(v) = &record.model_version {
+            if self.model_version.load().as_deref() != Some(v) {
+                self.model_version.store(Some(Arc::new(v.clone())));
+            }
+        }
+        if let Some(change) = change {
+            match change {
+                Change::Up => info!(region = %self.name, node = %n.url, "node healthy again"),
+                _ => warn!(region = %self.name, node = %n.url, detail = %record.detail, "node unhealthy"),
+            }
+            self.last_probe.store(Some(Arc::new(record)));
+            self.announce(change.cause(), metrics);
+        } else {
+            self.last_probe.store(Some(Arc::new(record)));
+        }
+    }
+
+    /// Operator drain (`true`) or restore (`false`); returns the resulting state.
+    pub fn set_drained(&self, drained: bool, metrics: &Metrics) -> RegionState {
+        self.drained.store(drained, Ordering::Release);
+        self.announce(if drained { "drained by operator" } else { "restored by operator" }, metrics);
+        self.state()
+    }
+
+    /// Log and count a region state change, once, if the current state differs from the
+    /// last announced one.
+    pub fn announce(&self, cause: &str, metrics: &Metrics) {
+        let mut last = self.announced.lock().unwrap_or_else(|p| p.into_inner());
+        let now = self.state();
+        if *last != now {
+            info!(region = %self.name, from = %*last, to = %now, cause, "region state changed");
+            metrics.region_state_changed(&self.name, now);
+            *last = now;
+        }
+    }
+}
+
+impl Node {
+    fn cost(&self) -> f64 {
+        self.ewma.estimate().as_nanos() as f64 * (self.in_flight.load(Ordering::Relaxed) + 1) as f64
+    }
+
+    pub fn start(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(&self.in_flight)
+    }
+}
+
+#[cfg(test)]
+mod tests;

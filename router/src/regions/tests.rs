@@ -1,0 +1,126 @@
+//! Unit tests of routing choices and region state.
+
+use super::*;
+use crate::settings::{BudgetSettings, EwmaSettings, RegionSettings};
+
+const HEALTH: HealthSettings = HealthSettings {
+    interval: Duration::from_millis(100),
+    timeout: Duration::from_millis(50),
+    fall: 1,
+    rise: 1,
+    eject_after: 1,
+};
+
+/// Regions `a`..: `a` fails over to `c` then `b`; the others list nothing.
+fn regions(n: usize) -> (Regions, Metrics) {
+    let names: Vec<String> = (0..n).map(|i| char::from(b'a' + i as u8).to_string()).collect();
+    let settings = Settings {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        workers: 1,
+        request_timeout: Duration::from_millis(100),
+        max_body_bytes: 1024,
+        health: HEALTH,
+        budget: BudgetSettings { ratio: 0.2, min_concurrent: 3 },
+        ewma: EwmaSettings {
+            decay: Duration::from_secs(10),
+            error_penalty: Duration::from_secs(1),
+            default_rtt: Duration::from_millis(30),
+        },
+        regions: names
+            .iter()
+            .map(|name| RegionSettings {
+                name: name.clone(),
+                urls: vec![format!("http://{name}.invalid"), format!("http://{name}2.invalid")],
+                failover: if name == "a" { vec!["c".into(), "b".into()] } else { vec![] },
+            })
+            .collect(),
+    };
+    (Regions::new(&settings), Metrics::new(&names).expect("metrics"))
+}
+
+fn latency(r: &Regions, name: &str, ms: u64) {
+    let region = r.get(r.find(name).expect("region"));
+    for n in &region.nodes {
+        n.ewma.observe(Duration::from_millis(ms));
+    }
+}
+
+fn kill(r: &Regions, name: &str, m: &Metrics) {
+    let region = r.get(r.find(name).expect("region"));
+    for n in 0..region.nodes.len() {
+        region.record_failure(n, Duration::ZERO, &HEALTH, m);
+    }
+}
+
+fn names(r: &Regions, plan: Vec<usize>) -> Vec<&str> {
+    plan.into_iter().map(|i| r.get(i).name.as_str()).collect()
+}
+
+#[test]
+fn unhinted_goes_by_latency() {
+    let (r, _) = regions(4);
+    for (name, ms) in [("a", 40), ("b", 5), ("c", 20), ("d", 10)] {
+        latency(&r, name, ms);
+    }
+    assert_eq!(names(&r, r.plan(None)), ["b", "d", "c", "a"]);
+}
+
+#[test]
+fn hinted_region_first_then_its_failover_list_by_latency_then_the_rest() {
+    let (r, m) = regions(4);
+    for (name, ms) in [("a", 40), ("b", 5), ("c", 20), ("d", 1)] {
+        latency(&r, name, ms);
+    }
+    assert_eq!(names(&r, r.plan(r.find("a"))), ["a", "b", "c", "d"]);
+    kill(&r, "b", &m);
+    assert_eq!(names(&r, r.plan(r.find("a"))), ["a", "c", "d"]);
+    assert_eq!(names(&r, r.plan(r.find("b"))), ["d", "c", "a"]);
+}
+
+#[test]
+fn equal_latency_keeps_the_preference_order() {
+    let (r, _) = regions(3);
+    assert_eq!(names(&r, r.plan(r.find("a"))), ["a", "c", "b"]);
+}
+
+#[test]
+fn drained_and_dead_regions_are_skipped_and_announced_once() {
+    let (r, m) = regions(3);
+    let a = r.get(0);
+    assert_eq!(a.set_drained(true, &m), RegionState::Drained);
+    assert_eq!(names(&r, r.plan(Some(0))), ["c", "b"]);
+    kill(&r, "c", &m);
+    kill(&r, "b", &m);
+    assert!(r.plan(Some(0)).is_empty());
+    assert_eq!(a.set_drained(false, &m), RegionState::Healthy);
+    assert_eq!(names(&r, r.plan(None)), ["a"]);
+    let text = m.render().expect("render");
+    assert!(text.contains(r#"router_region_state_changes_total{region="a",state="drained"} 1"#), "{text}");
+    assert!(text.contains(r#"router_region_state_changes_total{region="b",state="unhealthy"} 1"#), "{text}");
+    assert!(text.contains(r#"router_ejections_total{region="b"} 2"#), "{text}");
+}
+
+#[test]
+fn a_region_stays_healthy_while_one_node_is() {
+    let (r, m) = regions(1);
+    let a = r.get(0);
+    a.record_failure(0, Duration::ZERO, &HEALTH, &m);
+    assert_eq!(a.state(), RegionState::Healthy);
+    for _ in 0..20 {
+        assert_eq!(a.pick(None), Some(1), "only the healthy node is picked");
+    }
+    assert_eq!(a.pick(Some(1)), None, "the excluded node is not picked");
+}
+
+#[test]
+fn similar_nodes_share_traffic_and_a_clearly_slower_one_is_avoided() {
+    let (r, _) = regions(1);
+    let a = r.get(0);
+    a.nodes[0].ewma.observe(Duration::from_millis(10));
+    a.nodes[1].ewma.observe(Duration::from_millis(11));
+    let picks: Vec<_> = (0..200).filter_map(|_| a.pick(None)).collect();
+    let second = picks.iter().filter(|&&n| n == 1).count();
+    assert!((40..=160).contains(&second), "similar nodes split {second}/200");
+    a.nodes[1].ewma.observe(Duration::from_millis(50));
+    assert!((0..50).all(|_| a.pick(None) == Some(0)), "the slow node is avoided");
+}

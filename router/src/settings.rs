@@ -1,0 +1,256 @@
+//! Router settings: the cluster part of `regions.toml` plus router-only tuning flags.
+//!
+//! `regions.toml` (owned by the cluster, loaded by `model_sync::config`) says where the
+//! regions are and how to health-check them. The knobs only the router has (retry budget,
+//! latency estimator) are command-line flags with defaults, so the shared file stays
+//! about the cluster. [`Settings::new`] checks everything and reports every problem at once.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use model_sync::config::ClusterConfig;
+
+/// `router [--config regions.toml] [--listen ADDR] [tuning flags]`.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "router", version, about = "georec front door: region-hinted, latency-aware failover")]
+pub struct Cli {
+    /// Cluster configuration file.
+    #[arg(long, env = "GEOREC_CONFIG", default_value = "regions.toml")]
+    pub config: PathBuf,
+    /// Address to listen on (overrides `router.listen`).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Log JSON lines instead of text.
+    #[arg(long)]
+    pub json_logs: bool,
+    #[command(flatten)]
+    pub tuning: Tuning,
+}
+
+/// Router-only knobs, not part of `regions.toml`.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct Tuning {
+    /// Retries allowed as a fraction of requests (0.2 = at most one retry per five requests).
+    #[arg(long, default_value_t = 0.2)]
+    pub retry_budget_ratio: f64,
+    /// Retries always allowed in flight at once, even with the budget spent.
+    #[arg(long, default_value_t = 3)]
+    pub retry_min_concurrent: u32,
+    /// Time constant of the latency EWMA: how long an old observation keeps its weight.
+    #[arg(long, default_value_t = 10_000)]
+    pub ewma_decay_ms: u64,
+    /// Latency recorded for a failed attempt or probe, so a fast-failing region never looks best.
+    #[arg(long, default_value_t = 1_000)]
+    pub error_penalty_ms: u64,
+    /// Latency assumed for a node before anything was observed.
+    #[arg(long, default_value_t = 30)]
+    pub default_rtt_ms: u64,
+    /// Largest request body accepted (bodies are buffered so a retry can replay them).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// HTTP worker threads (default: one per CPU).
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            retry_budget_ratio: 0.2,
+            retry_min_concurrent: 3,
+            ewma_decay_ms: 10_000,
+            error_penalty_ms: 1_000,
+            default_rtt_ms: 30,
+            max_body_bytes: 1 << 20,
+            workers: None,
+        }
+    }
+}
+
+/// Everything the router runs with, checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub workers: usize,
+    /// Per-attempt deadline towards a node, covering connect, headers and a buffered body.
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub health: HealthSettings,
+    pub budget: BudgetSettings,
+    pub ewma: EwmaSettings,
+    /// Regions in name order.
+    pub regions: Vec<RegionSettings>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HealthSettings {
+    /// Mean time between probes of one node (each wait is jittered by +/-10%).
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive failed probes before a node is unhealthy.
+    pub fall: u32,
+    /// Consecutive good probes before an unhealthy or ejected node serves again.
+    pub rise: u32,
+    /// Consecutive failures on real traffic that eject a node at once.
+    pub eject_after: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BudgetSettings {
+    pub ratio: f64,
+    pub min_concurrent: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EwmaSettings {
+    pub decay: Duration,
+    pub error_penalty: Duration,
+    pub default_rtt: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionSettings {
+    pub name: String,
+    /// Node base URLs without a trailing '/': a request path is appended as-is.
+    pub urls: Vec<String>,
+    /// Regions to fail over to, best first (may be empty: then latency alone decides).
+    pub failover: Vec<String>,
+}
+
+impl Settings {
+    /// Combine the loaded cluster file, an optional `--listen` override and the tuning flags.
+    pub fn new(
+        cluster: &ClusterConfig,
+        listen: Option<&str>,
+        tuning: &Tuning,
+    ) -> Result<Self, SettingsError> {
+        let mut problems = Vec::new();
+        let listen_text = listen.unwrap_or(&cluster.router.listen);
+        let key = if listen.is_some() { "--listen" } else { "router.listen" };
+        let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
+            problems.push(format!("{key}: invalid socket address {listen_text:?}"));
+        });
+        if !(0.0..=1.0).contains(&tuning.retry_budget_ratio) {
+            problems.push(format!("--retry-budget-ratio: {} is not within 0..=1", tuning.retry_budget_ratio));
+        }
+        for (flag, value) in [
+            ("--ewma-decay-ms", tuning.ewma_decay_ms),
+            ("--error-penalty-ms", tuning.error_penalty_ms),
+            ("--default-rtt-ms", tuning.default_rtt_ms),
+            ("--max-body-bytes", tuning.max_body_bytes as u64),
+        ] {
+            if value == 0 {
+                problems.push(format!("{flag}: must be greater than 0"));
+            }
+        }
+        if tuning.workers == Some(0) {
+            problems.push("--workers: must be greater than 0".to_string());
+        }
+        let (Ok(listen), true) = (listen, problems.is_empty()) else {
+            return Err(SettingsError { problems });
+        };
+
+        let h = &cluster.health;
+        let ms = Duration::from_millis;
+        Ok(Settings {
+            listen,
+            workers: tuning
+                .workers
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            request_timeout: ms(cluster.router.request_timeout_ms),
+            max_body_bytes: tuning.max_body_bytes,
+            health: HealthSettings {
+                interval: ms(h.interval_ms),
+                timeout: ms(h.timeout_ms),
+                fall: h.fall,
+                rise: h.rise,
+                eject_after: h.eject_after,
+            },
+            budget: BudgetSettings {
+                ratio: tuning.retry_budget_ratio,
+                min_concurrent: tuning.retry_min_concurrent,
+            },
+            ewma: EwmaSettings {
+                decay: ms(tuning.ewma_decay_ms),
+                error_penalty: ms(tuning.error_penalty_ms),
+                default_rtt: ms(tuning.default_rtt_ms),
+            },
+            regions: cluster
+                .regions
+                .iter()
+                .map(|(name, r)| RegionSettings {
+                    name: name.clone(),
+                    urls: r.urls.iter().map(|u| u.trim_end_matches('/').to_string()).collect(),
+                    failover: r.failover.clone(),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// Every problem with the router-only settings, each naming its key or flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} problem(s) with the router settings:", self.problems.len())?;
+        for p in &self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SettingsError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHIPPED: &str = include_str!("../../regions.toml");
+
+    fn cluster() -> ClusterConfig {
+        ClusterConfig::from_toml_str(SHIPPED, Vec::new()).expect("shipped regions.toml is valid")
+    }
+
+    #[test]
+    fn shipped_config_gives_documented_defaults() {
+        let s = Settings::new(&cluster(), None, &Tuning::default()).expect("valid");
+        assert_eq!(s.listen, "127.0.0.1:8080".parse().expect("addr"));
+        assert_eq!(s.request_timeout, Duration::from_millis(1000));
+        assert_eq!(s.health.interval, Duration::from_secs(1));
+        assert_eq!((s.health.fall, s.health.rise, s.health.eject_after), (2, 2, 3));
+        assert_eq!(s.budget, BudgetSettings { ratio: 0.2, min_concurrent: 3 });
+        let names: Vec<_> = s.regions.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["ap-south", "eu-west", "us-east", "us-west"]);
+        assert_eq!(s.regions[3].failover, ["us-east", "eu-west", "ap-south"]);
+    }
+
+    #[test]
+    fn every_bad_flag_is_reported_at_once() {
+        let tuning =
+            Tuning { retry_budget_ratio: 1.5, ewma_decay_ms: 0, workers: Some(0), ..Tuning::default() };
+        let err = Settings::new(&cluster(), Some("nowhere"), &tuning).expect_err("invalid");
+        let text = err.to_string();
+        assert!(text.contains("4 problem(s)"), "{text}");
+        assert!(text.contains("--listen: invalid socket address \"nowhere\""), "{text}");
+        assert!(text.contains("--retry-budget-ratio"), "{text}");
+        assert!(text.contains("--ewma-decay-ms: must be greater than 0"), "{text}");
+        assert!(text.contains("--workers"), "{text}");
+    }
+
+    #[test]
+    fn listen_flag_overrides_the_file_and_urls_lose_trailing_slash() {
+        let text =
+            SHIPPED.replace(r#"urls = ["http://127.0.0.1:8000"]"#, r#"urls = ["http://127.0.0.1:8000/"]"#);
+        let c = ClusterConfig::from_toml_str(&text, Vec::new()).expect("valid");
+        let s = Settings::new(&c, Some("0.0.0.0:9999"), &Tuning::default()).expect("valid");
+        assert_eq!(s.listen.port(), 9999);
+        assert_eq!(s.regions[3].urls, ["http://127.0.0.1:8000"]);
+    }
+}

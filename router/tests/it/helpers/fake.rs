@@ -1,0 +1,214 @@
+//! Fake region nodes: in-process actix servers on 127.0.0.1:0 speaking the region-node
+//! contract, with behaviour switchable at runtime (latency, 500s, hang, down).
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use serde_json::{json, Value};
+
+const HEALTHY: u8 = 0;
+const FAIL_500: u8 = 1;
+const HANG: u8 = 2;
+
+/// Model version every fake reports on `/health/ready`.
+pub const MODEL_VERSION: &str = "v-test-7";
+
+#[derive(Debug)]
+struct Control {
+    region: String,
+    node: String,
+    mode: AtomicU8,
+    latency_ms: AtomicU64,
+    /// Recommendation/event requests answered (any status).
+    served: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+/// One fake node of region `region`. Dropping it stops its server.
+pub struct FakeNode {
+    pub region: String,
+    pub addr: SocketAddr,
+    ctl: Arc<Control>,
+    server: Mutex<Option<ServerHandle>>,
+}
+
+impl FakeNode {
+    /// A healthy node of `region` (its node id is `<region>-node`).
+    pub async fn start(region: &str) -> Self {
+        Self::start_node(region, &format!("{region}-node")).await
+    }
+
+    pub async fn start_node(region: &str, node: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake node");
+        let addr = listener.local_addr().expect("local addr");
+        let ctl = Arc::new(Control {
+            region: region.to_string(),
+            node: node.to_string(),
+            mode: AtomicU8::new(HEALTHY),
+            latency_ms: AtomicU64::new(0),
+            served: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+        });
+        let fake = FakeNode { region: region.to_string(), addr, ctl, server: Mutex::new(None) };
+        fake.serve(listener);
+        fake
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let ctl = self.ctl.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(ctl.clone()))
+                .route("/health/ready", web::get().to(ready))
+                .route("/recommendations", web::post().to(recommend))
+                .route("/api/v1/recommendations/user/{user_id}", web::post().to(recommend))
+                .route("/events", web::post().to(recommend))
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(0)
+        .listen(listener)
+        .expect("listen")
+        .run();
+        *self.server.lock().expect("lock") = Some(server.handle());
+        tokio::spawn(server);
+    }
+
+    pub fn set_latency(&self, latency: Duration) {
+        self.ctl.latency_ms.store(latency.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Answer everything normally (after the injected latency).
+    pub fn heal(&self) {
+        self.ctl.mode.store(HEALTHY, Ordering::SeqCst);
+    }
+
+    /// Answer every request, probes included, with 500.
+    pub fn fail_with_500(&self) {
+        self.ctl.mode.store(FAIL_500, Ordering::SeqCst);
+    }
+
+    /// Accept connections and read requests, never answer (probes included).
+    pub fn hang(&self) {
+        self.ctl.mode.store(HANG, Ordering::SeqCst);
+    }
+
+    /// Stop the server: listener closed, open connections dropped (like a killed process).
+    pub async fn down(&self) {
+        let handle = self.server.lock().expect("lock").take();
+        if let Some(h) = handle {
+            h.stop(false).await;
+        }
+    }
+
+    /// Serve again on the same address.
+    pub async fn up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let listener = loop {
+            match TcpListener::bind(self.addr) {
+                Ok(l) => break l,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("rebinding {}: {e}; retrying", self.addr);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("cannot rebind {}: {e}", self.addr),
+            }
+        };
+        self.serve(listener);
+    }
+
+    pub fn served(&self) -> u64 {
+        self.ctl.served.load(Ordering::SeqCst)
+    }
+
+    pub fn in_flight(&self) -> u64 {
+        self.ctl.in_flight.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FakeNode {
+    fn drop(&mut self) {
+        if let Some(h) = self.server.lock().map(|mut s| s.take()).ok().flatten() {
+            // The stop command is sent on call; nobody needs to wait for it.
+            let _stopping = h.stop(false);
+        }
+    }
+}
+
+/// Apply the current mode and latency; `Some(response)` short-circuits the handler.
+async fn faults(ctl: &Control) -> Option<HttpResponse> {
+    match ctl.mode.load(Ordering::SeqCst) {
+        HANG => std::future::pending::<()>().await,
+        FAIL_500 => {
+            return Some(HttpResponse::InternalServerError().json(json!({"detail": "injected failure"})))
+        }
+        _ => {}
+    }
+    let latency = ctl.latency_ms.load(Ordering::SeqCst);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    None
+}
+
+async fn ready(ctl: web::Data<Arc<Control>>) -> HttpResponse {
+    if let Some(r) = faults(&ctl).await {
+        return r;
+    }
+    HttpResponse::Ok().json(json!({
+        "status": "ok", "region": ctl.region, "model_version": MODEL_VERSION, "node": ctl.node,
+    }))
+}
+
+struct InFlight<'a>(&'a AtomicU64);
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Echoes what it received, so tests can check what the router forwarded.
+async fn recommend(req: HttpRequest, body: web::Bytes, ctl: web::Data<Arc<Control>>) -> HttpResponse {
+    ctl.in_flight.fetch_add(1, Ordering::SeqCst);
+    let _guard = InFlight(&ctl.in_flight);
+    if let Some(r) = faults(&ctl).await {
+        ctl.served.fetch_add(1, Ordering::SeqCst);
+        return r;
+    }
+    ctl.served.fetch_add(1, Ordering::SeqCst);
+    let Ok(parsed) = serde_json::from_slice::<Value>(&body) else {
+        return HttpResponse::UnprocessableEntity().json(json!({"detail": "body is not valid JSON"}));
+    };
+    if parsed["user_id"] == json!(404) {
+        return HttpResponse::NotFound()
+            .insert_header(("x-node", ctl.node.as_str()))
+            .json(json!({"detail": "unknown user"}));
+    }
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    // `{"pad": n}` asks for an answer padded by n bytes (to exercise streaming).
+    let pad = "x".repeat(parsed["pad"].as_u64().unwrap_or(0) as usize);
+    HttpResponse::Ok()
+        // Nodes name themselves; the router must overwrite this with the region it used.
+        .insert_header(("x-served-by", ctl.node.as_str()))
+        .insert_header(("x-node", ctl.node.as_str()))
+        .json(json!({
+            "region": ctl.region,
+            "node": ctl.node,
+            "method": req.method().as_str(),
+            "path": req.uri().path_and_query().map(|p| p.as_str()),
+            "request_id": header("x-request-id"),
+            "hint_header": header("x-region-hint"),
+            "custom_header": header("x-custom"),
+            "body": parsed,
+            "items": [1, 2, 3],
+            "pad": pad,
+        }))
+}

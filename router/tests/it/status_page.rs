@@ -1,0 +1,91 @@
+//! `GET /`: self-contained, and rendering live region data in a real (headless) browser.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::helpers::fake::MODEL_VERSION;
+use crate::helpers::{spawn_router, FakeNode, Opts, Region, TestRouter, TOKEN};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_page_is_self_contained_html_polling_regions() {
+    let a = FakeNode::start("a").await;
+    let router = spawn_router(&[Region::new(&a, &[])], Opts::default()).await;
+
+    let (status, content_type, html) = router.get_text("/").await;
+
+    assert_eq!(status, 200);
+    assert_eq!(content_type.as_deref(), Some("text/html; charset=utf-8"));
+    assert!(html.contains("fetch(\"/regions\""), "polls /regions");
+    assert!(html.contains("<form id=\"try\""), "has the try-a-recommendation form");
+    for external in ["http://", "https://", "<link", " src="] {
+        assert!(!html.contains(external), "the page must not load external assets ({external})");
+    }
+}
+
+/// Run headless Chromium with the flags CI uses, a fresh profile, and `extra` arguments.
+async fn chromium(extra: &[&str], url: &str) -> std::process::Output {
+    let profile = tempfile::tempdir().expect("profile dir");
+    let mut cmd = tokio::process::Command::new(CHROMIUM);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,900",
+        "--virtual-time-budget=3000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()))
+    .args(extra)
+    .arg(url)
+    .stdin(Stdio::null())
+    .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(45), cmd.output())
+        .await
+        .expect("chromium finished within 45 s")
+        .expect("chromium runs");
+    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+async fn busy_router(a: &FakeNode, b: &FakeNode) -> TestRouter {
+    let router = spawn_router(&[Region::new(a, &["b"]), Region::new(b, &["a"])], Opts::default()).await;
+    for hint in ["a", "a", "a", "b"] {
+        assert_eq!(router.recommend(Some(hint)).await.status, 200);
+    }
+    assert_eq!(router.failover("b", "drain", Some(TOKEN)).await.status, 200);
+    router
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_page_renders_live_regions_in_headless_chromium() {
+    if !Path::new(CHROMIUM).exists() {
+        eprintln!("SKIPPED status_page_renders_live_regions_in_headless_chromium: {CHROMIUM} not found (apt-get install chromium)");
+        return;
+    }
+    // Arrange
+    let (a, b) = (FakeNode::start("a").await, FakeNode::start("b").await);
+    let router = busy_router(&a, &b).await;
+    let url = format!("{}/", router.base);
+    let shots = tempfile::tempdir().expect("screenshot dir");
+    let png = shots.path().join("status.png");
+
+    // Act
+    let dom = String::from_utf8(chromium(&["--dump-dom"], &url).await.stdout).expect("utf-8 DOM");
+    chromium(&[&format!("--screenshot={}", png.display())], &url).await;
+
+    // Assert: the script ran and rendered what /regions said.
+    assert!(dom.contains(r#"data-region="a""#) && dom.contains(r#"data-state="healthy""#), "{dom}");
+    assert!(dom.contains(r#"data-region="b""#) && dom.contains(r#"data-state="drained""#), "{dom}");
+    assert!(dom.contains(MODEL_VERSION), "model version shown: {dom}");
+    assert!(dom.contains("75.0%"), "traffic share of a (3 of 4 requests) shown: {dom}");
+    assert!(dom.contains("<option value=\"a\">a</option>"), "hint choices filled in: {dom}");
+    let bytes = std::fs::read(&png).expect("screenshot written");
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    assert!(bytes.len() > 10_000, "a non-trivial screenshot ({} bytes)", bytes.len());
+}
