@@ -22,7 +22,8 @@ pub struct Cli {
     pub config: PathBuf,
 
     /// Log as JSON lines instead of human-readable text.
-    #[arg(long, global = true, env = "GEOREC_LOG_JSON")]
+    #[arg(long, global = true, env = "GEOREC_LOG_JSON", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub log_json: bool,
 
     #[command(subcommand)]
