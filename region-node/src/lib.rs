@@ -1,0 +1,34 @@
+//! region-node: serves one region's recommendations from a hot-swapped model, caching
+//! answers in the region's Redis.
+//!
+//! # Layout
+//! - [`settings`]: what a node runs with, resolved from `regions.toml` + CLI by `main`.
+//! - [`loader`]: download + verify + decode one version (the only code touching payload bytes).
+//! - [`snapshot`]: one immutable model version with its derived indices; [`similar`]: the
+//!   item-major index and item-item cosine.
+//! - [`swap`]: the [`swap::ModelSlot`] (one `ArcSwap`) and the poller that replaces its snapshot.
+//! - [`cache`]: cache-aside in Redis behind timeouts and a [`breaker`]; [`flight`]: single-flight.
+//! - [`answer`]: queries and ranked answers; [`service`]: snapshot + cache + single-flight.
+//! - [`metrics`]: the Prometheus registry; [`report`]: health and stats.
+//! - [`node`]: the state shared by everything above; [`http`]: actix-web routes over it.
+//!
+//! Only [`http`] knows about actix. `main` parses the CLI, reads the environment, builds a
+//! [`Node`], binds and calls [`http::run`].
+
+pub mod answer;
+pub mod breaker;
+pub mod cache;
+pub mod flight;
+pub mod http;
+pub mod loader;
+pub mod metrics;
+pub mod node;
+pub mod report;
+pub mod service;
+pub mod settings;
+pub mod similar;
+pub mod snapshot;
+pub mod swap;
+
+pub use node::{Background, Node};
+pub use settings::Settings;

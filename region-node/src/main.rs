@@ -1,0 +1,62 @@
+//! `region-node --region us-west [--config regions.toml]`: CLI, environment, bind, serve.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use model_sync::config::ClusterConfig;
+use model_sync::store::{Bucket, Credentials, Location, StoreOptions};
+use region_node::settings::{AdminToken, Settings};
+use region_node::Node;
+
+/// Serve one region's recommendations from its bucket's current model and its Redis.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    after_help = "Environment: GEOREC_ADMIN_TOKEN (admin routes), AWS_ACCESS_KEY_ID / \
+AWS_SECRET_ACCESS_KEY (or the AWS chain), GEOREC__<SECTION>__<KEY> overrides, RUST_LOG."
+)]
+struct Cli {
+    /// Region to serve, as named in the config file.
+    #[arg(long)]
+    region: String,
+    /// Cluster configuration file.
+    #[arg(long, env = "GEOREC_CONFIG", default_value = "regions.toml")]
+    config: PathBuf,
+    /// Address to bind instead of the region's `listen`.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Log JSON lines instead of text.
+    #[arg(long, env = "GEOREC_LOG_JSON")]
+    log_json: bool,
+}
+
+/// Static keys when both AWS variables are set (and no session token), else the AWS chain
+/// (as the model-sync CLI does).
+async fn credentials() -> Credentials {
+    let var = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
+    match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"), var("AWS_SESSION_TOKEN")) {
+        (Some(access_key), Some(secret_key), None) => Credentials::Static { access_key, secret_key },
+        _ => Credentials::Sdk(aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    model_sync::telemetry::init(cli.log_json);
+    let cluster = ClusterConfig::load(&cli.config, std::env::vars())?;
+    let token = std::env::var("GEOREC_ADMIN_TOKEN").ok().and_then(AdminToken::new);
+    let settings = Settings::from_cluster(&cluster, &cli.region, cli.listen.as_deref(), token)?;
+    let location = Location::region(cluster.region(&cli.region)?);
+    let bucket = Bucket::new(&cli.region, location, &credentials().await, StoreOptions::default());
+
+    let listener = std::net::TcpListener::bind(settings.listen)
+        .with_context(|| format!("cannot bind {} (region {})", settings.listen, cli.region))?;
+    tracing::info!(region = %cli.region, listen = %listener.local_addr()?, admin = settings.admin_token.is_some(), "region-node starting");
+    let node = Node::new(settings, bucket)?;
+    let _background = node.start();
+    region_node::http::run(listener, node)?.await?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! A region node's state: settings, the model slot and its swapper, the cache, metrics.
+//!
+//! [`Node`] is cheap to clone (one `Arc`) and is what the HTTP layer gets. Background work
+//! (pointer polling, Redis monitoring) is started explicitly with [`Node::start`], so tests
+//! can build a node, drive a check by hand, and own the tasks' lifetime.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use model_sync::store::Bucket;
+use tokio::task::JoinHandle;
+
+use crate::cache::{Cache, CacheError};
+use crate::metrics::Metrics;
+use crate::service::Service;
+use crate::settings::Settings;
+use crate::swap::{ModelSlot, Swapper};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("cannot register metrics")]
+    Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+#[derive(Clone)]
+pub struct Node(Arc<Inner>);
+
+struct Inner {
+    settings: Settings,
+    slot: Arc<ModelSlot>,
+    swapper: Swapper,
+    cache: Arc<Cache>,
+    service: Service,
+    metrics: Metrics,
+    started: Instant,
+}
+
+/// The node's background tasks; dropping this stops them.
+pub struct Background {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Node {
+    /// Build the node with an empty model slot. Must run inside a Tokio runtime (the Redis
+    /// connection manager lives there); connects to nothing yet.
+    pub fn new(settings: Settings, bucket: Bucket) -> Result<Self, NodeError> {
+        let metrics = Metrics::new()?;
+        let cache = Arc::new(Cache::new(
+            &settings.region,
+            &settings.redis_url,
+            settings.cache.clone(),
+            metrics.cache.clone(),
+        )?);
+        let slot = Arc::new(ModelSlot::default());
+        let swapper = Swapper::new(bucket, settings.download_dir.clone(), slot.clone(), metrics.swap.clone());
+        let service = Service::new(slot.clone(), cache.clone(), metrics.computations.clone());
+        let started = Instant::now();
+        Ok(Self(Arc::new(Inner { settings, slot, swapper, cache, service, metrics, started })))
+    }
+
+    /// Start polling the model pointer (first check at once) and monitoring Redis.
+    pub fn start(&self) -> Background {
+        let poller = self.clone();
+        let monitor = self.clone();
+        let poll = self.0.settings.poll.clone();
+        Background {
+            tasks: vec![
+                tokio::spawn(async move { poller.0.swapper.poll(poll).await }),
+                tokio::spawn(async move { monitor.0.cache.monitor().await }),
+            ],
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+
+    pub fn region(&self) -> &str {
+        &self.0.settings.region
+    }
+
+    pub fn slot(&self) -> &ModelSlot {
+        &self.0.slot
+    }
+
+    pub fn swapper(&self) -> &Swapper {
+        &self.0.swapper
+    }
+
+    pub fn cache(&self) -> &Cache {
+        &self.0.cache
+    }
+
+    pub fn service(&self) -> &Service {
+        &self.0.service
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    pub fn uptime(&self) -> std::time::Duration {
+        self.0.started.elapsed()
+    }
+}

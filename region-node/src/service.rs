@@ -1,0 +1,109 @@
+//! Answering questions: the serving snapshot, the cache and single-flight put together.
+//!
+//! Each request loads the snapshot once and uses it throughout, so the version in its cache
+//! key, its answer and its response always agree even if a swap lands mid-request.
+
+use std::sync::Arc;
+
+use prometheus::IntCounterVec;
+
+use crate::answer::{Ranked, RecommendQuery, Source};
+use crate::cache::Cache;
+use crate::flight::SingleFlight;
+use crate::snapshot::ModelSnapshot;
+use crate::swap::ModelSlot;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("no model is loaded yet; the node is still fetching its first version")]
+    NotReady,
+    #[error("item {item_id:?} is not in model {version}")]
+    UnknownItem { item_id: String, version: String },
+}
+
+/// An answer, where it came from, and the snapshot it belongs to.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub ranked: Arc<Ranked>,
+    pub source: Source,
+    pub snapshot: Arc<ModelSnapshot>,
+}
+
+impl Served {
+    pub fn version(&self) -> &str {
+        &self.snapshot.version
+    }
+}
+
+pub struct Service {
+    slot: Arc<ModelSlot>,
+    cache: Arc<Cache>,
+    flight: SingleFlight<Arc<Ranked>>,
+    computations: IntCounterVec,
+}
+
+impl Service {
+    pub fn new(slot: Arc<ModelSlot>, cache: Arc<Cache>, computations: IntCounterVec) -> Self {
+        Self { slot, cache, flight: SingleFlight::default(), computations }
+    }
+
+    /// The serving snapshot, or [`ServeError::NotReady`].
+    pub fn snapshot(&self) -> Result<Arc<ModelSnapshot>, ServeError> {
+        self.slot.current().ok_or(ServeError::NotReady)
+    }
+
+    pub async fn recommend(&self, q: RecommendQuery, force_refresh: bool) -> Result<Served, ServeError> {
+        let snapshot = self.snapshot()?;
+        let key = self.cache.recommendation_key(&snapshot.version, &q);
+        Ok(self.cached(key, force_refresh, "recommend", snapshot, move |s| s.recommend(&q)).await)
+    }
+
+    pub async fn similar(
+        &self,
+        item_id: &str,
+        count: usize,
+        force_refresh: bool,
+    ) -> Result<Served, ServeError> {
+        let snapshot = self.snapshot()?;
+        let Some(item) = snapshot.model.item_index(item_id) else {
+            let version = snapshot.version.clone();
+            return Err(ServeError::UnknownItem { item_id: item_id.to_string(), version });
+        };
+        let key = self.cache.similar_key(&snapshot.version, item_id, count);
+        Ok(self.cached(key, force_refresh, "similar", snapshot, move |s| s.similar(item, count)).await)
+    }
+
+    /// Not cached: one pass over item popularity costs less than a Redis round trip.
+    pub fn trending(&self, count: usize, category: Option<&str>) -> Result<Served, ServeError> {
+        let snapshot = self.snapshot()?;
+        self.computations.with_label_values(&["trending"]).inc();
+        let ranked = Arc::new(snapshot.trending(count, category));
+        Ok(Served { ranked, source: Source::Model, snapshot })
+    }
+
+    /// Cache-aside: Redis first (unless `force_refresh`), else compute once per key across
+    /// concurrent callers and write the result back.
+    async fn cached(
+        &self,
+        key: String,
+        force_refresh: bool,
+        kind: &'static str,
+        snapshot: Arc<ModelSnapshot>,
+        compute: impl FnOnce(&ModelSnapshot) -> Ranked,
+    ) -> Served {
+        if !force_refresh {
+            if let Some(ranked) = self.cache.get(&key).await {
+                return Served { ranked: Arc::new(ranked), source: Source::Cache, snapshot };
+            }
+        }
+        let (key_ref, snapshot_ref) = (&key, &snapshot);
+        let work = move || async move {
+            self.computations.with_label_values(&[kind]).inc();
+            let ranked = Arc::new(compute(snapshot_ref));
+            self.cache.put(key_ref, &ranked).await;
+            ranked
+        };
+        let ranked = if force_refresh { work().await } else { self.flight.run(&key, work).await.0 };
+        Served { ranked, source: Source::Model, snapshot }
+    }
+}

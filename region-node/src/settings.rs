@@ -1,0 +1,245 @@
+//! What one node needs to know, resolved from `regions.toml` (+ env overrides) and the CLI.
+//!
+//! `main` is the only place that reads the environment: it passes the loaded
+//! [`ClusterConfig`] and the admin token in, and gets back either a complete [`Settings`]
+//! or every problem at once. Tests build [`Settings::new`] directly and override fields.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use model_sync::config::{ClusterConfig, ConfigError};
+
+/// Everything a node runs with. Plain data: no I/O happens here.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Region this node serves; names the cache keys, the bucket and `x-served-by`.
+    pub region: String,
+    /// Address to bind (from `regions.<region>.listen`, or `--listen`).
+    pub listen: SocketAddr,
+    /// The region's Redis (`redis://host:port[/db]`).
+    pub redis_url: String,
+    pub cache: CacheSettings,
+    pub poll: PollSettings,
+    /// Bearer token for `/admin/*`; `None` makes admin routes answer 403.
+    pub admin_token: Option<AdminToken>,
+    /// Largest request body accepted; bigger ones are rejected before parsing.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests get to finish after SIGTERM.
+    pub shutdown_timeout: Duration,
+    /// HTTP worker threads; `None` is actix's default (one per core).
+    pub workers: Option<usize>,
+    /// Where versions are downloaded before decoding (removed right after); needs room
+    /// for one model payload.
+    pub download_dir: PathBuf,
+}
+
+/// Redis cache and its breaker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheSettings {
+    /// Base lifetime of a cached answer.
+    pub ttl: Duration,
+    /// The TTL is randomised by +/- this percentage so keys written together don't expire
+    /// together.
+    pub ttl_jitter_pct: u8,
+    /// Deadline of every Redis call; past it the node answers from the model.
+    pub redis_timeout: Duration,
+    /// Consecutive Redis failures that open the breaker.
+    pub breaker_failures: u32,
+    /// How long the breaker stays open before one probe may try Redis again.
+    pub breaker_cooldown: Duration,
+    /// How often the background monitor pings Redis, so health is current and an open
+    /// breaker closes again even without traffic.
+    pub probe_interval: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(300),
+            ttl_jitter_pct: 10,
+            redis_timeout: Duration::from_millis(50),
+            breaker_failures: 3,
+            breaker_cooldown: Duration::from_secs(1),
+            probe_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Model pointer polling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollSettings {
+    /// Nominal time between pointer checks.
+    pub interval: Duration,
+    /// Each wait is scaled by a random factor in `1 +/- jitter`, so regions (and replicas)
+    /// don't hit their buckets in lockstep.
+    pub jitter: f64,
+    /// Upper bound of the exponential backoff after failed checks.
+    pub max_backoff: Duration,
+}
+
+impl Default for PollSettings {
+    fn default() -> Self {
+        Self { interval: Duration::from_secs(2), jitter: 0.2, max_backoff: Duration::from_secs(30) }
+    }
+}
+
+/// The admin bearer token. Never printed: `Debug` shows a placeholder.
+#[derive(Clone)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// `None` for an empty token: an empty secret would let any empty bearer in.
+    pub fn new(token: impl Into<String>) -> Option<Self> {
+        let token = token.into();
+        (!token.trim().is_empty()).then_some(Self(token))
+    }
+
+    /// Compare in time independent of where the first difference is.
+    pub fn matches(&self, presented: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+/// One invalid setting and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(transparent)]
+    Region(#[from] ConfigError),
+    #[error("{} invalid setting(s):\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid { problems: Vec<Problem> },
+}
+
+impl Settings {
+    /// Defaults for everything but the region and its Redis; bound to `127.0.0.1:0`.
+    pub fn new(region: impl Into<String>, redis_url: impl Into<String>) -> Self {
+        Self {
+            region: region.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            redis_url: redis_url.into(),
+            cache: CacheSettings::default(),
+            poll: PollSettings::default(),
+            admin_token: None,
+            max_body_bytes: 64 * 1024,
+            shutdown_timeout: Duration::from_secs(15),
+            workers: None,
+            download_dir: std::env::temp_dir(),
+        }
+    }
+
+    /// Settings of `region` from the cluster file; `listen` overrides the file's address.
+    pub fn from_cluster(
+        cluster: &ClusterConfig,
+        region: &str,
+        listen: Option<&str>,
+        admin_token: Option<AdminToken>,
+    ) -> Result<Self, SettingsError> {
+        let r = cluster.region(region)?;
+        let mut s = Settings::new(region, r.redis_url.clone());
+        let mut problems = Vec::new();
+        let (key, addr) = match listen {
+            Some(l) => ("--listen".to_string(), l),
+            None => (format!("regions.{region}.listen"), r.listen.as_str()),
+        };
+        match addr.parse() {
+            Ok(a) => s.listen = a,
+            Err(e) => problems.push(Problem { key, message: format!("invalid address {addr:?}: {e}") }),
+        }
+        let c = &cluster.cache;
+        s.cache.ttl = Duration::from_secs(c.ttl_secs);
+        s.cache.ttl_jitter_pct = c.ttl_jitter_pct;
+        s.cache.redis_timeout = Duration::from_millis(c.redis_timeout_ms);
+        s.poll.interval = cluster.poll_interval();
+        s.admin_token = admin_token;
+        s.validate(&mut problems);
+        if problems.is_empty() {
+            Ok(s)
+        } else {
+            Err(SettingsError::Invalid { problems })
+        }
+    }
+
+    /// Checks the file's loader cannot know about (it does not know what a node needs).
+    pub fn validate(&self, problems: &mut Vec<Problem>) {
+        let mut bad = |key: &str, message: &str| {
+            problems.push(Problem { key: key.into(), message: message.into() });
+        };
+        if self.cache.ttl.is_zero() {
+            bad("cache.ttl_secs", "must be at least 1: a zero TTL caches nothing");
+        }
+        if self.cache.ttl_jitter_pct > 50 {
+            bad("cache.ttl_jitter_pct", "must be at most 50");
+        }
+        if self.cache.redis_timeout.is_zero() {
+            bad("cache.redis_timeout_ms", "must be at least 1");
+        }
+        if self.poll.interval < Duration::from_millis(10) {
+            bad("model.poll_interval_ms", "must be at least 10");
+        }
+        if !(0.0..1.0).contains(&self.poll.jitter) {
+            bad("poll.jitter", "must be in [0, 1)");
+        }
+        if self.max_body_bytes == 0 {
+            bad("max_body_bytes", "must be positive");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHIPPED: &str = include_str!("../../regions.toml");
+
+    fn cluster(env: Vec<(String, String)>) -> ClusterConfig {
+        ClusterConfig::from_toml_str(SHIPPED, env).expect("shipped regions.toml is valid")
+    }
+
+    #[test]
+    fn region_settings_come_from_the_file_and_env() {
+        let env = vec![("GEOREC__CACHE__REDIS_TIMEOUT_MS".to_string(), "80".to_string())];
+        let s = Settings::from_cluster(&cluster(env), "eu-west", None, None).expect("valid");
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8002");
+        assert_eq!(s.redis_url, "redis://127.0.0.1:6382");
+        assert_eq!(s.cache.redis_timeout, Duration::from_millis(80));
+        assert_eq!(s.poll.interval, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn bad_listen_and_unknown_region_are_reported() {
+        let c = cluster(Vec::new());
+        let e = Settings::from_cluster(&c, "us-west", Some("nowhere"), None).expect_err("bad");
+        assert!(e.to_string().contains("--listen: invalid address \"nowhere\""), "{e}");
+        let e = Settings::from_cluster(&c, "mars", None, None).expect_err("unknown");
+        assert!(e.to_string().contains("unknown region \"mars\""), "{e}");
+    }
+
+    #[test]
+    fn token_is_redacted_and_compared_exactly() {
+        let t = AdminToken::new("s3cret").expect("non-empty");
+        assert!(t.matches("s3cret"));
+        assert!(!t.matches("s3cre") && !t.matches("s3cres") && !t.matches(""));
+        assert!(!format!("{t:?}").contains("s3cret"));
+        assert!(AdminToken::new("  ").is_none());
+    }
+}

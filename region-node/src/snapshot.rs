@@ -1,0 +1,148 @@
+//! One immutable, fully built model version: what a request reads from start to finish.
+//!
+//! Everything a request needs that is derived from the model (the item-major index for
+//! similar items) is built in [`ModelSnapshot::new`], before the snapshot is published, so
+//! the request path never builds or locks anything. Answers come from the model's own
+//! `recommend` / `popular`, so they match what model-sync computes offline.
+
+use model_sync::manifest::Manifest;
+use model_sync::model::{Model, Query, Scored};
+
+use crate::answer::{Ranked, RankedItem, RecommendQuery, Strategy};
+use crate::similar::ItemUsers;
+
+#[derive(Debug)]
+pub struct ModelSnapshot {
+    /// The manifest's `model_version`; part of every cache key.
+    pub version: String,
+    pub manifest: Manifest,
+    pub model: Model,
+    /// Unix seconds when this snapshot was built.
+    pub loaded_at: i64,
+    item_users: ItemUsers,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("model {version}: manifest says {what} {expected}, the payload has {actual}")]
+    CountMismatch { version: String, what: &'static str, expected: u64, actual: u64 },
+    #[error("model {version} has no users or no items: nothing could be recommended")]
+    Empty { version: String },
+}
+
+impl ModelSnapshot {
+    /// Check the decoded model against its manifest and build the derived indices.
+    pub fn new(manifest: Manifest, model: Model, loaded_at: i64) -> Result<Self, SnapshotError> {
+        let version = manifest.model_version.clone();
+        let c = &manifest.counts;
+        for (what, expected, actual) in [
+            ("users", c.users, model.users.len() as u64),
+            ("items", c.items, model.items.len() as u64),
+            ("interactions", c.interactions, model.interactions),
+        ] {
+            if expected != actual {
+                return Err(SnapshotError::CountMismatch { version, what, expected, actual });
+            }
+        }
+        if model.users.is_empty() || model.items.is_empty() {
+            return Err(SnapshotError::Empty { version });
+        }
+        let item_users = ItemUsers::build(&model);
+        Ok(Self { version, manifest, model, loaded_at, item_users })
+    }
+
+    /// User-KNN for known users with neighbours; popularity otherwise. The user's own items
+    /// (unless `include_seen`) and `exclude` are never returned.
+    pub fn recommend(&self, q: &RecommendQuery) -> Ranked {
+        let m = &self.model;
+        let exclude: Vec<u32> = q.exclude.iter().filter_map(|id| m.item_index(id)).collect();
+        let categories = self.category_filter(&q.categories);
+        let query = Query { count: q.count, exclude: &exclude, categories: categories.as_deref() };
+        let Some(user) = m.user_index(&q.user_id) else {
+            return self.describe(Strategy::Popular, m.popular(&[], &query));
+        };
+        let seen = if q.include_seen { &[][..] } else { m.user_items(user).0 };
+        let knn = if q.include_seen {
+            let neighbours: Vec<(u32, f32)> = m.neighbours(user).collect();
+            m.recommend_from(&neighbours, seen, &query)
+        } else {
+            m.recommend(user, &query)
+        };
+        if knn.is_empty() {
+            // No neighbour has anything new (or nothing passes the filters): popular items
+            // the user does not have are still better than an empty page.
+            return self.describe(Strategy::Popular, m.popular(seen, &query));
+        }
+        self.describe(Strategy::UserKnn, knn)
+    }
+
+    /// Items most often chosen together with `item`; see [`ItemUsers::similar`].
+    pub fn similar(&self, item: u32, count: usize) -> Ranked {
+        self.describe(Strategy::ItemCosine, self.item_users.similar(&self.model, item, count))
+    }
+
+    /// Recency-decayed popularity, optionally within one category.
+    pub fn trending(&self, count: usize, category: Option<&str>) -> Ranked {
+        let categories = category.map(|c| self.category_filter(&[c.to_string()]).unwrap_or_default());
+        let query = Query { count, exclude: &[], categories: categories.as_deref() };
+        self.describe(Strategy::Popular, self.model.popular(&[], &query))
+    }
+
+    /// Category names -> indices; `None` (no filter) for an empty list. Unknown names match
+    /// nothing, so a filter of only unknown categories yields an empty answer.
+    fn category_filter(&self, names: &[String]) -> Option<Vec<u32>> {
+        (!names.is_empty()).then(|| names.iter().filter_map(|c| self.model.category_index(c)).collect())
+    }
+
+    fn describe(&self, strategy: Strategy, scored: Vec<Scored>) -> Ranked {
+        let m = &self.model;
+        let items = scored
+            .into_iter()
+            .map(|s| RankedItem {
+                item_id: m.items[s.item as usize].clone(),
+                score: s.score,
+                name: m.item_name(s.item).map(str::to_string),
+                category: m.item_category(s.item).map(str::to_string),
+            })
+            .collect();
+        Ranked { strategy, items }
+    }
+
+    /// Pairs of (user, item) with a weight: the matrix's non-zeros.
+    pub fn pairs(&self) -> u64 {
+        self.model.matrix.nnz() as u64
+    }
+
+    /// Share of the user x item matrix that is non-zero.
+    pub fn density(&self) -> f64 {
+        let cells = self.model.users.len() as f64 * self.model.items.len() as f64;
+        if cells == 0.0 {
+            0.0
+        } else {
+            self.pairs() as f64 / cells
+        }
+    }
+
+    /// Run each query kind a few times before the snapshot goes live: touches the pages
+    /// the request path will read (so the first requests after a swap are not slow) and
+    /// proves the queries run on this model. Panics surface as a failed swap.
+    pub fn warm_up(&self) {
+        let m = &self.model;
+        let users = m.users.len();
+        for u in [0, users / 2, users - 1] {
+            let q = RecommendQuery::new(m.users[u].clone(), 10, Vec::new(), Vec::new());
+            std::hint::black_box(self.recommend(&q));
+        }
+        let unknown = RecommendQuery::new("\u{0}warm-up", 10, Vec::new(), Vec::new());
+        let popular = self.recommend(&unknown);
+        if let Some(top) = popular.items.first().and_then(|i| m.item_index(&i.item_id)) {
+            std::hint::black_box(self.similar(top, 10));
+        }
+        std::hint::black_box(self.trending(10, m.categories.first().map(String::as_str)));
+        tracing::debug!(
+            version = %self.version,
+            item_index_bytes = self.item_users.heap_bytes(),
+            "snapshot warmed up"
+        );
+    }
+}

@@ -1,0 +1,242 @@
+//! Hot-swapping model versions: one immutable snapshot behind one `ArcSwap`.
+//!
+//! A check reads the region's pointer; a new version is downloaded, verified, decoded,
+//! built into a [`ModelSnapshot`] and warmed up entirely off the request path, then
+//! published with a single `store`. Requests hold the `Arc` they loaded, so in-flight ones
+//! finish on their version and the old snapshot is freed when the last of them ends.
+//!
+//! A failed check (store down, corrupt or undecodable version) never touches the serving
+//! snapshot: it is recorded for health and metrics and retried with backoff. Start-up is
+//! the same loop with an empty slot, so "retry while the store is unreachable" needs no
+//! separate code.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use model_sync::manifest;
+use model_sync::publish::error_chain;
+use model_sync::reader::{self, ReadError};
+use model_sync::store::Bucket;
+use serde::Serialize;
+
+use crate::loader::{self, LoadError};
+use crate::metrics::SwapMetrics;
+use crate::settings::PollSettings;
+use crate::snapshot::{ModelSnapshot, SnapshotError};
+
+/// The serving snapshot, if any. The only mutable model state of a node.
+#[derive(Default)]
+pub struct ModelSlot(ArcSwapOption<ModelSnapshot>);
+
+impl ModelSlot {
+    /// The snapshot to answer one request with; hold it for the whole request.
+    pub fn current(&self) -> Option<Arc<ModelSnapshot>> {
+        self.0.load_full()
+    }
+
+    pub fn version(&self) -> Option<String> {
+        self.0.load().as_ref().map(|s| s.version.clone())
+    }
+
+    fn store(&self, snapshot: Arc<ModelSnapshot>) {
+        self.0.store(Some(snapshot));
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SwapError {
+    #[error("nothing has been published to this region's bucket yet")]
+    NothingPublished,
+    #[error("cannot read the region's pointer")]
+    Pointer(#[source] ReadError),
+    #[error("cannot load version {version}")]
+    Load {
+        version: String,
+        #[source]
+        source: LoadError,
+    },
+    #[error("version {version} is not servable")]
+    Snapshot {
+        version: String,
+        #[source]
+        source: SnapshotError,
+    },
+    #[error("version {version} failed while building or warming up")]
+    Build {
+        version: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+impl SwapError {
+    /// The version that was rejected, when one was named.
+    pub fn version(&self) -> Option<&str> {
+        match self {
+            SwapError::NothingPublished | SwapError::Pointer(_) => None,
+            SwapError::Load { version, .. }
+            | SwapError::Snapshot { version, .. }
+            | SwapError::Build { version, .. } => Some(version),
+        }
+    }
+}
+
+/// What one check did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum CheckOutcome {
+    /// The pointer names the serving version.
+    Unchanged {
+        version: String,
+    },
+    Swapped {
+        from: Option<String>,
+        to: String,
+        took_ms: u64,
+    },
+}
+
+/// The last failed check, for `/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SwapFailure {
+    /// The version that was rejected; `None` when the pointer itself could not be read.
+    pub version: Option<String>,
+    /// The error and its causes.
+    pub error: String,
+    /// RFC 3339.
+    pub at: String,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct SwapStatus {
+    pub swap_count: u64,
+    pub last_error: Option<SwapFailure>,
+    /// Failed checks in a row (drives the poll backoff).
+    pub consecutive_failures: u32,
+}
+
+pub struct Swapper {
+    bucket: Bucket,
+    /// Scratch space for downloads (see [`loader::load_version`]).
+    download_dir: PathBuf,
+    slot: Arc<ModelSlot>,
+    status: Mutex<SwapStatus>,
+    metrics: SwapMetrics,
+    /// One check at a time: the poller and `/admin/model/reload` must not build the same
+    /// version twice (and hold two extra copies of it in memory).
+    checking: tokio::sync::Mutex<()>,
+}
+
+impl Swapper {
+    pub fn new(bucket: Bucket, download_dir: PathBuf, slot: Arc<ModelSlot>, metrics: SwapMetrics) -> Self {
+        let status = Mutex::new(SwapStatus::default());
+        Self { bucket, download_dir, slot, status, metrics, checking: tokio::sync::Mutex::new(()) }
+    }
+
+    pub fn status(&self) -> SwapStatus {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Read the pointer now and swap if it names another version. Outcomes are recorded
+    /// in the status and metrics whoever calls this.
+    pub async fn check_now(&self) -> Result<CheckOutcome, SwapError> {
+        let _one_at_a_time = self.checking.lock().await;
+        let result = self.check().await;
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        match &result {
+            Ok(outcome) => {
+                status.consecutive_failures = 0;
+                // Serving what the pointer names: an older failure no longer matters (the
+                // operator rolled back, or a later version replaced the bad one).
+                status.last_error = None;
+                if matches!(outcome, CheckOutcome::Swapped { .. }) {
+                    status.swap_count += 1;
+                }
+            }
+            Err(e) => {
+                status.consecutive_failures = status.consecutive_failures.saturating_add(1);
+                status.last_error = Some(SwapFailure {
+                    version: e.version().map(str::to_string),
+                    error: error_chain(e),
+                    at: manifest::rfc3339(manifest::now_unix()),
+                });
+                self.metrics.failures.inc();
+            }
+        }
+        result
+    }
+
+    async fn check(&self) -> Result<CheckOutcome, SwapError> {
+        let pointer = reader::read_pointer(&self.bucket).await.map_err(SwapError::Pointer)?;
+        let version = pointer.ok_or(SwapError::NothingPublished)?.version;
+        let from = self.slot.version();
+        if from.as_deref() == Some(version.as_str()) {
+            return Ok(CheckOutcome::Unchanged { version });
+        }
+        let started = Instant::now();
+        tracing::info!(from = ?from, to = %version, "loading model version");
+        let (manifest, model) = loader::load_version(&self.bucket, &version, &self.download_dir)
+            .await
+            .map_err(|source| SwapError::Load { version: version.clone(), source })?;
+        let v = version.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            let snapshot = ModelSnapshot::new(manifest, model, manifest::now_unix())?;
+            snapshot.warm_up();
+            Ok::<_, SnapshotError>(snapshot)
+        })
+        .await
+        .map_err(|source| SwapError::Build { version: v, source })?;
+        let snapshot = built.map_err(|source| SwapError::Snapshot { version: version.clone(), source })?;
+        let loaded_at = snapshot.loaded_at;
+        self.slot.store(Arc::new(snapshot));
+        let took = started.elapsed();
+        self.metrics.swaps.inc();
+        self.metrics.duration.observe(took.as_secs_f64());
+        self.metrics.serving(&version, loaded_at);
+        tracing::info!(from = ?from, to = %version, took_ms = took.as_millis() as u64, "model swapped");
+        Ok(CheckOutcome::Swapped { from, to: version, took_ms: took.as_millis() as u64 })
+    }
+
+    /// Check at once, then forever: every jittered interval while healthy, backing off
+    /// exponentially (up to `max_backoff`) while checks fail.
+    pub async fn poll(&self, settings: PollSettings) {
+        loop {
+            if let Err(e) = self.check_now().await {
+                let serving = self.slot.version();
+                tracing::warn!(serving = ?serving, error = %error_chain(&e), "model check failed");
+            }
+            let failures = self.status().consecutive_failures;
+            tokio::time::sleep(next_delay(&settings, failures, rand::random_range(-1.0..=1.0))).await;
+        }
+    }
+}
+
+/// `interval * 2^failures` (capped at `max_backoff`, never below `interval`), scaled by
+/// `1 + jitter * unit` for `unit` in [-1, 1].
+pub fn next_delay(p: &PollSettings, failures: u32, unit: f64) -> Duration {
+    let base = p.interval.saturating_mul(1u32 << failures.min(16));
+    let capped = base.min(p.max_backoff.max(p.interval));
+    capped.mul_f64((1.0 + p.jitter * unit.clamp(-1.0, 1.0)).max(0.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_is_jittered_and_backs_off_to_a_cap() {
+        let p = PollSettings {
+            interval: Duration::from_secs(2),
+            jitter: 0.2,
+            max_backoff: Duration::from_secs(30),
+        };
+        assert_eq!(next_delay(&p, 0, 0.0), Duration::from_secs(2));
+        assert_eq!(next_delay(&p, 0, -1.0), Duration::from_millis(1600));
+        assert_eq!(next_delay(&p, 0, 1.0), Duration::from_millis(2400));
+        assert_eq!(next_delay(&p, 2, 0.0), Duration::from_secs(8));
+        assert_eq!(next_delay(&p, 10, 0.0), Duration::from_secs(30));
+        assert_eq!(next_delay(&p, u32::MAX, 1.0), Duration::from_secs(36));
+    }
+}
