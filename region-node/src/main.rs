@@ -27,7 +27,8 @@ struct Cli {
     #[arg(long)]
     listen: Option<String>,
     /// Log JSON lines instead of text.
-    #[arg(long, env = "GEOREC_LOG_JSON")]
+    #[arg(long = "log-json", env = "GEOREC_LOG_JSON", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
     log_json: bool,
 }
 

@@ -23,7 +23,8 @@ pub struct Cli {
     #[arg(long)]
     pub listen: Option<String>,
     /// Log JSON lines instead of text.
-    #[arg(long)]
+    #[arg(long = "log-json", env = "GEOREC_LOG_JSON", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub json_logs: bool,
     #[command(flatten)]
     pub tuning: Tuning,
