@@ -62,6 +62,19 @@ pub enum Credentials {
     Sdk(aws_config::SdkConfig),
 }
 
+impl Credentials {
+    /// Static keys when `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` are both in `env` (and
+    /// no session token), else the default AWS chain. Binaries pass `std::env::vars()`.
+    pub async fn from_env(env: impl IntoIterator<Item = (String, String)>) -> Credentials {
+        let env: HashMap<String, String> = env.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+        let var = |k: &str| env.get(k).cloned();
+        match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"), var("AWS_SESSION_TOKEN")) {
+            (Some(access_key), Some(secret_key), None) => Credentials::Static { access_key, secret_key },
+            _ => Credentials::Sdk(aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await),
+        }
+    }
+}
+
 /// Timeouts, retries and multipart sizes.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {

@@ -32,16 +32,6 @@ struct Cli {
     log_json: bool,
 }
 
-/// Static keys when both AWS variables are set (and no session token), else the AWS chain
-/// (as the model-sync CLI does).
-async fn credentials() -> Credentials {
-    let var = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
-    match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"), var("AWS_SESSION_TOKEN")) {
-        (Some(access_key), Some(secret_key), None) => Credentials::Static { access_key, secret_key },
-        _ => Credentials::Sdk(aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await),
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -50,7 +40,12 @@ async fn main() -> anyhow::Result<()> {
     let token = std::env::var("GEOREC_ADMIN_TOKEN").ok().and_then(AdminToken::new);
     let settings = Settings::from_cluster(&cluster, &cli.region, cli.listen.as_deref(), token)?;
     let location = Location::region(cluster.region(&cli.region)?);
-    let bucket = Bucket::new(&cli.region, location, &credentials().await, StoreOptions::default());
+    let bucket = Bucket::new(
+        &cli.region,
+        location,
+        &Credentials::from_env(std::env::vars()).await,
+        StoreOptions::default(),
+    );
 
     let listener = std::net::TcpListener::bind(settings.listen)
         .with_context(|| format!("cannot bind {} (region {})", settings.listen, cli.region))?;

@@ -112,15 +112,6 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-/// Static keys when both AWS variables are set (and no session token), else the AWS chain.
-async fn credentials() -> Credentials {
-    let var = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
-    match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"), var("AWS_SESSION_TOKEN")) {
-        (Some(access_key), Some(secret_key), None) => Credentials::Static { access_key, secret_key },
-        _ => Credentials::Sdk(aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await),
-    }
-}
-
 fn primary_bucket(c: &ClusterConfig, creds: &Credentials) -> Bucket {
     Bucket::new("primary", Location::primary(&c.primary), creds, StoreOptions::default())
 }
@@ -134,7 +125,7 @@ fn region_buckets(c: &ClusterConfig, names: &[String], creds: &Credentials) -> a
 }
 
 pub async fn publish(c: &ClusterConfig, a: &PublishArgs) -> anyhow::Result<()> {
-    let creds = credentials().await;
+    let creds = Credentials::from_env(std::env::vars()).await;
     let primary = primary_bucket(c, &creds);
     let regions = region_buckets(c, &a.regions, &creds)?;
     let replication = match a.replication {
@@ -205,7 +196,7 @@ fn on_progress(bars: &HashMap<String, ProgressBar>, e: PublishEvent) {
 }
 
 pub async fn status(c: &ClusterConfig, a: &StatusArgs) -> anyhow::Result<()> {
-    let creds = credentials().await;
+    let creds = Credentials::from_env(std::env::vars()).await;
     let regions = region_buckets(c, &a.regions, &creds)?;
     let primary = a.regions.is_empty().then(|| primary_bucket(c, &creds));
     let report = admin::status(primary.as_ref(), &regions, a.deep).await;
@@ -230,7 +221,7 @@ fn bucket_healthy(state: &Result<BucketState, crate::store::StoreError>) -> bool
 }
 
 pub async fn rollback(c: &ClusterConfig, a: &RollbackArgs) -> anyhow::Result<()> {
-    let creds = credentials().await;
+    let creds = Credentials::from_env(std::env::vars()).await;
     let mut buckets = region_buckets(c, &a.regions, &creds)?;
     if a.regions.is_empty() {
         buckets.insert(0, primary_bucket(c, &creds));
@@ -249,7 +240,7 @@ pub async fn rollback(c: &ClusterConfig, a: &RollbackArgs) -> anyhow::Result<()>
 }
 
 pub async fn gc(c: &ClusterConfig, a: &GcArgs) -> anyhow::Result<()> {
-    let creds = credentials().await;
+    let creds = Credentials::from_env(std::env::vars()).await;
     let mut buckets = region_buckets(c, &[], &creds)?;
     buckets.insert(0, primary_bucket(c, &creds));
     let keep = usize::try_from(a.keep).unwrap_or(usize::MAX);
