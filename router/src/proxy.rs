@@ -122,7 +122,14 @@ async fn route<'a>(
             }
             let attempt = {
                 let _in_flight = node.start();
-                upstream::send(&proxy.client, &node.url, &out, state.settings.request_timeout).await
+                upstream::send(
+                    &proxy.client,
+                    &node.url,
+                    node.base.as_ref(),
+                    &out,
+                    state.settings.request_timeout,
+                )
+                .await
             };
             let latency = state.metrics.upstream_seconds.with_label_values(&[region.name.as_str()]);
             match attempt {

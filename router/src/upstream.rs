@@ -24,6 +24,9 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub struct Outgoing {
     method: reqwest::Method,
     path_and_query: String,
+    /// Split once here, so each attempt sets them on a pre-parsed node URL.
+    path: String,
+    query: Option<String>,
     headers: HeaderMap,
     body: Bytes,
 }
@@ -34,6 +37,8 @@ impl Outgoing {
         let method =
             reqwest::Method::from_bytes(req.method().as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
         let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().map(str::to_string);
         let mut headers = HeaderMap::with_capacity(req.headers().len() + 1);
         for (name, value) in req.headers() {
             if is_hop_by_hop(name) || name == ax::HOST || name == ax::CONTENT_LENGTH || name == REQUEST_ID {
@@ -48,7 +53,7 @@ impl Outgoing {
         if let Ok(v) = HeaderValue::from_str(request_id) {
             headers.insert(REQUEST_ID, v);
         }
-        Self { method, path_and_query, headers, body }
+        Self { method, path_and_query, path, query, headers, body }
     }
 }
 
@@ -138,10 +143,20 @@ impl UpstreamError {
     }
 }
 
-/// Send `out` to the node at `base` with a deadline of `timeout`.
+/// A node's base URL parsed once, so an attempt does not re-parse scheme and host.
+/// `None` when it cannot be parsed or has a path of its own: the URL is then built as text.
+pub fn parse_base(base: &str) -> Option<reqwest::Url> {
+    let url = reqwest::Url::parse(base).ok()?;
+    (url.path() == "/" && url.query().is_none() && !base.ends_with('/') && !url.cannot_be_a_base())
+        .then_some(url)
+}
+
+/// Send `out` to the node at `base` (pre-parsed as `parsed` when possible, see
+/// [`parse_base`]) with a deadline of `timeout`.
 pub async fn send(
     client: &reqwest::Client,
     base: &str,
+    parsed: Option<&reqwest::Url>,
     out: &Outgoing,
     timeout: Duration,
 ) -> Result<Answer, (AttemptError, Duration)> {
@@ -158,11 +173,21 @@ pub async fn send(
         };
         (kind, started.elapsed())
     };
-    let mut url = String::with_capacity(base.len() + out.path_and_query.len());
-    url.push_str(base);
-    url.push_str(&out.path_and_query);
-    let mut resp = client
-        .request(out.method.clone(), url)
+    let builder = match parsed {
+        Some(parsed) => {
+            let mut url = parsed.clone();
+            url.set_path(&out.path);
+            url.set_query(out.query.as_deref());
+            client.request(out.method.clone(), url)
+        }
+        None => {
+            let mut url = String::with_capacity(base.len() + out.path_and_query.len());
+            url.push_str(base);
+            url.push_str(&out.path_and_query);
+            client.request(out.method.clone(), url)
+        }
+    };
+    let mut resp = builder
         .headers(out.headers.clone())
         .body(out.body.clone())
         .timeout(timeout)
@@ -190,5 +215,9 @@ pub fn client() -> Result<reqwest::Client, reqwest::Error> {
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_max_idle_per_host(256)
         .redirect(reqwest::redirect::Policy::none())
+        // Nodes speak HTTP/1.1 over plain TCP; attempts are retried by the proxy itself.
+        .http1_only()
+        .retry(reqwest::retry::never())
+        .referer(false)
         .build()
 }

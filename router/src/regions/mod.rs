@@ -92,6 +92,8 @@ pub struct Region {
 pub struct Node {
     /// Base URL without a trailing '/'.
     pub url: String,
+    /// `url` parsed once for the forwarding hot path (see `upstream::parse_base`).
+    pub base: Option<reqwest::Url>,
     pub health: NodeHealth,
     pub ewma: PeakEwma,
     in_flight: AtomicUsize,
@@ -123,6 +125,7 @@ impl Regions {
                     .iter()
                     .map(|url| Node {
                         url: url.clone(),
+                        base: crate::upstream::parse_base(url),
                         health: NodeHealth::default(),
                         ewma: PeakEwma::new(settings.ewma),
                         in_flight: AtomicUsize::new(0),
