@@ -127,7 +127,7 @@ async fn route<'a>(
                     &node.url,
                     node.base.as_ref(),
                     &out,
-                    state.settings.request_timeout,
+                    attempt_timeout(&state.settings, node.ewma.observed()),
                 )
                 .await
             };
@@ -310,5 +310,44 @@ mod tests {
         let long = "x".repeat(MAX_REQUEST_ID + 1);
         let req = TestRequest::default().insert_header((REQUEST_ID, long.as_str())).to_http_request();
         assert_eq!(request_id(&req).len(), 32);
+    }
+}
+
+/// Deadline of one attempt: a multiple of what this node usually takes, so a node that
+/// accepts and never answers is given up on in milliseconds; the configured request
+/// timeout before anything is known and as the ceiling.
+pub fn attempt_timeout(
+    s: &crate::settings::Settings,
+    observed: Option<std::time::Duration>,
+) -> std::time::Duration {
+    match observed {
+        Some(latency) => {
+            (latency * s.attempt_timeout_factor).max(s.attempt_timeout_floor).min(s.request_timeout)
+        }
+        None => s.request_timeout,
+    }
+}
+
+#[cfg(test)]
+mod timeout_tests {
+    use std::time::Duration;
+
+    use super::attempt_timeout;
+    use crate::settings::{Settings, Tuning};
+
+    fn settings() -> Settings {
+        let text = include_str!("../../regions.toml");
+        let cluster = model_sync::config::ClusterConfig::from_toml_str(text, Vec::new()).expect("valid");
+        Settings::new(&cluster, None, &Tuning::default()).expect("valid settings")
+    }
+
+    #[test]
+    fn attempt_timeout_follows_latency_within_floor_and_ceiling() {
+        let s = settings();
+        let ms = Duration::from_millis;
+        assert_eq!(attempt_timeout(&s, None), s.request_timeout, "nothing known: the full timeout");
+        assert_eq!(attempt_timeout(&s, Some(ms(2))), ms(100), "fast node: the floor");
+        assert_eq!(attempt_timeout(&s, Some(ms(20))), ms(400), "20x the estimate");
+        assert_eq!(attempt_timeout(&s, Some(ms(900))), s.request_timeout, "never above the request timeout");
     }
 }

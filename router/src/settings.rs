@@ -54,6 +54,14 @@ pub struct Tuning {
     /// HTTP worker threads (default: one per CPU).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// An attempt on a node whose latency is known times out after this many times its
+    /// latency estimate (never below --attempt-timeout-floor-ms, never above
+    /// router.request_timeout_ms), so a hung node costs milliseconds, not the full timeout.
+    #[arg(long, default_value_t = 20)]
+    pub attempt_timeout_factor: u32,
+    /// Shortest adaptive attempt timeout.
+    #[arg(long, default_value_t = 100)]
+    pub attempt_timeout_floor_ms: u64,
 }
 
 impl Default for Tuning {
@@ -66,6 +74,8 @@ impl Default for Tuning {
             default_rtt_ms: 30,
             max_body_bytes: 1 << 20,
             workers: None,
+            attempt_timeout_factor: 20,
+            attempt_timeout_floor_ms: 100,
         }
     }
 }
@@ -77,6 +87,9 @@ pub struct Settings {
     pub workers: usize,
     /// Per-attempt deadline towards a node, covering connect, headers and a buffered body.
     pub request_timeout: Duration,
+    /// Adaptive per-attempt timeout: `factor` x the node's latency estimate, at least `floor`.
+    pub attempt_timeout_factor: u32,
+    pub attempt_timeout_floor: Duration,
     pub max_body_bytes: usize,
     pub health: HealthSettings,
     pub budget: BudgetSettings,
@@ -161,6 +174,8 @@ impl Settings {
                 .workers
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             request_timeout: ms(cluster.router.request_timeout_ms),
+            attempt_timeout_factor: tuning.attempt_timeout_factor,
+            attempt_timeout_floor: ms(tuning.attempt_timeout_floor_ms),
             max_body_bytes: tuning.max_body_bytes,
             health: HealthSettings {
                 interval: ms(h.interval_ms),

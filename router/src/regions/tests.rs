@@ -18,6 +18,8 @@ fn regions(n: usize) -> (Regions, Metrics) {
         listen: "127.0.0.1:0".parse().expect("addr"),
         workers: 1,
         request_timeout: Duration::from_millis(100),
+        attempt_timeout_factor: 20,
+        attempt_timeout_floor: Duration::from_millis(100),
         max_body_bytes: 1024,
         health: HEALTH,
         budget: BudgetSettings { ratio: 0.2, min_concurrent: 3 },

@@ -11,7 +11,9 @@ async fn drain_moves_new_requests_away_lets_in_flight_ones_finish_and_restore_br
     // Arrange
     let (a, b) = (FakeNode::start("a").await, FakeNode::start("b").await);
     // Probes must outlast the injected latency: this test is about draining, not health.
-    let opts = Opts { probe_timeout_ms: 2_000, ..Opts::default() };
+    // The in-flight request is slow on purpose: no adaptive attempt timeout may cut it short.
+    let mut opts = Opts { probe_timeout_ms: 2_000, ..Opts::default() };
+    opts.tuning.attempt_timeout_floor_ms = opts.request_timeout_ms;
     let router = spawn_router(&[Region::new(&a, &["b"]), Region::new(&b, &["a"])], opts).await;
     a.set_latency(Duration::from_millis(300));
     let in_flight = {

@@ -56,7 +56,9 @@ async fn killing_the_hinted_region_under_load_fails_no_request_and_moves_its_tra
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_region_costs_at_most_the_timeout_then_fails_over_and_returns_after_rise() {
     // Arrange
-    let opts = Opts { rise: 3, request_timeout_ms: 300, ..Opts::default() };
+    // The configured timeout alone (the adaptive one is pinned to it): its bound is tested.
+    let mut opts = Opts { rise: 3, request_timeout_ms: 300, ..Opts::default() };
+    opts.tuning.attempt_timeout_floor_ms = 300;
     let (timeout, interval, rise) = (Duration::from_millis(300), Duration::from_millis(100), 3);
     let (a, b) = (FakeNode::start("a").await, FakeNode::start("b").await);
     let router = spawn_router(&[Region::new(&a, &["b"]), Region::new(&b, &["a"])], opts).await;
@@ -195,4 +197,26 @@ async fn server_errors_fail_over_and_eject_the_region() {
     assert_eq!(a.served(), served_before, "an ejected region is not tried");
     assert_eq!(router.metric(r#"router_ejections_total{region="a"}"#).await, 1.0);
     assert_eq!(router.metric(r#"router_failovers_total{from="a",to="b"}"#).await, 4.0);
+}
+
+#[tokio::test]
+async fn a_hanging_fast_region_costs_only_the_adaptive_timeout() {
+    // Arrange: a region that answers in ~0 ms gets an attempt timeout of the 100 ms floor,
+    // far below the 2 s request timeout.
+    let mut opts = Opts { request_timeout_ms: 2_000, ..Opts::default() };
+    opts.tuning.attempt_timeout_floor_ms = 100;
+    let (a, b) = (FakeNode::start("a").await, FakeNode::start("b").await);
+    let router = spawn_router(&[Region::new(&a, &["b"]), Region::new(&b, &["a"])], opts).await;
+    for _ in 0..5 {
+        assert_eq!(router.recommend(Some("a")).await.served_by.as_deref(), Some("a"));
+    }
+
+    // Act
+    a.hang();
+    let r = router.recommend(Some("a")).await;
+
+    // Assert
+    assert_eq!((r.status, r.served_by.as_deref()), (200, Some("b")));
+    assert!(r.took >= Duration::from_millis(90), "waited the adaptive timeout: {:?}", r.took);
+    assert!(r.took < Duration::from_millis(1_000), "not the 2 s request timeout: {:?}", r.took);
 }
