@@ -6,6 +6,7 @@
 //! - [`manifest`]: the published layout of a model version (keys, manifest, pointer).
 //! - [`model`]: the user-similarity model and its scoring; [`blob`]: its `model.bin` encoding.
 //! - [`build`]: dataset -> model; [`index`]: HNSW over sparse user vectors; [`eval`]: offline metrics.
+//! - [`events`]: live events, the contract between region nodes (`POST /events`) and `ingest`.
 
 pub mod blob;
 pub mod build;
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod dataset;
 pub mod eval;
+pub mod events;
 pub mod index;
 pub mod manifest;
 pub mod model;
