@@ -10,8 +10,13 @@
 //! matrix: u64 rows | u64 cols | u64s indptr | u32s indices | f32s data
 //! u64s neighbour_offsets | u32s neighbour_ids | f32s neighbour_sims
 //! f32s popularity
+//! graph: bytes levels (255 = not in the graph) | u32 entry (u32::MAX = none)
+//!        per layer 0..=top (top = highest level): u64s offsets | u32s links
 //! magic "GEOREND\0"
 //! ```
+//!
+//! Layer 0's offsets are indexed by user, an upper layer's by its members: the users of that
+//! level or above, in increasing order (see [`crate::graph`]).
 //!
 //! Encoding is a pure function of the model, so the same model gives the same bytes. The
 //! decoder reads from any `Read` (a file, a buffer) and checks every length and invariant,
@@ -19,6 +24,7 @@
 
 use std::io::{self, Read, Write};
 
+use crate::graph::{Graph, LayerParts, ABSENT};
 use crate::manifest::FORMAT_VERSION;
 use crate::model::{BuildParams, Matrix, Model};
 
@@ -66,6 +72,13 @@ pub fn encode(model: &Model, w: impl Write) -> io::Result<()> {
     write_u32s(&mut w, &model.neighbour_ids)?;
     write_f32s(&mut w, &model.neighbour_sims)?;
     write_f32s(&mut w, &model.popularity)?;
+    let g = &model.graph;
+    write_bytes(&mut w, g.levels())?;
+    w.write_all(&g.entry().unwrap_or(u32::MAX).to_le_bytes())?;
+    for (offsets, links) in g.layer_parts() {
+        write_u64s(&mut w, offsets)?;
+        write_u32s(&mut w, links)?;
+    }
     w.write_all(END)?;
     w.flush()
 }
@@ -106,6 +119,13 @@ pub fn decode(r: impl Read) -> Result<Model, DecodeError> {
     let neighbour_ids = r.u32s("neighbours")?;
     let neighbour_sims = r.f32s("neighbours")?;
     let popularity = r.f32s("popularity")?;
+    let levels = r.bytes("graph")?;
+    let entry = Some(u32::from_le_bytes(r.array("graph")?)).filter(|&e| e != u32::MAX);
+    let top = levels.iter().copied().filter(|&l| l != ABSENT).max().unwrap_or(0);
+    let mut layers = Vec::with_capacity(usize::from(top) + 1);
+    for _ in 0..=top {
+        layers.push(LayerParts { offsets: r.u64s("graph")?, links: r.u32s("graph")? });
+    }
     let end: [u8; 8] = r.array("trailer")?;
     if &end != END {
         return Err(DecodeError::Corrupt("missing end marker".into()));
@@ -141,6 +161,8 @@ pub fn decode(r: impl Read) -> Result<Model, DecodeError> {
     }
     let matrix = Matrix::try_new((rows, cols), indptr, indices, data)
         .map_err(|(_, _, _, e)| DecodeError::Corrupt(format!("matrix: {e}")))?;
+    let graph = Graph::new(levels, entry, layers, &matrix, params.binary)
+        .map_err(|e| DecodeError::Corrupt(format!("graph: {e}")))?;
     Ok(Model {
         params,
         reference_ts,
@@ -156,10 +178,11 @@ pub fn decode(r: impl Read) -> Result<Model, DecodeError> {
         neighbour_ids,
         neighbour_sims,
         popularity,
+        graph,
     })
 }
 
-fn is_offsets(offsets: &[u64], n: usize, total: usize) -> bool {
+pub(crate) fn is_offsets(offsets: &[u64], n: usize, total: usize) -> bool {
     offsets.len() == n + 1
         && offsets.first() == Some(&0)
         && offsets.last() == Some(&(total as u64))
@@ -282,4 +305,97 @@ impl<R: Read> Reader<R> {
     read_slice!(u32s, u32);
     read_slice!(u64s, u64);
     read_slice!(f32s, f32);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::build;
+    use crate::generate::{generate, GenerateParams};
+    use crate::index::user_vector;
+
+    fn model() -> Model {
+        let data = generate(&GenerateParams {
+            users: 200,
+            items: 60,
+            events_per_user: 6.0,
+            ..GenerateParams::default()
+        });
+        let p = BuildParams {
+            neighbours: 5,
+            hnsw_m: 4,
+            hnsw_ef_construction: 16,
+            hnsw_ef_search: 8,
+            ..BuildParams::default()
+        };
+        build(&data, &p).expect("builds").model
+    }
+
+    /// Where the graph section starts: it is the last one before the end marker.
+    fn graph_start(m: &Model, total: usize) -> usize {
+        let g = &m.graph;
+        let layers: usize = g.layer_parts().map(|(o, l)| 16 + 8 * o.len() + 4 * l.len()).sum();
+        total - END.len() - (8 + g.levels().len() + 4 + layers)
+    }
+
+    #[test]
+    fn the_graph_round_trips_and_searches_the_same() {
+        let m = model();
+        let bytes = encode_to_vec(&m);
+        let back = decode(&bytes[..]).expect("decodes");
+        assert_eq!(back, m);
+        assert_eq!(encode_to_vec(&back), bytes);
+        for u in 0..m.users.len() as u32 {
+            let v = user_vector(&m, u);
+            assert_eq!(back.knn(&v, 7, Some(u)), m.knn(&v, 7, Some(u)));
+        }
+    }
+
+    #[test]
+    fn version_1_blobs_are_refused() {
+        let mut bytes = encode_to_vec(&model());
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        assert!(matches!(
+            decode(&bytes[..]),
+            Err(DecodeError::UnsupportedFormat { found: 1, supported: FORMAT_VERSION })
+        ));
+    }
+
+    #[test]
+    fn a_truncated_graph_section_is_an_error() {
+        let m = model();
+        let bytes = encode_to_vec(&m);
+        for cut in graph_start(&m, bytes.len())..bytes.len() {
+            let e = decode(&bytes[..cut]).expect_err("truncated payload decodes");
+            assert!(matches!(e, DecodeError::Truncated { .. } | DecodeError::Corrupt(_)), "cut {cut}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn damaged_graph_bytes_are_refused_or_harmless() {
+        let m = model();
+        let bytes = encode_to_vec(&m);
+        let start = graph_start(&m, bytes.len());
+        let queries: Vec<_> = (0..m.users.len() as u32).step_by(9).map(|u| user_vector(&m, u)).collect();
+        let (mut refused, mut total) = (0, 0);
+        for at in start..bytes.len() - END.len() {
+            for flip in [0xff, 0x01] {
+                let mut damaged = bytes.clone();
+                damaged[at] ^= flip;
+                total += 1;
+                match decode(&damaged[..]) {
+                    Err(DecodeError::Corrupt(_) | DecodeError::Truncated { .. }) => refused += 1,
+                    Err(e) => panic!("byte {at}: unexpected error {e:?}"),
+                    // A link changed into another valid one: still a searchable graph.
+                    Ok(other) => {
+                        for q in &queries {
+                            other.knn(q, 5, None);
+                        }
+                    }
+                }
+            }
+        }
+        eprintln!("{refused} of {total} damaged graph payloads refused");
+        assert!(refused * 10 >= total * 9, "only {refused} of {total} damaged payloads refused");
+    }
 }

@@ -1,8 +1,9 @@
 //! Dataset -> [`Model`]: aggregate, index users, find neighbours, rank popularity.
 //!
-//! Deterministic: ids are sorted, events aggregated in sorted order, the HNSW graph built
-//! serially, and neighbour lists ordered by (similarity desc, user asc). The same dataset
-//! and parameters give a byte-identical `model.bin`.
+//! Deterministic: ids are sorted, events aggregated in sorted order, each HNSW shard built
+//! serially (a fixed number of shards, see [`crate::index`]), every parallel search
+//! independent of the others, and neighbour lists ordered by (similarity desc, user asc).
+//! The same dataset and parameters give a byte-identical `model.bin` on any machine.
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
@@ -12,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 use crate::dataset::Dataset;
-use crate::index::{normalise, UserIndex};
+use crate::index::{insert_shards, link_shards, normalise, par_map, Entry};
 use crate::model::{decay, BuildParams, Matrix, Model};
 
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +121,18 @@ pub fn build(data: &Dataset, params: &BuildParams) -> Result<Built, BuildError> 
 
     let (item_names, categories, item_cat_offsets, item_cat_ids) = item_tables(data, &items, &item_map);
 
+    let vectors: Vec<Vec<Entry>> = (0..users.len())
+        .map(|u| {
+            let r = matrix.indptr().outer_inds_sz(u);
+            normalise(&matrix.indices()[r.clone()], &matrix.data()[r], params.binary)
+        })
+        .collect();
+    let shards = insert_shards(&vectors, &matrix, params, &progress("hnsw insert"));
+    lap("hnsw insert", &mut timings);
+    let graph = link_shards(&shards, &vectors, &matrix, params);
+    drop(shards);
+    lap("graph", &mut timings);
+
     let mut model = Model {
         params: params.clone(),
         reference_ts,
@@ -135,63 +148,36 @@ pub fn build(data: &Dataset, params: &BuildParams) -> Result<Built, BuildError> 
         neighbour_ids: Vec::new(),
         neighbour_sims: Vec::new(),
         popularity: popularity.into_iter().map(|p| p as f32).collect(),
+        graph,
     };
-
-    let vectors: Vec<Vec<crate::index::Entry>> = (0..model.users.len() as u32)
-        .map(|u| {
-            let (i, w) = model.user_items(u);
-            normalise(i, w, params.binary)
-        })
-        .collect();
-    let index = UserIndex::build_from(
-        vectors.len(),
-        |u| vectors[u as usize].clone(),
-        params,
-        &progress("hnsw insert"),
-    );
-    lap("hnsw insert", &mut timings);
-
-    let lists = search_all(&index, &vectors, params.neighbours);
-    model.neighbour_offsets.push(0);
-    for list in lists {
-        for (v, sim) in list {
-            model.neighbour_ids.push(v);
-            model.neighbour_sims.push(sim);
-        }
-        model.neighbour_offsets.push(model.neighbour_ids.len() as u64);
-    }
+    let (offsets, ids, sims) = search_all(&model, &vectors, params.neighbours);
+    drop(vectors);
+    (model.neighbour_offsets, model.neighbour_ids, model.neighbour_sims) = (offsets, ids, sims);
     lap("hnsw search", &mut timings);
     Ok(Built { model, fingerprint, timings })
 }
 
-/// Neighbours of every user, searched on all cores; each search is independent, so the
-/// result does not depend on the thread count.
-fn search_all(index: &UserIndex, vectors: &[Vec<crate::index::Entry>], k: usize) -> Vec<Vec<(u32, f32)>> {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let chunk = vectors.len().div_ceil(threads).max(1);
+/// Every user's neighbours through [`Model::knn`] with its own vector, itself left out, so a
+/// stored list is exactly what `knn` answers for that user; searched on every core, in an
+/// order that does not change the result. Returns (offsets, ids, similarities).
+fn search_all(model: &Model, vectors: &[Vec<Entry>], k: usize) -> (Vec<u64>, Vec<u32>, Vec<f32>) {
     let pb = progress("neighbours");
     pb.set_length(vectors.len() as u64);
-    let out = std::thread::scope(|s| {
-        let handles: Vec<_> = vectors
-            .chunks(chunk)
-            .enumerate()
-            .map(|(c, vs)| {
-                let pb = pb.clone();
-                s.spawn(move || {
-                    vs.iter()
-                        .enumerate()
-                        .map(|(j, v)| {
-                            pb.inc(1);
-                            index.search(v, k, Some((c * chunk + j) as u32))
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("search thread panicked")).collect()
+    let lists = par_map(vectors.len(), |u| {
+        pb.inc(1);
+        model.knn(&vectors[u], k, Some(u as u32))
     });
     pb.finish_and_clear();
-    out
+    let mut offsets = Vec::with_capacity(vectors.len() + 1);
+    offsets.push(0u64);
+    let total = lists.iter().map(Vec::len).sum();
+    let (mut ids, mut sims) = (Vec::with_capacity(total), Vec::with_capacity(total));
+    for list in lists {
+        ids.extend(list.iter().map(|n| n.0));
+        sims.extend(list.iter().map(|n| n.1));
+        offsets.push(ids.len() as u64);
+    }
+    (offsets, ids, sims)
 }
 
 /// Sorted unique ids among `used`, and a map from dataset index to sorted index.

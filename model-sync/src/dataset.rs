@@ -79,6 +79,13 @@ impl Dataset {
     pub fn builder() -> DatasetBuilder {
         DatasetBuilder::default()
     }
+
+    /// Continue adding to this dataset (e.g. live events): known ids keep their index, new
+    /// ones are appended.
+    pub fn into_builder(self) -> DatasetBuilder {
+        let index = |names: &[String]| names.iter().enumerate().map(|(i, n)| (n.clone(), i as u32)).collect();
+        DatasetBuilder { user_ids: index(&self.users), item_ids: index(&self.items), data: self }
+    }
 }
 
 /// Interns string ids while events are added.

@@ -170,28 +170,7 @@ pub fn evaluate(data: &Dataset, params: &BuildParams, p: &Protocol) -> Result<Ev
             }
         }
     }
-    let n = test_users.max(1) as f64;
-    let recommenders = names
-        .iter()
-        .zip(sums)
-        .map(|(name, per_k)| RecommenderScores {
-            name: name.to_string(),
-            at: p
-                .cutoffs
-                .iter()
-                .zip(per_k)
-                .map(|(&k, m)| AtK {
-                    k,
-                    metrics: Metrics {
-                        precision: m.precision / n,
-                        recall: m.recall / n,
-                        hit_rate: m.hit_rate / n,
-                        ndcg: m.ndcg / n,
-                    },
-                })
-                .collect(),
-        })
-        .collect();
+    let recommenders = scores(&names, sums, &p.cutoffs, test_users);
     let (neighbour_recall, neighbour_recall_users) = neighbour_recall(model, p.recall_sample, params.seed);
     Ok(Evaluation {
         protocol: p.clone(),
@@ -254,4 +233,194 @@ pub fn normalised_matrix(model: &Model) -> Matrix {
     }
     let indptr = model.matrix.indptr().to_proper().into_owned();
     Matrix::new((model.matrix.rows(), model.matrix.cols()), indptr, model.matrix.indices().to_vec(), data)
+}
+
+/// How the live fold-in is measured: a global time split, with the first events after it
+/// revealed as a user's live events and the rest to predict.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LiveProtocol {
+    /// Share of events (by time) the model is built on.
+    pub train_share: f64,
+    /// Distinct items of each test user's first events after the split, fed as live events.
+    pub reveal: usize,
+    pub cutoffs: Vec<usize>,
+}
+
+impl Default for LiveProtocol {
+    fn default() -> Self {
+        Self { train_share: 0.8, reveal: 5, cutoffs: vec![10, 20] }
+    }
+}
+
+impl LiveProtocol {
+    pub fn describe(&self) -> String {
+        format!(
+            "global time split: the model is built on the earliest {:.0}% of events; for every user with \
+             more than {} distinct new items after the split, their first {} new items (in time order, \
+             with their weights) are revealed as live events and the remaining new items are the test \
+             set. Rankings exclude the user's training and revealed items for `live` and `popular`; \
+             `plain` is the model without the live events (training items excluded). Metrics are \
+             averaged over test users; known users are in the model, new users are not.",
+            self.train_share * 100.0,
+            self.reveal,
+            self.reveal
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LiveEvaluation {
+    pub protocol: LiveProtocol,
+    pub protocol_text: String,
+    /// Events at or before this time (unix seconds) are training data.
+    pub split_ts: i64,
+    pub train_interactions: usize,
+    pub test_users: usize,
+    /// Test users the model knows (the rest are new after the split).
+    pub known_users: usize,
+    /// `live`, `plain`, `popular`.
+    pub recommenders: Vec<RecommenderScores>,
+    /// Time to fold in and rank for one user (vector, HNSW search, scoring), microseconds.
+    pub live_p50_us: f64,
+    pub live_p99_us: f64,
+}
+
+impl LiveEvaluation {
+    pub fn recommender(&self, name: &str) -> Option<&RecommenderScores> {
+        self.recommenders.iter().find(|r| r.name == name)
+    }
+}
+
+/// Score the live fold-in against the plain model and popularity; see [`LiveProtocol`].
+pub fn evaluate_live(
+    data: &Dataset,
+    params: &BuildParams,
+    p: &LiveProtocol,
+) -> Result<LiveEvaluation, BuildError> {
+    let mut order: Vec<usize> = (0..data.events.len()).collect();
+    order.sort_by_key(|&n| (data.events[n].ts, n));
+    let split_at = ((order.len() as f64 * p.train_share) as usize).min(order.len().saturating_sub(1));
+    let split_ts = order.get(split_at).map_or(0, |&n| data.events[n].ts);
+    let mut train = data.clone();
+    train.events = data.events.iter().filter(|e| e.ts <= split_ts).copied().collect();
+    let built = build(&train, params)?;
+    let model = &built.model;
+
+    // Each user's events after the split, in time order.
+    let mut after: HashMap<u32, Vec<Event>> = HashMap::new();
+    for &n in &order {
+        let e = data.events[n];
+        if e.ts > split_ts {
+            after.entry(e.user).or_default().push(e);
+        }
+    }
+    let mut users: Vec<u32> = after.keys().copied().collect();
+    users.sort_by(|a, b| data.users[*a as usize].cmp(&data.users[*b as usize]));
+    let max_k = p.cutoffs.iter().copied().max().unwrap_or(10);
+    let q = Query { count: max_k, exclude: &[], categories: None };
+    let mut sums = vec![vec![Metrics::default(); p.cutoffs.len()]; 3];
+    let (mut test_users, mut known_users) = (0, 0);
+    let mut took = Vec::new();
+    for u in users {
+        let events = &after[&u];
+        let user = model.user_index(&data.users[u as usize]);
+        let history: &[u32] = user.map_or(&[], |m| model.user_items(m).0);
+        let in_history = |item: u32| {
+            let i = model.item_index(&data.items[item as usize]);
+            i.is_some_and(|i| history.binary_search(&i).is_ok())
+        };
+        // Distinct new items in order of first appearance.
+        let mut new_items: Vec<u32> = Vec::new();
+        for e in events {
+            if !new_items.contains(&e.item) && !in_history(e.item) {
+                new_items.push(e.item);
+            }
+        }
+        if new_items.len() <= p.reveal {
+            continue;
+        }
+        let revealed = &new_items[..p.reveal];
+        let relevant: HashSet<&str> =
+            new_items[p.reveal..].iter().map(|&i| data.items[i as usize].as_str()).collect();
+        let fold: Vec<(u32, f32)> = events
+            .iter()
+            .filter(|e| revealed.contains(&e.item))
+            .filter_map(|e| Some((model.item_index(&data.items[e.item as usize])?, e.weight)))
+            .collect();
+        let fold = crate::live::sum_by_item(fold);
+        let revealed_idx: Vec<u32> = fold.iter().map(|&(i, _)| i).collect();
+        let seen = crate::live::union(history, &revealed_idx);
+        test_users += 1;
+        known_users += usize::from(user.is_some());
+
+        let started = std::time::Instant::now();
+        let mut live = crate::live::recommend_live(model, user, &fold, &seen, &q);
+        if live.is_empty() {
+            live = model.popular(&seen, &q);
+        }
+        took.push(started.elapsed().as_secs_f64() * 1e6);
+        let plain = match user {
+            Some(m) => {
+                let r = model.recommend(m, &q);
+                if r.is_empty() {
+                    model.popular(history, &q)
+                } else {
+                    r
+                }
+            }
+            None => model.popular(&[], &q),
+        };
+        let popular = model.popular(&seen, &q);
+        for (r, ranked) in [live, plain, popular].iter().enumerate() {
+            let hits: Vec<bool> =
+                ranked.iter().map(|s| relevant.contains(model.items[s.item as usize].as_str())).collect();
+            for (c, &k) in p.cutoffs.iter().enumerate() {
+                add(&mut sums[r][c], &hits, relevant.len(), k);
+            }
+        }
+    }
+    took.sort_by(f64::total_cmp);
+    let pct =
+        |q: f64| took.get(((took.len() as f64 * q) as usize).min(took.len().saturating_sub(1))).copied();
+    Ok(LiveEvaluation {
+        protocol: p.clone(),
+        protocol_text: p.describe(),
+        split_ts,
+        train_interactions: train.events.len(),
+        test_users,
+        known_users,
+        recommenders: scores(&["live", "plain", "popular"], sums, &p.cutoffs, test_users),
+        live_p50_us: pct(0.5).unwrap_or(0.0),
+        live_p99_us: pct(0.99).unwrap_or(0.0),
+    })
+}
+
+/// Per-recommender sums of per-user metrics -> averages.
+fn scores(
+    names: &[&str],
+    sums: Vec<Vec<Metrics>>,
+    cutoffs: &[usize],
+    users: usize,
+) -> Vec<RecommenderScores> {
+    let n = users.max(1) as f64;
+    names
+        .iter()
+        .zip(sums)
+        .map(|(name, per_k)| RecommenderScores {
+            name: name.to_string(),
+            at: cutoffs
+                .iter()
+                .zip(per_k)
+                .map(|(&k, m)| AtK {
+                    k,
+                    metrics: Metrics {
+                        precision: m.precision / n,
+                        recall: m.recall / n,
+                        hit_rate: m.hit_rate / n,
+                        ndcg: m.ndcg / n,
+                    },
+                })
+                .collect(),
+        })
+        .collect()
 }

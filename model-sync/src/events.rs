@@ -5,8 +5,9 @@
 //! - stream [`stream_key`]: one entry per accepted event, fields `user`, `item`, `type`, `ts`;
 //!   the stream entry id (`<ms>-<seq>`) is the event id, unique within the region;
 //! - list [`recent_key`]: the user's latest events, newest first, at most [`RECENT_MAX`],
-//!   each encoded by [`LiveEvent::encode_recent`]; it expires [`RECENT_TTL_SECS`] after the
-//!   user's last event.
+//!   each `<event id>\t<ts>\t<type>\t<item>` ([`LiveEvent::encode_recent`]); it expires
+//!   [`RECENT_TTL_SECS`] after the user's last event. Its head (newest entry) names the
+//!   user's latest event uniquely, which is how nodes tell a cached answer is stale.
 //!
 //! `model-sync ingest` reads the stream with the consumer group [`CONSUMER_GROUP`], writes
 //! batches, then acknowledges and deletes what it wrote, so delivery is at least once and
@@ -86,7 +87,7 @@ pub enum EventError {
     TooLong { field: &'static str },
     #[error("{field} must not contain tabs, newlines or other control characters")]
     ControlChar { field: &'static str },
-    #[error("ts {ts} is in the future (now is {now}; at most {MAX_FUTURE_SKEW_SECS} s of skew allowed)")]
+    #[error("ts {ts} is in the future (now is {now} unix seconds; at most {MAX_FUTURE_SKEW_SECS} s of skew allowed; milliseconds are not accepted)")]
     Future { ts: i64, now: i64 },
     #[error("ts {0} is not a valid time (expected unix seconds after 1970)")]
     BadTs(String),
@@ -172,18 +173,21 @@ impl LiveEvent {
         Ok(Self { user_id, item_id, kind, ts })
     }
 
-    /// The recent-list encoding: `ts\ttype\titem` (the user is the list's key).
+    /// The recent-list entry without its event id: `<ts>\t<type>\t<item>` (the user is the
+    /// list's key). Whoever appends prefixes the stream entry id and a tab.
     pub fn encode_recent(&self) -> String {
         format!("{}\t{}\t{}", self.ts, self.kind, self.item_id)
     }
 
-    pub fn decode_recent(user_id: &str, s: &str) -> Result<Self, EventError> {
-        let mut parts = s.splitn(3, '\t');
-        let ts = parts.next().unwrap_or_default();
+    /// Read a recent-list entry back: `(event id, event)`.
+    pub fn decode_recent(user_id: &str, s: &str) -> Result<(String, Self), EventError> {
+        let mut parts = s.splitn(4, '\t');
+        let id = parts.next().unwrap_or_default().to_string();
+        let ts = parts.next().ok_or(EventError::Missing { field: "ts" })?;
         let kind = parts.next().ok_or(EventError::Missing { field: "type" })?.parse()?;
         let item_id = parts.next().ok_or(EventError::Missing { field: "item" })?.to_string();
         let ts = ts.parse().map_err(|_| EventError::BadTs(ts.to_string()))?;
-        Ok(Self { user_id: user_id.to_string(), item_id, kind, ts })
+        Ok((id, Self { user_id: user_id.to_string(), item_id, kind, ts }))
     }
 }
 
@@ -213,9 +217,11 @@ mod tests {
     #[test]
     fn recent_round_trip() {
         let e = ev();
-        assert_eq!(LiveEvent::decode_recent("u1", &e.encode_recent()).unwrap(), e);
-        assert!(LiveEvent::decode_recent("u1", "x\tview\ti").is_err());
-        assert!(LiveEvent::decode_recent("u1", "1\tclick\ti").is_err());
+        let entry = format!("1-0\t{}", e.encode_recent());
+        assert_eq!(LiveEvent::decode_recent("u1", &entry).unwrap(), ("1-0".to_string(), e));
+        assert!(LiveEvent::decode_recent("u1", "1-0\tx\tview\ti").is_err());
+        assert!(LiveEvent::decode_recent("u1", "1-0\t1\tclick\ti").is_err());
+        assert!(LiveEvent::decode_recent("u1", "1-0\t1\tview").is_err());
     }
 
     #[test]

@@ -6,7 +6,12 @@
 //! - [`manifest`]: the published layout of a model version (keys, manifest, pointer).
 //! - [`model`]: the user-similarity model and its scoring; [`blob`]: its `model.bin` encoding.
 //! - [`build`]: dataset -> model; [`index`]: HNSW over sparse user vectors; [`eval`]: offline metrics.
+//! - [`graph`]: the users' HNSW graph as stored in the model, searched by [`model::Model::knn`].
+//! - [`live`]: request-time fold-in of a user's new interactions.
 //! - [`events`]: live events, the contract between region nodes (`POST /events`) and `ingest`.
+//! - [`ingest`]: region event streams -> verified batches in the primary bucket, and back;
+//!   [`run`]: the retrain loop (ingest, build, evaluate, publish if not worse);
+//!   [`model_dir`]: the local model directory `build` writes and `publish` reads.
 
 pub mod blob;
 pub mod build;
@@ -15,9 +20,13 @@ pub mod config;
 pub mod dataset;
 pub mod eval;
 pub mod events;
+pub mod graph;
 pub mod index;
+pub mod ingest;
+pub mod live;
 pub mod manifest;
 pub mod model;
+pub mod model_dir;
 pub mod telemetry;
 // store/reader/publish/admin: S3 buckets, verified reads, publish + status/rollback/gc.
 pub mod admin;
@@ -25,6 +34,7 @@ pub mod generate;
 pub mod import;
 pub mod publish;
 pub mod reader;
+pub mod run;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;

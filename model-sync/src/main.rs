@@ -9,7 +9,7 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            e.downcast_ref::<cli::Exit>().map_or(std::process::ExitCode::FAILURE, |x| x.code.into())
         }
     }
 }

@@ -14,8 +14,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Payload format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// Payload format this build writes and reads (2: the users' HNSW graph is in the payload).
+pub const FORMAT_VERSION: u32 = 2;
 pub const PAYLOAD_FILE: &str = "model.bin";
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const POINTER_FILE: &str = "current.json";

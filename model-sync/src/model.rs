@@ -8,6 +8,9 @@ use std::cmp::Ordering;
 use serde::{Deserialize, Serialize};
 use sprs::CsMatI;
 
+use crate::graph::Graph;
+use crate::index::Entry;
+
 /// User-item weights: rows are users, columns items; `u32` indices, `usize` row pointers.
 pub type Matrix = CsMatI<f32, u32, usize>;
 
@@ -73,6 +76,8 @@ pub struct Model {
     pub neighbour_sims: Vec<f32>,
     /// Recency-decayed popularity by item.
     pub popularity: Vec<f32>,
+    /// The users' HNSW graph, searched by [`Model::knn`].
+    pub graph: Graph,
 }
 
 /// One ranked item.
@@ -130,6 +135,14 @@ impl Model {
         let u = user as usize;
         let range = self.neighbour_offsets[u] as usize..self.neighbour_offsets[u + 1] as usize;
         self.neighbour_ids[range.clone()].iter().copied().zip(self.neighbour_sims[range].iter().copied())
+    }
+
+    /// The `k` users most similar to `query` (an L2-normalised sparse vector from
+    /// [`crate::index::normalise`]) through the model's HNSW graph: (user, cosine similarity)
+    /// with similarity > 1e-6, best first, ties by user index, `skip` left out. Lock-free and
+    /// deterministic; beam width `max(params.hnsw_ef_search, k)`.
+    pub fn knn(&self, query: &[Entry], k: usize, skip: Option<u32>) -> Vec<(u32, f32)> {
+        self.graph.search(&self.matrix, query, k, self.params.hnsw_ef_search.max(k), skip)
     }
 
     /// User-KNN: items of the user's neighbours weighted by similarity, minus the user's own.

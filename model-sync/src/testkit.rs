@@ -186,17 +186,31 @@ fn serve_with(root: &Path, listener: TcpListener, auth: SimpleAuth) -> Running {
     Running { stop, thread }
 }
 
-/// A `redis-server` child on a free port, without persistence.
+/// A `redis-server` child on a free port, without persistence unless started with
+/// [`RedisServer::start_persistent`].
 pub struct RedisServer {
     port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// AOF on, fsync on every write, as the cluster runs it for the event stream.
+    persistent: bool,
 }
 
 impl RedisServer {
     /// Start it and wait until it answers PING (at most 10 s). Panics if `redis-server` is
     /// not installed, saying how to install it.
     pub fn start() -> RedisServer {
+        Self::start_with(false)
+    }
+
+    /// Like [`RedisServer::start`], with the append-only file on and `appendfsync always`:
+    /// whatever Redis acknowledged survives [`RedisServer::restart`] (even though `stop`
+    /// kills the process).
+    pub fn start_persistent() -> RedisServer {
+        Self::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> RedisServer {
         match Command::new("redis-server").arg("--version").stdout(Stdio::null()).status() {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -206,7 +220,7 @@ impl RedisServer {
         }
         let dir = tempfile::tempdir().expect("temp dir for redis");
         // A free port can be taken between probing and binding: try a few.
-        let mut server = RedisServer { port: 0, child: None, dir };
+        let mut server = RedisServer { port: 0, child: None, dir, persistent };
         for _ in 0..5 {
             server.port = free_port();
             if server.spawn() {
@@ -232,7 +246,7 @@ impl RedisServer {
         }
     }
 
-    /// Start again on the same port (empty: there is no persistence).
+    /// Start again on the same port (empty unless persistent).
     pub fn restart(&mut self) {
         self.stop();
         assert!(self.spawn(), "redis-server did not restart on port {}", self.port);
@@ -242,7 +256,11 @@ impl RedisServer {
     fn spawn(&mut self) -> bool {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--save", ""])
+            .args(match self.persistent {
+                true => ["--appendonly", "yes", "--appendfsync", "always"],
+                false => ["--appendonly", "no", "--appendfsync", "everysec"],
+            })
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())

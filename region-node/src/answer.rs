@@ -16,6 +16,9 @@ pub const DEFAULT_COUNT: usize = 10;
 pub enum Strategy {
     /// Items of the user's nearest neighbours, weighted by similarity.
     UserKnn,
+    /// User-KNN with the user's events newer than the model folded into their vector and
+    /// neighbours found through the model's HNSW graph at request time.
+    UserKnnLive,
     /// Recency-decayed popularity: unknown users, users without neighbours, trending.
     Popular,
     /// Items chosen by the same users, cosine-normalised (`/items/{id}/similar`).

@@ -1,12 +1,21 @@
 //! Cache-aside in the region's Redis, bounded by timeouts and a breaker.
 //!
-//! Keys name the region, the model version and the request shape, so a swap never serves
-//! the previous model's answers and one region's clear never touches another's keys:
+//! Keys name the region and the model version, so a swap never serves the previous model's
+//! answers and one region's clear never touches another's keys. A user's answers live in
+//! one hash (one field per request shape), so accepting an event for the user drops them
+//! all with one `UNLINK`:
 //!
 //! ```text
-//! georec:<region>:<version>:rec:<shape hash>:<user id>
+//! georec:<region>:<version>:rec:<user id>      hash: <shape hash> -> {head, ranked}
 //! georec:<region>:<version>:sim:<count>:<item id>
+//! georec:<region>:events                       stream of accepted events (model_sync::events)
+//! georec:<region>:recent:<user id>             the user's recent events, newest first
 //! ```
+//!
+//! Each cached recommendation records the head of the user's recent-event list it was
+//! computed with, and a lookup reads that head in the same round trip: an answer computed
+//! before the user's latest event is never served, whatever the order in which a slow
+//! computation's write and the event's invalidation reach Redis.
 //!
 //! Redis is an optimisation, never a dependency: every call has a deadline, failures only
 //! make the caller compute from the model, and the [`Breaker`] stops paying deadlines while
@@ -16,8 +25,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use std::future::Future;
+
+use model_sync::events::{self, LiveEvent, RECENT_MAX, RECENT_TTL_SECS};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{FromRedisValue, RedisError};
+use redis::{FromRedisValue, RedisError, RedisResult};
+use serde::{Deserialize, Serialize};
 
 use crate::answer::{Ranked, RecommendQuery};
 use crate::breaker::{Breaker, BreakerState};
@@ -30,6 +43,58 @@ const SCAN_BATCH: usize = 1000;
 /// Deadline of each step of an admin clear: not on the request path, and SCAN over a big
 /// keyspace is slower than a GET.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Appends a batch of events atomically: each goes to the region's stream (its entry id is
+/// the event id) and to its user's recent list (trimmed, TTL refreshed); then the users'
+/// cached answers for the serving version are unlinked. Returns the event ids in order.
+///
+/// `KEYS[1]` stream, `KEYS[2..2+n]` the recent list of each event's user, the rest cache
+/// hashes to unlink; `ARGV` = recent max, recent TTL, n, then user, item, type, ts per event.
+/// The field names are those of `LiveEvent::stream_fields`.
+const APPEND_SCRIPT: &str = r"
+local n = tonumber(ARGV[3])
+local ids = {}
+for i = 0, n - 1 do
+  local user, item, kind, ts = ARGV[4 + 4 * i], ARGV[5 + 4 * i], ARGV[6 + 4 * i], ARGV[7 + 4 * i]
+  local id = redis.call('XADD', KEYS[1], '*', 'user', user, 'item', item, 'type', kind, 'ts', ts)
+  local recent = KEYS[2 + i]
+  redis.call('LPUSH', recent, id .. '\t' .. ts .. '\t' .. kind .. '\t' .. item)
+  redis.call('LTRIM', recent, 0, tonumber(ARGV[1]) - 1)
+  redis.call('EXPIRE', recent, ARGV[2])
+  ids[#ids + 1] = id
+end
+for j = 2 + n, #KEYS do
+  redis.call('UNLINK', KEYS[j])
+end
+return ids
+";
+
+/// Where one recommendation answer is cached, and the user's recent-event list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecKeys {
+    /// `georec:<region>:<version>:rec:<user>`
+    pub hash: String,
+    /// The request shape within the hash.
+    pub field: String,
+    /// `georec:<region>:recent:<user>`
+    pub recent: String,
+}
+
+/// What one round trip to Redis said about a recommendation.
+#[derive(Debug, Default)]
+pub struct Lookup {
+    /// A cached answer computed with the user's current event head.
+    pub cached: Option<Ranked>,
+    /// Newest entry of the user's recent-event list (`None`: no events, or Redis unusable).
+    pub head: Option<String>,
+}
+
+/// A cached recommendation and the recent-list head it was computed with.
+#[derive(Serialize, Deserialize)]
+struct Entry<H, R> {
+    head: Option<H>,
+    ranked: R,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -94,8 +159,20 @@ impl Cache {
         })
     }
 
-    pub fn recommendation_key(&self, version: &str, q: &RecommendQuery) -> String {
-        format!("{}{version}:rec:{:016x}:{}", self.prefix, q.shape_hash(), q.user_id)
+    pub fn recommendation_keys(&self, version: &str, q: &RecommendQuery) -> RecKeys {
+        RecKeys {
+            hash: self.user_hash(version, &q.user_id),
+            field: format!("{:016x}", q.shape_hash()),
+            recent: events::recent_key(self.region(), &q.user_id),
+        }
+    }
+
+    fn user_hash(&self, version: &str, user_id: &str) -> String {
+        format!("{}{version}:rec:{user_id}", self.prefix)
+    }
+
+    fn region(&self) -> &str {
+        &self.prefix["georec:".len()..self.prefix.len() - 1]
     }
 
     pub fn similar_key(&self, version: &str, item_id: &str, count: usize) -> String {
@@ -128,6 +205,102 @@ impl Cache {
             None => self.metrics.misses.inc(),
         }
         ranked
+    }
+
+    /// One round trip: the cached answer (unless `skip_cache`) and the user's event head.
+    /// An entry computed with another head is stale and counts as a miss.
+    pub async fn lookup(&self, keys: &RecKeys, skip_cache: bool) -> Lookup {
+        let mut pipe = redis::pipe();
+        pipe.cmd("LINDEX").arg(&keys.recent).arg(0);
+        if !skip_cache {
+            pipe.cmd("HGET").arg(&keys.hash).arg(&keys.field);
+        }
+        let reply: Result<(Option<String>, Option<Vec<u8>>), _> = self
+            .exec("LOOKUP", None, |mut c| async move {
+                if skip_cache {
+                    pipe.query_async::<(Option<String>,)>(&mut c).await.map(|(head,)| (head, None))
+                } else {
+                    pipe.query_async(&mut c).await
+                }
+            })
+            .await;
+        let (head, found) = reply.unwrap_or_default();
+        if skip_cache {
+            return Lookup { cached: None, head };
+        }
+        let cached = found.and_then(|bytes| match serde_json::from_slice::<Entry<String, Ranked>>(&bytes) {
+            Ok(e) if e.head == head => Some(e.ranked),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(key = keys.hash, error = %e, "unreadable cache entry");
+                self.metrics.errors.inc();
+                None
+            }
+        });
+        match cached {
+            Some(_) => self.metrics.hits.inc(),
+            None => self.metrics.misses.inc(),
+        }
+        Lookup { cached, head }
+    }
+
+    /// The user's recent events, newest first, with their event ids; `None` when Redis
+    /// could not be read. Entries that do not parse are logged and skipped.
+    pub async fn recent(&self, keys: &RecKeys, user_id: &str) -> Option<Vec<(String, LiveEvent)>> {
+        let mut cmd = redis::cmd("LRANGE");
+        cmd.arg(&keys.recent).arg(0).arg(-1);
+        let raw: Vec<String> = self.call("LRANGE", &cmd, None).await.ok()?;
+        let parsed = raw
+            .iter()
+            .filter_map(|s| match LiveEvent::decode_recent(user_id, s) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    tracing::warn!(key = keys.recent, entry = s, error = %e, "unreadable recent event");
+                    None
+                }
+            })
+            .collect();
+        Some(parsed)
+    }
+
+    /// Cache an answer computed with event head `head`. Best effort.
+    pub async fn put_recommendation(&self, keys: &RecKeys, head: Option<&str>, ranked: &Ranked) {
+        let Ok(bytes) = serde_json::to_vec(&Entry { head, ranked }) else { return };
+        let ttl = self.ttl().as_secs().max(1);
+        let mut pipe = redis::pipe();
+        pipe.cmd("HSET").arg(&keys.hash).arg(&keys.field).arg(bytes).ignore();
+        pipe.cmd("EXPIRE").arg(&keys.hash).arg(ttl).ignore();
+        let _ =
+            self.exec::<(), _, _>("HSET", None, |mut c| async move { pipe.query_async(&mut c).await }).await;
+    }
+
+    /// Append `events` atomically (see [`APPEND_SCRIPT`]) and drop their users' cached
+    /// answers for `version`. Returns the event ids, in order. On a timeout the events may
+    /// or may not have been stored; on any other error none were.
+    pub async fn append_events(
+        &self,
+        events: &[LiveEvent],
+        version: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Vec<String>, CacheError> {
+        let script = redis::Script::new(APPEND_SCRIPT);
+        let mut inv = script.key(events::stream_key(self.region()));
+        for e in events {
+            inv.key(events::recent_key(self.region(), &e.user_id));
+        }
+        if let Some(v) = version {
+            let mut users: Vec<&str> = events.iter().map(|e| e.user_id.as_str()).collect();
+            users.sort_unstable();
+            users.dedup();
+            for u in users {
+                inv.key(self.user_hash(v, u));
+            }
+        }
+        inv.arg(RECENT_MAX).arg(RECENT_TTL_SECS).arg(events.len());
+        for e in events {
+            inv.arg(&e.user_id).arg(&e.item_id).arg(e.kind.as_str()).arg(e.ts);
+        }
+        self.exec("APPEND", Some(timeout), |mut c| async move { inv.invoke_async(&mut c).await }).await
     }
 
     /// Store `value` with the jittered TTL. Best effort: a failure is counted and ignored.
@@ -187,19 +360,33 @@ impl Cache {
         }
     }
 
-    /// One Redis call through the breaker and under a deadline.
+    /// One Redis command through the breaker and under a deadline.
     async fn call<T: FromRedisValue>(
         &self,
         op: &'static str,
         cmd: &redis::Cmd,
         timeout: Option<Duration>,
     ) -> Result<T, CacheError> {
+        self.exec(op, timeout, |mut c| async move { cmd.query_async::<T>(&mut c).await }).await
+    }
+
+    /// One round trip (a command, pipeline or script) through the breaker and under a
+    /// deadline (default: the cache's).
+    async fn exec<T, F, Fut>(
+        &self,
+        op: &'static str,
+        timeout: Option<Duration>,
+        f: F,
+    ) -> Result<T, CacheError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
         let Some(attempt) = self.breaker.try_acquire(Instant::now()) else {
             return Err(CacheError::BreakerOpen);
         };
         let timeout = timeout.unwrap_or(self.settings.redis_timeout);
-        let mut conn = self.conn.clone();
-        let result = match tokio::time::timeout(timeout, cmd.query_async::<T>(&mut conn)).await {
+        let result = match tokio::time::timeout(timeout, f(self.conn.clone())).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(source)) => Err(CacheError::Redis { op, source }),
             Err(_) => Err(CacheError::Timeout { op, timeout }),

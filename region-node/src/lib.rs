@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`settings`]: what a node runs with, resolved from `regions.toml` + CLI by `main`.
+//! - [`background`]: decode and build threads below the request workers' CPU priority.
 //! - [`loader`]: download + verify + decode one version (the only code touching payload bytes).
 //! - [`snapshot`]: one immutable model version with its derived indices; [`similar`]: the
 //!   item-major index and item-item cosine.
@@ -16,6 +17,7 @@
 //! [`Node`], binds and calls [`http::run`].
 
 pub mod answer;
+pub mod background;
 pub mod breaker;
 pub mod cache;
 pub mod flight;

@@ -35,12 +35,12 @@ pub enum LoadError {
     Interrupted {
         version: String,
         #[source]
-        source: tokio::task::JoinError,
+        source: crate::background::Interrupted,
     },
 }
 
 /// Fetch `version` from `bucket` into a fresh directory under `scratch`, verify every file
-/// against its manifest, decode the model (on the blocking pool), remove the directory.
+/// against its manifest, decode the model (on a background thread), remove the directory.
 pub async fn load_version(
     bucket: &Bucket,
     version: &str,
@@ -68,7 +68,7 @@ async fn download_and_decode(
         return Err(LoadError::NoPayload { version: version.to_string() });
     }
     let path = dir.join(PAYLOAD_FILE);
-    let decoded = tokio::task::spawn_blocking(move || {
+    let decoded = crate::background::run("decode", move || {
         let file = std::fs::File::open(&path).map_err(DecodeError::Io)?;
         blob::decode(file)
     })

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub latency: HistogramVec,
     /// Answers computed from the model, by kind; single-flight followers are not counted.
     pub computations: IntCounterVec,
+    /// Events by outcome: `accepted` (stored), `not_stored` (Redis refused or timed out).
+    pub events: IntCounterVec,
     pub cache: CacheMetrics,
     pub swap: SwapMetrics,
 }
@@ -80,6 +82,10 @@ impl Metrics {
             Opts::new("georec_model_computations_total", "Answers computed from the model, by kind"),
             &["kind"],
         )?;
+        let events = IntCounterVec::new(
+            Opts::new("georec_events_total", "Events received by POST /events, by outcome"),
+            &["outcome"],
+        )?;
         let cache = CacheMetrics {
             hits: IntCounter::new("georec_cache_hits_total", "Answers served from Redis")?,
             misses: IntCounter::new("georec_cache_misses_total", "Lookups that found no usable answer")?,
@@ -114,6 +120,7 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(computations.clone()))?;
+        registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(cache.hits.clone()))?;
         registry.register(Box::new(cache.misses.clone()))?;
         registry.register(Box::new(cache.errors.clone()))?;
@@ -123,7 +130,7 @@ impl Metrics {
         registry.register(Box::new(swap.duration.clone()))?;
         registry.register(Box::new(swap.info.clone()))?;
         registry.register(Box::new(swap.loaded_at.clone()))?;
-        Ok(Self { registry, requests, latency, computations, cache, swap })
+        Ok(Self { registry, requests, latency, computations, events, cache, swap })
     }
 
     /// Every metric in the Prometheus text format.

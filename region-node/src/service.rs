@@ -4,13 +4,15 @@
 //! key, its answer and its response always agree even if a swap lands mid-request.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use model_sync::events::LiveEvent;
 use prometheus::IntCounterVec;
 
 use crate::answer::{Ranked, RecommendQuery, Source};
-use crate::cache::Cache;
+use crate::cache::{Cache, CacheError};
 use crate::flight::SingleFlight;
-use crate::snapshot::ModelSnapshot;
+use crate::snapshot::{LiveHistory, ModelSnapshot};
 use crate::swap::ModelSlot;
 
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +21,10 @@ pub enum ServeError {
     NotReady,
     #[error("item {item_id:?} is not in model {version}")]
     UnknownItem { item_id: String, version: String },
+    #[error("the events were not stored: the region's Redis did not take them; retry")]
+    EventsNotStored(#[source] CacheError),
+    #[error("the events may or may not have been stored (Redis did not confirm within {0:?}); retrying may store them twice")]
+    EventsUnconfirmed(Duration),
 }
 
 /// An answer, where it came from, and the snapshot it belongs to.
@@ -52,10 +58,56 @@ impl Service {
         self.slot.current().ok_or(ServeError::NotReady)
     }
 
+    /// Cache-aside with live fold-in: one round trip reads the cached answer and the head of
+    /// the user's recent events; on a miss, a user with recent events gets them folded into
+    /// their vector ([`ModelSnapshot::recommend_live`]). Concurrent misses for one key and
+    /// head compute once.
     pub async fn recommend(&self, q: RecommendQuery, force_refresh: bool) -> Result<Served, ServeError> {
         let snapshot = self.snapshot()?;
-        let key = self.cache.recommendation_key(&snapshot.version, &q);
-        Ok(self.cached(key, force_refresh, "recommend", snapshot, move |s| s.recommend(&q)).await)
+        let keys = self.cache.recommendation_keys(&snapshot.version, &q);
+        let lookup = self.cache.lookup(&keys, force_refresh).await;
+        if let Some(ranked) = lookup.cached {
+            return Ok(Served { ranked: Arc::new(ranked), source: Source::Cache, snapshot });
+        }
+        let head = lookup.head;
+        let (keys_ref, snapshot_ref, q_ref, head_ref) = (&keys, &snapshot, &q, &head);
+        let work = move || async move {
+            // Without the events the answer would not match the head: compute, don't cache.
+            let events = match head_ref {
+                Some(_) => self.cache.recent(keys_ref, &q_ref.user_id).await,
+                None => Some(Vec::new()),
+            };
+            let live = LiveHistory::new(&snapshot_ref.model, events.as_deref().unwrap_or_default());
+            let kind = if live.folds_in() { "recommend-live" } else { "recommend" };
+            self.computations.with_label_values(&[kind]).inc();
+            let ranked = Arc::new(snapshot_ref.recommend_live(q_ref, &live));
+            if events.is_some() {
+                self.cache.put_recommendation(keys_ref, head_ref.as_deref(), &ranked).await;
+            }
+            ranked
+        };
+        let ranked = if force_refresh {
+            work().await
+        } else {
+            let flight = format!("{}\0{}\0{}", keys.hash, keys.field, head.as_deref().unwrap_or_default());
+            self.flight.run(&flight, work).await.0
+        };
+        Ok(Served { ranked, source: Source::Model, snapshot })
+    }
+
+    /// Append validated events to the region's stream and their users' recent lists, and
+    /// drop those users' cached answers. Returns the event ids. Works before a model is
+    /// loaded: events do not need one.
+    pub async fn record_events(
+        &self,
+        events: &[LiveEvent],
+        timeout: Duration,
+    ) -> Result<Vec<String>, ServeError> {
+        let version = self.slot.current().map(|s| s.version.clone());
+        self.cache.append_events(events, version.as_deref(), timeout).await.map_err(|e| match e {
+            CacheError::Timeout { timeout, .. } => ServeError::EventsUnconfirmed(timeout),
+            e => ServeError::EventsNotStored(e),
+        })
     }
 
     pub async fn similar(

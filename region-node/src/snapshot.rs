@@ -5,6 +5,10 @@
 //! the request path never builds or locks anything. Answers come from the model's own
 //! `recommend` / `popular`, so they match what model-sync computes offline.
 
+use std::borrow::Cow;
+
+use model_sync::events::LiveEvent;
+use model_sync::live::{self, sum_by_item, union};
 use model_sync::manifest::Manifest;
 use model_sync::model::{Model, Query, Scored};
 
@@ -20,6 +24,38 @@ pub struct ModelSnapshot {
     /// Unix seconds when this snapshot was built.
     pub loaded_at: i64,
     item_users: ItemUsers,
+}
+
+/// A user's recent events in the terms of one model. Events on items the model does not
+/// know are left out: they can be neither scored nor recommended.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct LiveHistory {
+    /// Items of events newer than the model (`ts > reference_ts`), weights summed by item,
+    /// sorted by item.
+    fold: Vec<(u32, f32)>,
+    /// Items of every recent event, sorted and unique: never recommended back.
+    seen: Vec<u32>,
+}
+
+impl LiveHistory {
+    pub fn new(model: &Model, events: &[(String, LiveEvent)]) -> Self {
+        let (mut fold, mut seen) = (Vec::new(), Vec::new());
+        for (_, e) in events {
+            let Some(item) = model.item_index(&e.item_id) else { continue };
+            seen.push(item);
+            if e.ts > model.reference_ts {
+                fold.push((item, e.kind.weight()));
+            }
+        }
+        seen.sort_unstable();
+        seen.dedup();
+        Self { fold: sum_by_item(fold), seen }
+    }
+
+    /// Some events are newer than the model, so the answer is computed live.
+    pub fn folds_in(&self) -> bool {
+        !self.fold.is_empty()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,26 +90,39 @@ impl ModelSnapshot {
     /// User-KNN for known users with neighbours; popularity otherwise. The user's own items
     /// (unless `include_seen`) and `exclude` are never returned.
     pub fn recommend(&self, q: &RecommendQuery) -> Ranked {
+        self.recommend_live(q, &LiveHistory::default())
+    }
+
+    /// [`Self::recommend`] with the user's recent events: items of every recent event are
+    /// never returned (unless `include_seen`), and events newer than the model are added to
+    /// the user's vector (history + events, or events alone for a user the model does not
+    /// know), whose neighbours come from the model's HNSW graph now (`user-knn-live`).
+    pub fn recommend_live(&self, q: &RecommendQuery, live: &LiveHistory) -> Ranked {
         let m = &self.model;
         let exclude: Vec<u32> = q.exclude.iter().filter_map(|id| m.item_index(id)).collect();
         let categories = self.category_filter(&q.categories);
         let query = Query { count: q.count, exclude: &exclude, categories: categories.as_deref() };
-        let Some(user) = m.user_index(&q.user_id) else {
-            return self.describe(Strategy::Popular, m.popular(&[], &query));
+        let user = m.user_index(&q.user_id);
+        let history = user.map_or(&[][..], |u| m.user_items(u).0);
+        let seen: Cow<'_, [u32]> = match (q.include_seen, live.seen.is_empty()) {
+            (true, _) => Cow::Borrowed(&[]),
+            (false, true) => Cow::Borrowed(history),
+            (false, false) => Cow::Owned(union(history, &live.seen)),
         };
-        let seen = if q.include_seen { &[][..] } else { m.user_items(user).0 };
-        let knn = if q.include_seen {
-            let neighbours: Vec<(u32, f32)> = m.neighbours(user).collect();
-            m.recommend_from(&neighbours, seen, &query)
+        let (strategy, neighbours) = if live.folds_in() {
+            (Strategy::UserKnnLive, live::live_neighbours(m, user, &live.fold))
+        } else if let Some(u) = user {
+            (Strategy::UserKnn, m.neighbours(u).collect())
         } else {
-            m.recommend(user, &query)
+            return self.describe(Strategy::Popular, m.popular(&seen, &query));
         };
+        let knn = m.recommend_from(&neighbours, &seen, &query);
         if knn.is_empty() {
             // No neighbour has anything new (or nothing passes the filters): popular items
             // the user does not have are still better than an empty page.
-            return self.describe(Strategy::Popular, m.popular(seen, &query));
+            return self.describe(Strategy::Popular, m.popular(&seen, &query));
         }
-        self.describe(Strategy::UserKnn, knn)
+        self.describe(strategy, knn)
     }
 
     /// Items most often chosen together with `item`; see [`ItemUsers::similar`].

@@ -67,7 +67,7 @@ pub enum SwapError {
     Build {
         version: String,
         #[source]
-        source: tokio::task::JoinError,
+        source: crate::background::Interrupted,
     },
 }
 
@@ -181,7 +181,7 @@ impl Swapper {
             .await
             .map_err(|source| SwapError::Load { version: version.clone(), source })?;
         let v = version.clone();
-        let built = tokio::task::spawn_blocking(move || {
+        let built = crate::background::run("snapshot", move || {
             let snapshot = ModelSnapshot::new(manifest, model, manifest::now_unix())?;
             snapshot.warm_up();
             Ok::<_, SnapshotError>(snapshot)

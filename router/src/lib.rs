@@ -7,7 +7,8 @@
 //! - [`regions`]: live state per region and node; where a request should go ([`regions::Regions::plan`]).
 //! - [`health`]: the fall/rise/eject state machine and the active `/health/ready` prober.
 //! - [`ewma`]: peak-sensitive latency estimate per node; [`budget`]: the retry budget.
-//! - [`upstream`]: one attempt to one node and its typed errors; [`proxy`]: hint, failover loop, relay.
+//! - [`upstream`]: one attempt to one node and its typed errors, over each worker's own
+//!   keep-alive HTTP/1.1 connections ([`upstream::h1`]); [`proxy`]: hint, failover loop, relay.
 //! - [`admin`]: `POST /failover`, `GET /regions`; [`status`]: `GET /`; [`metrics`]: `GET /metrics`.
 //! - [`http::error`]: how every error becomes an HTTP response.
 //!
@@ -38,6 +39,7 @@ use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::regions::Regions;
 use crate::settings::Settings;
+use crate::upstream::Upstream;
 
 /// Everything the handlers and probers share; cheap to clone.
 #[derive(Clone, Debug)]
@@ -82,10 +84,12 @@ pub async fn run(
     let max_body = state.settings.max_body_bytes;
     let app_state = state.clone();
     let server = HttpServer::new(move || {
-        // One connection pool per worker: connections then live on the worker's own runtime.
+        // Connections per worker: they live on the worker's own single-threaded runtime.
         let client = upstream::client().unwrap_or_else(|_| fallback_client.clone());
+        let upstream = Upstream::new(client);
+        upstream.spawn_idle_sweeper();
         App::new()
-            .app_data(web::Data::new(Proxy { client, state: app_state.clone() }))
+            .app_data(web::Data::new(Proxy { upstream, state: app_state.clone() }))
             .app_data(web::Data::new(app_state.clone()))
             .app_data(web::PayloadConfig::new(max_body))
             .route("/recommendations", web::post().to(proxy::forward))

@@ -7,6 +7,7 @@
 
 use std::time::Instant;
 
+use actix_web::body::{BodyStream, SizedStream};
 use actix_web::http::header::{self as ax, HeaderValue as AxValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
@@ -16,7 +17,7 @@ use tracing::{debug, warn};
 
 use crate::metrics::NO_REGION;
 use crate::regions::RegionState;
-use crate::upstream::{self, Answer, AnswerBody, Outgoing, UpstreamError, REQUEST_ID};
+use crate::upstream::{Answer, AnswerBody, Outgoing, Upstream, UpstreamError, REQUEST_ID};
 use crate::AppState;
 
 pub const HINT_HEADERS: [&str; 2] = ["x-region-hint", "region-hint"];
@@ -27,10 +28,11 @@ const NODES_TRIED_PER_REGION: usize = 2;
 /// Longest client-supplied request id passed on; longer ones are replaced.
 const MAX_REQUEST_ID: usize = 128;
 
-/// What one worker thread needs to forward: its own connection pool (connections stay on
+/// What one worker thread needs to forward: its own connections to the nodes (they stay on
 /// the worker's runtime) and the shared router state.
+#[derive(Debug)]
 pub struct Proxy {
-    pub client: reqwest::Client,
+    pub upstream: Upstream,
     pub state: AppState,
 }
 
@@ -122,14 +124,8 @@ async fn route<'a>(
             }
             let attempt = {
                 let _in_flight = node.start();
-                upstream::send(
-                    &proxy.client,
-                    &node.url,
-                    node.base.as_ref(),
-                    &out,
-                    attempt_timeout(&state.settings, node.ewma.observed()),
-                )
-                .await
+                let timeout = attempt_timeout(&state.settings, node.ewma.observed());
+                proxy.upstream.send(node, &out, timeout).await
             };
             let latency = state.metrics.upstream_seconds.with_label_values(&[region.name.as_str()]);
             match attempt {
@@ -193,44 +189,27 @@ fn no_healthy_region(state: &AppState) -> RouteError {
 /// plus `x-served-by` (overwriting the node's own) and `x-failover-from` when it applies.
 fn relay(answer: Answer, served_by: &str, failed_over_from: Option<&str>) -> HttpResponse {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut resp = HttpResponse::build(status);
-    for (name, value) in &answer.headers {
-        let Ok(name) = ax::HeaderName::from_bytes(name.as_str().as_bytes()) else { continue };
-        if upstream::is_hop_by_hop(&name)
-            || name == ax::CONTENT_LENGTH
-            || matches!(name.as_str(), SERVED_BY | FAILOVER_FROM | REQUEST_ID)
-        {
-            continue;
+    let mut resp = match answer.body {
+        AnswerBody::Full(bytes) => HttpResponse::with_body(status, bytes).map_into_boxed_body(),
+        AnswerBody::Stream(stream, Some(len)) => {
+            HttpResponse::with_body(status, SizedStream::new(len, stream)).map_into_boxed_body()
         }
-        if let Ok(value) = AxValue::from_bytes(value.as_bytes()) {
-            resp.append_header((name, value));
+        AnswerBody::Stream(stream, None) => {
+            HttpResponse::with_body(status, BodyStream::new(stream)).map_into_boxed_body()
         }
+    };
+    let headers = resp.headers_mut();
+    // Already without hop-by-hop headers and those set here (`upstream::is_relayed`).
+    for (name, value) in answer.headers {
+        headers.append(name, value);
     }
-    resp.insert_header((SERVED_BY, served_by));
-    if let Some(from) = failed_over_from {
-        resp.insert_header((FAILOVER_FROM, from));
+    if let Ok(v) = AxValue::from_str(served_by) {
+        headers.insert(ax::HeaderName::from_static(SERVED_BY), v);
     }
-    match answer.body {
-        AnswerBody::Full(bytes) => resp.body(bytes),
-        AnswerBody::Stream(upstream, len) => {
-            if let Some(len) = len {
-                resp.no_chunking(len);
-            }
-            resp.streaming(chunks(upstream))
-        }
+    if let Some(v) = failed_over_from.and_then(|from| AxValue::from_str(from).ok()) {
+        headers.insert(ax::HeaderName::from_static(FAILOVER_FROM), v);
     }
-}
-
-/// The node's body as a stream of chunks, ending after the first error.
-fn chunks(resp: reqwest::Response) -> impl futures::Stream<Item = Result<Bytes, reqwest::Error>> {
-    futures::stream::unfold(Some(resp), |resp| async move {
-        let mut resp = resp?;
-        match resp.chunk().await {
-            Ok(Some(chunk)) => Some((Ok(chunk), Some(resp))),
-            Ok(None) => None,
-            Err(e) => Some((Err(e), None)),
-        }
-    })
+    resp
 }
 
 /// The client's `x-request-id` if it is sensible, else a fresh random one.
@@ -240,7 +219,14 @@ pub fn request_id(req: &HttpRequest) -> String {
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID)
-        .map_or_else(|| format!("{:032x}", rand::random::<u128>()), str::to_string)
+        .map_or_else(random_id, str::to_string)
+}
+
+/// 128 random bits as 32 hex digits (without `format!`: this runs for most requests).
+fn random_id() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bits = rand::random::<u128>();
+    (0..32).rev().map(|i| char::from(HEX[(bits >> (i * 4)) as usize & 0xf])).collect()
 }
 
 /// The hinted region name, if any: headers first, then the JSON body's `region`.
@@ -306,6 +292,7 @@ mod tests {
         let a = request_id(&TestRequest::default().to_http_request());
         let b = request_id(&TestRequest::default().to_http_request());
         assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{a}");
         assert_ne!(a, b);
         let long = "x".repeat(MAX_REQUEST_ID + 1);
         let req = TestRequest::default().insert_header((REQUEST_ID, long.as_str())).to_http_request();

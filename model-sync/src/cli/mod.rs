@@ -7,9 +7,11 @@ use clap::{Parser, Subcommand};
 use crate::config::ClusterConfig;
 
 pub mod data;
+pub mod ingest;
 #[cfg(feature = "testkit")]
 pub mod local_s3;
 pub mod model;
+pub mod run;
 pub mod store;
 
 /// Build user-similarity models from interaction data and publish them, verified and
@@ -36,12 +38,16 @@ pub enum Command {
     Import(data::ImportArgs),
     /// Generate deterministic synthetic shop data into a dataset directory.
     Generate(data::GenerateArgs),
-    /// Build a model from a dataset directory into a local model directory.
+    /// Build a model from a dataset directory and/or ingested events into a local model directory.
     Build(model::BuildArgs),
-    /// Evaluate user-KNN against Popularity and Random baselines on a time split.
+    /// Evaluate user-KNN against Popularity and Random baselines on a time split (--data, --events).
     Evaluate(model::EvaluateArgs),
     /// Upload a built model, replicate it to every region, verify, then flip pointers.
     Publish(store::PublishArgs),
+    /// Drain every region's live-event stream into verified batches in the primary bucket.
+    Ingest(ingest::IngestArgs),
+    /// The retrain loop: ingest, build from data + events, evaluate, publish unless worse.
+    Run(run::RunArgs),
     /// Per region: current version, versions present, missing or corrupt objects.
     Status(store::StatusArgs),
     /// Point a region (or all) back at an earlier verified version.
@@ -55,6 +61,15 @@ pub enum Command {
     /// Run an S3-compatible store (s3s-fs) over a local directory for the local cluster.
     #[cfg(feature = "testkit")]
     LocalS3(local_s3::LocalS3Args),
+}
+
+/// A failure with its own exit code, for callers that branch on it (cron, CI): `main`
+/// exits with `code` instead of 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Exit {
+    pub code: u8,
+    pub message: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,11 +113,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Import(a) => data::import(a),
         Command::Generate(a) => data::generate(a),
-        Command::Build(a) => model::build(a),
-        Command::Evaluate(a) => model::evaluate(a),
+        Command::Build(a) => {
+            let started = std::time::Instant::now();
+            model::build(a, model::load_input(&cli, &a.input).await?, started)
+        }
+        Command::Evaluate(a) => model::evaluate(a, model::load_input(&cli, &a.input).await?),
         Command::Inspect(a) => model::inspect(a),
         Command::Config(a) => show_config(&cli.load_config()?, a),
         Command::Publish(a) => store::publish(&cli.load_config()?, a).await,
+        Command::Ingest(a) => ingest::ingest(&cli.load_config()?, a).await,
+        Command::Run(a) => run::run(&cli.load_config()?, a).await,
         Command::Status(a) => store::status(&cli.load_config()?, a).await,
         Command::Rollback(a) => store::rollback(&cli.load_config()?, a).await,
         Command::Gc(a) => store::gc(&cli.load_config()?, a).await,

@@ -7,10 +7,12 @@ use anyhow::Context;
 use tracing::info;
 
 use crate::build::build as build_model;
-use crate::eval::{evaluate as run_evaluation, Evaluation, Protocol};
-use crate::manifest::{self, Counts, FileEntry, Manifest, FORMAT_VERSION, MANIFEST_FILE, PAYLOAD_FILE};
+use crate::dataset::Dataset;
+use crate::eval::{evaluate as run_evaluation, Evaluation, LiveProtocol, Protocol, RecommenderScores};
+use crate::manifest::{self, Manifest, MANIFEST_FILE, PAYLOAD_FILE};
 use crate::model::BuildParams;
-use crate::{blob, dataset};
+use crate::store::Credentials;
+use crate::{blob, dataset, ingest, model_dir};
 
 /// Model parameters shared by `build` and `evaluate`.
 #[derive(Debug, Clone, clap::Args)]
@@ -39,7 +41,7 @@ pub struct ParamArgs {
 }
 
 impl ParamArgs {
-    fn params(&self) -> BuildParams {
+    pub fn params(&self) -> BuildParams {
         BuildParams {
             neighbours: self.neighbours,
             hnsw_m: self.hnsw_m,
@@ -52,12 +54,24 @@ impl ParamArgs {
     }
 }
 
-#[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  model-sync build --data data/ml100k --out models/ml100k --evaluate")]
-pub struct BuildArgs {
+/// What `build` and `evaluate` read: a dataset directory, ingested live events, or both.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InputArgs {
     /// Dataset directory written by `import` or `generate`.
+    #[arg(long, required_unless_present = "events")]
+    pub data: Option<PathBuf>,
+    /// Add every event batch `ingest` stored in the primary bucket (deduplicated by region and
+    /// event id, weighted by type); without --data the events alone are the dataset.
     #[arg(long)]
-    pub data: PathBuf,
+    pub events: bool,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  model-sync build --data data/ml100k --out models/ml100k --evaluate\n  \
+model-sync build --data data/shop --events --out models/shop")]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Directory to write model.bin and manifest.json into (created).
     #[arg(long)]
     pub out: PathBuf,
@@ -74,15 +88,22 @@ pub struct BuildArgs {
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:\n  model-sync evaluate --data data/ml100k --json")]
 pub struct EvaluateArgs {
-    /// Dataset directory written by `import` or `generate`.
-    #[arg(long)]
-    pub data: PathBuf,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Share of each user's latest distinct items held out for testing.
     #[arg(long, default_value_t = 0.2)]
     pub holdout: f64,
     /// Users sampled to measure HNSW neighbour recall.
     #[arg(long, default_value_t = 1000)]
     pub recall_sample: usize,
+    /// Measure the live fold-in instead (what region nodes serve as `user-knn-live`): a
+    /// global time split; each test user's first new items after it are folded in as live
+    /// events, their later items are predicted. Compared with the plain model and popularity.
+    #[arg(long)]
+    pub live: bool,
+    /// With --live: distinct new items revealed per test user as live events.
+    #[arg(long, default_value_t = 5, requires = "live")]
+    pub reveal: usize,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -97,48 +118,52 @@ pub struct InspectArgs {
     pub model: PathBuf,
 }
 
-pub fn build(a: &BuildArgs) -> anyhow::Result<()> {
-    let started = Instant::now();
+/// Read the input of `build` / `evaluate`: `--data`, plus the ingested events with `--events`
+/// (the configuration is only loaded then).
+pub async fn load_input(cli: &super::Cli, a: &InputArgs) -> anyhow::Result<Dataset> {
+    let base = match &a.data {
+        Some(dir) => dataset::read_dir(dir)?,
+        None => Dataset::default(),
+    };
+    if !a.events {
+        return Ok(base);
+    }
+    let config = cli.load_config()?;
+    let creds = Credentials::from_env(std::env::vars()).await;
+    let primary = super::store::primary_bucket(&config, &creds);
+    let log = ingest::read_events(&primary).await?;
+    let (users, items) = (base.users.len(), base.items.len());
+    let merged = ingest::merge(base, &log.events);
+    eprintln!(
+        "events: {} from {} batch object(s) in {}/{} ({} duplicate(s) dropped); {} new user(s), {} new item(s)",
+        log.events.len(),
+        log.objects,
+        config.primary.bucket,
+        ingest::events_prefix(&config.primary.prefix),
+        log.duplicates,
+        merged.users.len() - users,
+        merged.items.len() - items,
+    );
+    Ok(merged)
+}
+
+/// Build from `data`, read since `started` (so the read time is reported).
+pub fn build(a: &BuildArgs, data: Dataset, started: Instant) -> anyhow::Result<()> {
     let params = a.params.params();
-    let data = dataset::read_dir(&a.data)?;
+    if let Some(v) = a.model_version.as_deref().filter(|v| !manifest::valid_version(v)) {
+        anyhow::bail!("invalid --model-version {v:?}: use letters, digits, '-', '_' and '.' (max 64)");
+    }
     let read_time = started.elapsed();
     info!(users = data.users.len(), items = data.items.len(), events = data.events.len(), "dataset read");
     let built = build_model(&data, &params)?;
     let evaluation =
         if a.evaluate { Some(run_evaluation(&data, &params, &Protocol::default())?) } else { None };
 
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let payload_path = a.out.join(PAYLOAD_FILE);
-    let t = Instant::now();
-    let file = std::fs::File::create(&payload_path)
-        .with_context(|| format!("creating {}", payload_path.display()))?;
-    blob::encode(&built.model, file).with_context(|| format!("writing {}", payload_path.display()))?;
-    let encode_time = t.elapsed();
-    let (size, sha256) = manifest::hash_file(&payload_path)?;
-    let now = manifest::now_unix();
-    let version = match &a.model_version {
-        Some(v) if manifest::valid_version(v) => v.clone(),
-        Some(v) => {
-            anyhow::bail!("invalid --model-version {v:?}: use letters, digits, '-', '_' and '.' (max 64)")
-        }
-        None => format!("{}-{}", manifest::compact_time(now), &sha256[..8]),
-    };
+    let written = model_dir::write(&a.out, &built, &params, a.model_version.as_deref(), evaluation.as_ref())
+        .with_context(|| format!("writing the model to {}", a.out.display()))?;
+    let (manifest, encode_time) = (&written.manifest, written.encode_time);
+    let (version, size) = (&manifest.model_version, manifest.files[0].size);
     let m = &built.model;
-    let manifest = Manifest {
-        format_version: FORMAT_VERSION,
-        model_version: version.clone(),
-        created_at: manifest::rfc3339(now),
-        input_fingerprint: built.fingerprint.clone(),
-        parameters: serde_json::to_value(&params)?,
-        counts: Counts {
-            users: m.users.len() as u64,
-            items: m.items.len() as u64,
-            interactions: m.interactions,
-        },
-        evaluation: evaluation.as_ref().map(serde_json::to_value).transpose()?,
-        files: vec![FileEntry { name: PAYLOAD_FILE.into(), size, sha256 }],
-    };
-    std::fs::write(a.out.join(MANIFEST_FILE), manifest.to_json())?;
 
     println!("model {version} written to {}", a.out.display());
     println!(
@@ -164,11 +189,13 @@ pub fn build(a: &BuildArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn evaluate(a: &EvaluateArgs) -> anyhow::Result<()> {
+pub fn evaluate(a: &EvaluateArgs, data: Dataset) -> anyhow::Result<()> {
     if !(a.holdout > 0.0 && a.holdout < 1.0) {
         anyhow::bail!("--holdout must be between 0 and 1 (exclusive), got {}", a.holdout);
     }
-    let data = dataset::read_dir(&a.data)?;
+    if a.live {
+        return evaluate_live(a, &data);
+    }
     let protocol = Protocol { holdout: a.holdout, recall_sample: a.recall_sample, ..Protocol::default() };
     let e = run_evaluation(&data, &a.params.params(), &protocol)?;
     if a.json {
@@ -179,14 +206,51 @@ pub fn evaluate(a: &EvaluateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn evaluate_live(a: &EvaluateArgs, data: &Dataset) -> anyhow::Result<()> {
+    if a.reveal == 0 {
+        anyhow::bail!("--reveal must be at least 1");
+    }
+    let protocol = LiveProtocol { train_share: 1.0 - a.holdout, reveal: a.reveal, ..LiveProtocol::default() };
+    let e = crate::eval::evaluate_live(data, &a.params.params(), &protocol)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&e)?);
+        return Ok(());
+    }
+    println!("protocol: {}", e.protocol_text);
+    println!(
+        "split at {} ({}), training interactions {}, test users {} ({} known to the model, {} new)",
+        e.split_ts,
+        crate::manifest::rfc3339(e.split_ts),
+        e.train_interactions,
+        e.test_users,
+        e.known_users,
+        e.test_users - e.known_users
+    );
+    print_scores(&e.protocol.cutoffs, &e.recommenders);
+    println!(
+        "live fold-in per user (vector + HNSW search + scoring): p50 {:.0} us, p99 {:.0} us",
+        e.live_p50_us, e.live_p99_us
+    );
+    Ok(())
+}
+
 pub fn print_evaluation(e: &Evaluation) {
     println!("protocol: {}", e.protocol_text);
     println!(
         "test users {}, held-out items {}, training interactions {}",
         e.test_users, e.test_items, e.train_interactions
     );
+    print_scores(&e.protocol.cutoffs, &e.recommenders);
+    println!(
+        "HNSW neighbour recall@{} vs exact cosine: {:.4} ({} users)",
+        e.neighbours_k, e.neighbour_recall, e.neighbour_recall_users
+    );
+}
+
+/// P/R/HR/NDCG at each cutoff, one row per recommender.
+fn print_scores(cutoffs: &[usize], recommenders: &[RecommenderScores]) {
     print!("{:<12}", "recommender");
-    for k in &e.protocol.cutoffs {
+    for k in cutoffs {
         print!(
             " {:>8} {:>8} {:>8} {:>8}",
             format!("P@{k}"),
@@ -196,7 +260,7 @@ pub fn print_evaluation(e: &Evaluation) {
         );
     }
     println!();
-    for r in &e.recommenders {
+    for r in recommenders {
         print!("{:<12}", r.name);
         for a in &r.at {
             let m = &a.metrics;
@@ -204,10 +268,6 @@ pub fn print_evaluation(e: &Evaluation) {
         }
         println!();
     }
-    println!(
-        "HNSW neighbour recall@{} vs exact cosine: {:.4} ({} users)",
-        e.neighbours_k, e.neighbour_recall, e.neighbour_recall_users
-    );
 }
 
 pub fn inspect(a: &InspectArgs) -> anyhow::Result<()> {

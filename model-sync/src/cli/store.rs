@@ -88,7 +88,7 @@ pub struct GcArgs {
 }
 
 /// Write command output to stdout; a closed pipe (`| head`) ends output quietly.
-fn emit(text: &str) -> anyhow::Result<()> {
+pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
@@ -98,7 +98,7 @@ fn emit(text: &str) -> anyhow::Result<()> {
 }
 
 /// `300`, `300s`, `500ms`, `5m`, `1h`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
@@ -112,11 +112,15 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-fn primary_bucket(c: &ClusterConfig, creds: &Credentials) -> Bucket {
+pub(crate) fn primary_bucket(c: &ClusterConfig, creds: &Credentials) -> Bucket {
     Bucket::new("primary", Location::primary(&c.primary), creds, StoreOptions::default())
 }
 
-fn region_buckets(c: &ClusterConfig, names: &[String], creds: &Credentials) -> anyhow::Result<Vec<Bucket>> {
+pub(crate) fn region_buckets(
+    c: &ClusterConfig,
+    names: &[String],
+    creds: &Credentials,
+) -> anyhow::Result<Vec<Bucket>> {
     let names = if names.is_empty() { c.region_names() } else { names.to_vec() };
     names
         .iter()

@@ -2,7 +2,10 @@
 
 mod admin;
 mod helpers;
+mod ingest;
+mod live;
 mod publish;
 mod quality;
 mod read;
+mod retrain;
 mod testkit;

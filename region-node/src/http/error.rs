@@ -65,6 +65,8 @@ impl ApiError {
             ApiError::Invalid { .. } => "invalid_request",
             ApiError::Serve(ServeError::NotReady) => "model_not_loaded",
             ApiError::Serve(ServeError::UnknownItem { .. }) => "unknown_item",
+            ApiError::Serve(ServeError::EventsNotStored(_)) => "events_not_stored",
+            ApiError::Serve(ServeError::EventsUnconfirmed(_)) => "events_unconfirmed",
             ApiError::Unauthorized => "unauthorized",
             ApiError::AdminDisabled => "admin_disabled",
             ApiError::Reload(_) => "reload_failed",
@@ -98,7 +100,9 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Malformed { .. } | ApiError::TooLarge { .. } => StatusCode::BAD_REQUEST,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Serve(ServeError::NotReady) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Serve(
+                ServeError::NotReady | ServeError::EventsNotStored(_) | ServeError::EventsUnconfirmed(_),
+            ) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Serve(ServeError::UnknownItem { .. }) | ApiError::NotFound { .. } => {
                 StatusCode::NOT_FOUND
             }
@@ -117,7 +121,7 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::Unauthorized) {
             res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if matches!(self, ApiError::Serve(ServeError::NotReady)) {
+        if matches!(self, ApiError::Serve(ServeError::NotReady | ServeError::EventsNotStored(_))) {
             res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         res

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod compat;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod input;
 pub mod items;
@@ -22,6 +23,7 @@ use crate::node::Node;
 /// Every route as `(method, path)`, for the OpenAPI coverage test and for readers.
 pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/recommendations"),
+    ("POST", "/events"),
     ("GET", "/items/{item_id}/similar"),
     ("GET", "/trending"),
     ("GET", "/stats"),
@@ -66,6 +68,7 @@ fn resource(path: &str) -> Resource {
 
 fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/recommendations").route(web::post().to(recommend::recommend)))
+        .service(resource("/events").route(web::post().to(events::record)))
         .service(resource("/items/{item_id}/similar").route(web::get().to(items::similar)))
         .service(resource("/trending").route(web::get().to(items::trending)))
         .service(resource("/stats").route(web::get().to(stats::stats)))

@@ -59,9 +59,37 @@ fn schemas() -> Value {
             "properties": {
                 "user_id": {"type": "string"}, "region": {"type": "string"}, "model_version": {"type": "string"},
                 "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}},
-                "strategy": {"type": "string", "enum": ["user-knn", "popular"]},
+                "strategy": {"type": "string", "enum": ["user-knn", "user-knn-live", "popular"]},
                 "source": {"type": "string", "enum": ["cache", "model"]},
                 "took_us": {"type": "integer"}
+            }
+        },
+        "Event": {
+            "type": "object", "additionalProperties": false, "required": ["user_id", "item_id", "type"],
+            "properties": {
+                "user_id": {"type": "string", "minLength": 1, "maxLength": 256},
+                "item_id": {"type": "string", "minLength": 1, "maxLength": 256},
+                "type": {"type": "string", "enum": ["view", "add_to_cart", "purchase"]},
+                "ts": {"type": "integer", "description": "unix seconds, default now; at most 300 s in the future"},
+                "region": {"type": "string"}
+            }
+        },
+        "EventsRequest": {
+            "description": "one event, {\"events\": [...]}, or a JSON array of events (at most 500); all or nothing",
+            "oneOf": [
+                {"$ref": "#/components/schemas/Event"},
+                {"type": "object", "additionalProperties": false, "required": ["events"], "properties": {
+                    "events": {"type": "array", "minItems": 1, "maxItems": 500, "items": {"$ref": "#/components/schemas/Event"}},
+                    "region": {"type": "string"}}},
+                {"type": "array", "minItems": 1, "maxItems": 500, "items": {"$ref": "#/components/schemas/Event"}}
+            ]
+        },
+        "EventsAccepted": {
+            "type": "object", "required": ["accepted", "event_ids", "region", "took_us"],
+            "properties": {
+                "accepted": {"type": "integer"},
+                "event_ids": {"type": "array", "items": {"type": "string"}, "description": "Redis stream ids, in request order"},
+                "region": {"type": "string"}, "took_us": {"type": "integer"}
             }
         },
         "ItemList": {
@@ -169,6 +197,12 @@ pub fn document() -> Value {
                 "summary": "Recommend items for a user (popular items for unknown users)",
                 "requestBody": json_body("RecommendRequest", true),
                 "responses": {"200": ok("Recommendations", "ranked items"), "400": bad, "422": invalid, "503": loading}
+            }},
+            "/events": {"post": {
+                "summary": "Record interactions; the users' next recommendations reflect them",
+                "requestBody": json_body("EventsRequest", true),
+                "responses": {"200": ok("EventsAccepted", "all events stored"), "400": bad, "422": invalid,
+                    "503": error("Redis did not store (or confirm) the events; nothing or possibly all was stored")}
             }},
             "/items/{item_id}/similar": {"get": {
                 "summary": "Items most often chosen by the same users (cosine)",

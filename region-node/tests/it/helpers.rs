@@ -140,11 +140,18 @@ pub struct Options {
     pub admin_token: Option<&'static str>,
     /// Publish this version before the node starts (and wait until it serves it).
     pub publish: Option<u32>,
+    /// Redis with the append-only file fsynced on every write, as the cluster runs it.
+    pub persistent_redis: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { poll: Duration::from_millis(200), admin_token: Some(TOKEN), publish: Some(1) }
+        Self {
+            poll: Duration::from_millis(200),
+            admin_token: Some(TOKEN),
+            publish: Some(1),
+            persistent_redis: false,
+        }
     }
 }
 
@@ -173,7 +180,7 @@ pub async fn spawn_node() -> TestNode {
 
 pub async fn spawn_node_with(opts: Options) -> TestNode {
     let s3 = S3Server::start(&[PRIMARY_BUCKET, REGION_BUCKET]);
-    let redis = RedisServer::start();
+    let redis = if opts.persistent_redis { RedisServer::start_persistent() } else { RedisServer::start() };
     let mut settings = Settings::new(REGION, redis.url());
     settings.poll = PollSettings { interval: opts.poll, jitter: 0.2, max_backoff: opts.poll * 4 };
     settings.cache.breaker_cooldown = Duration::from_millis(300);

@@ -4,6 +4,7 @@
 mod admin;
 mod cache;
 mod compat;
+mod events;
 mod helpers;
 mod input;
 mod process;

@@ -19,6 +19,7 @@ use crate::ewma::PeakEwma;
 use crate::health::{Change, NodeHealth};
 use crate::metrics::Metrics;
 use crate::settings::{HealthSettings, Settings};
+use crate::upstream::Target;
 
 mod view;
 pub use view::{NodeView, ProbeView, RegionView};
@@ -92,8 +93,10 @@ pub struct Region {
 pub struct Node {
     /// Base URL without a trailing '/'.
     pub url: String,
-    /// `url` parsed once for the forwarding hot path (see `upstream::parse_base`).
-    pub base: Option<reqwest::Url>,
+    /// How requests reach it, decided once from `url`.
+    pub target: Target,
+    /// Its index among all nodes of all regions: its place in each worker's connection pool.
+    pub key: usize,
     pub health: NodeHealth,
     pub ewma: PeakEwma,
     in_flight: AtomicUsize,
@@ -113,6 +116,7 @@ impl Drop for InFlight<'_> {
 impl Regions {
     pub fn new(settings: &Settings) -> Self {
         let index = |name: &str| settings.regions.iter().position(|r| r.name == name);
+        let mut keys = 0..;
         let list = settings
             .regions
             .iter()
@@ -125,7 +129,8 @@ impl Regions {
                     .iter()
                     .map(|url| Node {
                         url: url.clone(),
-                        base: crate::upstream::parse_base(url),
+                        target: Target::new(url),
+                        key: keys.next().unwrap_or_default(),
                         health: NodeHealth::default(),
                         ewma: PeakEwma::new(settings.ewma),
                         in_flight: AtomicUsize::new(0),

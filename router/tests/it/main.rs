@@ -2,6 +2,7 @@
 //! fake region nodes whose behaviour the tests switch at runtime.
 
 mod admin;
+mod connections;
 mod failover;
 mod helpers;
 mod latency;

@@ -69,7 +69,11 @@ async fn method_path_query_body_headers_and_request_id_are_forwarded_on_every_ro
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_answers_are_streamed_through_whole() {
     let a = FakeNode::start("a").await;
-    let router = spawn_router(&[Region::new(&a, &[])], Opts::default()).await;
+    // The (debug-built) fake takes tens of milliseconds to build this answer, close to the
+    // 100 ms adaptive attempt timeout: this test is about streaming, so only the full one.
+    let mut opts = Opts::default();
+    opts.tuning.attempt_timeout_floor_ms = opts.request_timeout_ms;
+    let router = spawn_router(&[Region::new(&a, &[])], opts).await;
     let pad = 3 * router::upstream::BUFFER_LIMIT;
 
     let resp = router

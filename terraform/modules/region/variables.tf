@@ -177,9 +177,9 @@ variable "redis_replicas" {
 }
 
 variable "redis_maxmemory_policy" {
-  description = "Eviction policy once Redis is full (the cache entries all have TTLs; volatile-lru would never evict keys without one)."
+  description = "Eviction policy once Redis is full: volatile-lru evicts only keys with a TTL (cached answers, recent-event lists), never the event stream."
   type        = string
-  default     = "allkeys-lru"
+  default     = "volatile-lru"
 }
 
 variable "redis_snapshot_retention_days" {

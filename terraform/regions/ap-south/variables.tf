@@ -139,7 +139,7 @@ variable "redis_node_type" {
 variable "redis_maxmemory_policy" {
   description = "Redis eviction policy when full."
   type        = string
-  default     = "allkeys-lru"
+  default     = "volatile-lru"
 }
 
 variable "redis_transit_encryption" {

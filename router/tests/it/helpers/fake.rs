@@ -1,5 +1,7 @@
 //! Fake region nodes: in-process actix servers on 127.0.0.1:0 speaking the region-node
-//! contract, with behaviour switchable at runtime (latency, 500s, hang, down).
+//! contract, with behaviour switchable at runtime (latency, 500s, hang, down). A request body
+//! may ask for a particular answer framing: `{"chunked": true}` (transfer-encoding: chunked),
+//! `{"close": true}` (`connection: close`), `{"pad": n}` (n more bytes).
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -26,6 +28,8 @@ struct Control {
     /// Recommendation/event requests answered (any status).
     served: AtomicU64,
     in_flight: AtomicU64,
+    /// Connections accepted (probes included).
+    connections: AtomicU64,
 }
 
 /// One fake node of region `region`. Dropping it stops its server.
@@ -34,6 +38,8 @@ pub struct FakeNode {
     pub addr: SocketAddr,
     ctl: Arc<Control>,
     server: Mutex<Option<ServerHandle>>,
+    /// How long the server keeps an idle keep-alive connection open (actix default: 5 s).
+    keep_alive: Option<Duration>,
 }
 
 impl FakeNode {
@@ -43,6 +49,11 @@ impl FakeNode {
     }
 
     pub async fn start_node(region: &str, node: &str) -> Self {
+        Self::start_with_keep_alive(region, node, None).await
+    }
+
+    /// A node that closes idle keep-alive connections after `keep_alive` (`None`: default).
+    pub async fn start_with_keep_alive(region: &str, node: &str, keep_alive: Option<Duration>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake node");
         let addr = listener.local_addr().expect("local addr");
         let ctl = Arc::new(Control {
@@ -52,8 +63,9 @@ impl FakeNode {
             latency_ms: AtomicU64::new(0),
             served: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
         });
-        let fake = FakeNode { region: region.to_string(), addr, ctl, server: Mutex::new(None) };
+        let fake = FakeNode { region: region.to_string(), addr, ctl, server: Mutex::new(None), keep_alive };
         fake.serve(listener);
         fake
     }
@@ -64,7 +76,8 @@ impl FakeNode {
 
     fn serve(&self, listener: TcpListener) {
         let ctl = self.ctl.clone();
-        let server = HttpServer::new(move || {
+        let counter = self.ctl.clone();
+        let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(ctl.clone()))
                 .route("/health/ready", web::get().to(ready))
@@ -75,9 +88,13 @@ impl FakeNode {
         .workers(1)
         .disable_signals()
         .shutdown_timeout(0)
-        .listen(listener)
-        .expect("listen")
-        .run();
+        .on_connect(move |_, _| {
+            counter.connections.fetch_add(1, Ordering::SeqCst);
+        });
+        if let Some(keep_alive) = self.keep_alive {
+            server = server.keep_alive(keep_alive);
+        }
+        let server = server.listen(listener).expect("listen").run();
         *self.server.lock().expect("lock") = Some(server.handle());
         tokio::spawn(server);
     }
@@ -131,6 +148,11 @@ impl FakeNode {
 
     pub fn in_flight(&self) -> u64 {
         self.ctl.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted so far, probes' included.
+    pub fn connections(&self) -> u64 {
+        self.ctl.connections.load(Ordering::SeqCst)
     }
 }
 
@@ -195,11 +217,13 @@ async fn recommend(req: HttpRequest, body: web::Bytes, ctl: web::Data<Arc<Contro
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     // `{"pad": n}` asks for an answer padded by n bytes (to exercise streaming).
     let pad = "x".repeat(parsed["pad"].as_u64().unwrap_or(0) as usize);
-    HttpResponse::Ok()
-        // Nodes name themselves; the router must overwrite this with the region it used.
-        .insert_header(("x-served-by", ctl.node.as_str()))
-        .insert_header(("x-node", ctl.node.as_str()))
-        .json(json!({
+    let mut resp = HttpResponse::Ok();
+    // Nodes name themselves; the router must overwrite this with the region it used.
+    resp.insert_header(("x-served-by", ctl.node.as_str())).insert_header(("x-node", ctl.node.as_str()));
+    if parsed["close"] == json!(true) {
+        resp.force_close();
+    }
+    let answer = json!({
             "region": ctl.region,
             "node": ctl.node,
             "method": req.method().as_str(),
@@ -210,5 +234,17 @@ async fn recommend(req: HttpRequest, body: web::Bytes, ctl: web::Data<Arc<Contro
             "body": parsed,
             "items": [1, 2, 3],
             "pad": pad,
-        }))
+    });
+    if parsed["chunked"] != json!(true) {
+        return resp.json(answer);
+    }
+    // No length: actix sends it chunked, here in three pieces.
+    let text = answer.to_string().into_bytes();
+    let third = text.len() / 3;
+    let pieces: Vec<Result<web::Bytes, actix_web::Error>> =
+        [&text[..third], &text[third..2 * third], &text[2 * third..]]
+            .into_iter()
+            .map(|p| Ok(web::Bytes::copy_from_slice(p)))
+            .collect();
+    resp.content_type("application/json").streaming(futures::stream::iter(pieces))
 }

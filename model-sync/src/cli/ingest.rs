@@ -1,0 +1,133 @@
+//! `ingest`: drain region event streams into the primary bucket, print what happened.
+
+use std::fmt::Write as _;
+
+use anyhow::bail;
+
+use crate::config::ClusterConfig;
+use crate::ingest::{self, describe, IngestError, IngestOptions, RegionIngest, StreamSource, DEFAULT_BATCH};
+use crate::store::Credentials;
+
+use super::store::{emit, primary_bucket};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Each batch is written to <primary prefix>events/<region>/<first id>_<last id>.tsv \
+(rejected entries next to it in .rejects.jsonl), verified, then acknowledged and deleted from the stream. \
+Exits non-zero when a region could not be drained; the others are still ingested.\n\
+Example:\n  model-sync ingest --region eu-west --batch 5000")]
+pub struct IngestArgs {
+    /// Ingest this region only (repeatable); default: every region.
+    #[arg(long = "region", value_name = "REGION")]
+    pub regions: Vec<String>,
+    /// Stream entries per batch object.
+    #[arg(long, default_value_t = DEFAULT_BATCH as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch: u64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The regions to drain: those named (checked against the configuration), or all.
+pub fn sources(c: &ClusterConfig, names: &[String]) -> anyhow::Result<Vec<StreamSource>> {
+    let names = if names.is_empty() { c.region_names() } else { names.to_vec() };
+    names
+        .into_iter()
+        .map(|n| Ok(StreamSource { redis_url: c.region(&n)?.redis_url.clone(), region: n }))
+        .collect()
+}
+
+pub async fn ingest(c: &ClusterConfig, a: &IngestArgs) -> anyhow::Result<()> {
+    let sources = sources(c, &a.regions)?;
+    let creds = Credentials::from_env(std::env::vars()).await;
+    let primary = primary_bucket(c, &creds);
+    let opts = IngestOptions { batch: usize::try_from(a.batch)?, ..IngestOptions::default() };
+    let results = ingest::ingest(&primary, &sources, &opts).await;
+    if a.json {
+        emit(&format!("{}\n", serde_json::to_string_pretty(&summary_json(&results))?))?;
+    } else {
+        emit(&summary_table(&results))?;
+    }
+    let failed: Vec<&str> = results.iter().filter(|(_, r)| r.is_err()).map(|(n, _)| n.as_str()).collect();
+    if !failed.is_empty() {
+        bail!(
+            "ingest failed in: {} (their events stay in their streams; re-run once fixed)",
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+type Results = [(String, Result<RegionIngest, IngestError>)];
+
+pub fn summary_table(results: &Results) -> String {
+    let mut out = format!(
+        "{:<12} {:>9} {:>8} {:>8} {:>8} {:>10}\n",
+        "region", "events", "batches", "rejects", "seconds", "events/s"
+    );
+    let mut notes = String::new();
+    for (region, r) in results {
+        match r {
+            Ok(r) => {
+                let _ = writeln!(
+                    out,
+                    "{region:<12} {:>9} {:>8} {:>8} {:>8.2} {:>10.0}",
+                    r.events,
+                    r.batches,
+                    r.rejects,
+                    r.seconds,
+                    r.events_per_sec()
+                );
+                if r.redelivered > 0 {
+                    let _ = writeln!(
+                        notes,
+                        "{region}: {} entries re-read from an earlier ingest that stopped before acknowledging them \
+                         (duplicates are dropped when events are read)",
+                        r.redelivered
+                    );
+                }
+                if r.vanished > 0 {
+                    let _ = writeln!(
+                        notes,
+                        "{region}: {} pending entries were already deleted from the stream",
+                        r.vanished
+                    );
+                }
+                if r.rejects > 0 {
+                    let _ = writeln!(
+                        notes,
+                        "{region}: {} entries are not valid events; kept in the .rejects.jsonl objects next to their batch:",
+                        r.rejects
+                    );
+                    for rej in &r.reject_examples {
+                        let _ = writeln!(notes, "  {}: {}", rej.id, rej.error);
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(out, "{region:<12} FAILED");
+                let _ = writeln!(notes, "{}", describe(e));
+            }
+        }
+    }
+    if !notes.is_empty() {
+        out.push('\n');
+        out.push_str(&notes);
+    }
+    out
+}
+
+pub fn summary_json(results: &Results) -> serde_json::Value {
+    let regions: Vec<serde_json::Value> = results
+        .iter()
+        .map(|(region, r)| match r {
+            Ok(r) => {
+                let mut v = serde_json::to_value(r).unwrap_or_default();
+                v["events_per_sec"] = serde_json::json!(r.events_per_sec());
+                v["ok"] = serde_json::json!(true);
+                v
+            }
+            Err(e) => serde_json::json!({"region": region, "ok": false, "error": describe(e)}),
+        })
+        .collect();
+    serde_json::json!({ "regions": regions })
+}

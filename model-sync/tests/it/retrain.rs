@@ -1,0 +1,254 @@
+//! The retrain loop and `build --events`, through the real binary: regions.toml pointing at
+//! an s3s-fs server and redis-server children, exit codes and output checked.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use model_sync::dataset::{self, Dataset};
+use model_sync::events::EventType;
+use model_sync::generate::{generate, GenerateParams};
+use model_sync::manifest::PAYLOAD_FILE;
+use model_sync::reader;
+use model_sync::run::ndcg_at_10;
+use model_sync::store::Bucket;
+use model_sync::testkit::{RedisServer, S3Server, ACCESS_KEY, SECRET_KEY};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::helpers::PREFIX;
+use crate::ingest::{connect, event, push, PRIMARY, TS};
+
+const REGIONS: [&str; 2] = ["eu-west", "us-east"];
+/// Small enough for a debug build to build and evaluate in about a second.
+const BUILD_FLAGS: [&str; 6] = ["--neighbours", "20", "--hnsw-m", "8", "--ef-construction", "32"];
+
+/// An s3s-fs server with the primary and two region buckets, a redis-server per region, and a
+/// regions.toml naming them.
+struct Site {
+    s3: S3Server,
+    redis: Vec<RedisServer>,
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    fn start() -> Site {
+        let s3 = S3Server::start(&[PRIMARY, "georec-eu-west", "georec-us-east"]);
+        let redis: Vec<RedisServer> = REGIONS.iter().map(|_| RedisServer::start()).collect();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut toml = format!(
+            "[primary]\nendpoint = \"{e}\"\nbucket = \"{PRIMARY}\"\nprefix = \"{PREFIX}\"\ncloud_region = \"us-east-1\"\n",
+            e = s3.endpoint()
+        );
+        for (i, (r, redis)) in REGIONS.iter().zip(&redis).enumerate() {
+            toml += &format!(
+                "\n[regions.{r}]\nlisten = \"127.0.0.1:{p}\"\nurls = [\"http://127.0.0.1:{p}\"]\n\
+                 redis_url = \"{u}\"\ncloud_region = \"us-east-1\"\n\
+                 s3 = {{ endpoint = \"{e}\", bucket = \"georec-{r}\", prefix = \"{PREFIX}\" }}\n",
+                p = 1 + i,
+                u = redis.url(),
+                e = s3.endpoint()
+            );
+        }
+        std::fs::write(dir.path().join("regions.toml"), toml).expect("write regions.toml");
+        Site { s3, redis, dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_model-sync"));
+        c.arg("--config").arg(self.path("regions.toml")).args(args);
+        c.env("AWS_ACCESS_KEY_ID", ACCESS_KEY).env("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+        c.env_remove("AWS_SESSION_TOKEN").env("RUST_LOG", "info,hnsw_rs=warn").kill_on_drop(true);
+        c
+    }
+
+    async fn model_sync(&self, args: &[&str]) -> Output {
+        self.command(args).output().await.expect("run model-sync")
+    }
+
+    /// `run --once` over `data`.
+    async fn run_once(&self, data: &Path) -> (i32, String) {
+        let work = self.path("work");
+        let mut args = vec!["run", "--once", "--data", data.to_str().expect("utf8"), "--work-dir"];
+        args.push(work.to_str().expect("utf8"));
+        args.extend(BUILD_FLAGS);
+        let out = self.model_sync(&args).await;
+        let text = format!("{}\n--- stderr:\n{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), text)
+    }
+
+    fn primary(&self) -> Bucket {
+        self.s3.bucket(PRIMARY, PREFIX, "primary")
+    }
+
+    async fn serving(&self, bucket: &Bucket) -> String {
+        reader::read_pointer(bucket).await.expect("read pointer").expect("a pointer").version
+    }
+
+    /// Push live events into every region: a few per user of `data`, on items they know.
+    async fn push_events(&self, data: &Dataset, per_region: usize, offset: usize) {
+        for (i, redis) in self.redis.iter().enumerate() {
+            let evs: Vec<_> = data
+                .events
+                .iter()
+                .skip(offset + i * per_region)
+                .take(per_region)
+                .enumerate()
+                .map(|(n, e)| {
+                    let (u, it) = (&data.users[e.user as usize], &data.items[e.item as usize]);
+                    event(u, it, EventType::ALL[n % 3], TS + n as i64)
+                })
+                .collect();
+            push(&mut connect(&redis.url()).await, REGIONS[i], &evs).await;
+        }
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn shop() -> Dataset {
+    generate(&GenerateParams {
+        users: 300,
+        items: 120,
+        categories: 6,
+        events_per_user: 15.0,
+        ..Default::default()
+    })
+}
+
+/// The same events with items shuffled across them: popularity survives, user taste does not.
+fn shuffled(data: &Dataset) -> Dataset {
+    let mut items: Vec<u32> = data.events.iter().map(|e| e.item).collect();
+    items.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(11));
+    let mut d = data.clone();
+    for (e, i) in d.events.iter_mut().zip(items) {
+        e.item = i;
+    }
+    d
+}
+
+#[tokio::test]
+async fn run_publishes_better_models_refuses_worse_ones_and_skips_when_nothing_changed() {
+    let site = Site::start();
+    let good = shop();
+    let (good_dir, bad_dir) = (site.path("good"), site.path("shuffled"));
+    dataset::write_dir(&good, &good_dir).expect("write");
+    dataset::write_dir(&shuffled(&good), &bad_dir).expect("write");
+    let primary = site.primary();
+
+    // Nothing serves yet: even a poor candidate is published.
+    let (code, out) = site.run_once(&bad_dir).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("no model is served yet"), "{out}");
+    let poor = site.serving(&primary).await;
+
+    // Real data plus live events from both regions: better, published everywhere, with its
+    // evaluation recorded in the manifest.
+    site.push_events(&good, 40, 0).await;
+    let (code, out) = site.run_once(&good_dir).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ingest: eu-west 40 events, us-east 40 events"), "{out}");
+    assert!(out.contains("published"), "{out}");
+    let better = site.serving(&primary).await;
+    assert_ne!(better, poor);
+    let m = reader::read_manifest(&primary, &better).await.expect("manifest");
+    let (poor_ndcg, better_ndcg) = (
+        ndcg_at_10(
+            reader::read_manifest(&primary, &poor).await.expect("m").evaluation.as_ref().expect("eval"),
+        ),
+        ndcg_at_10(m.evaluation.as_ref().expect("evaluation recorded")).expect("NDCG@10"),
+    );
+    assert!(better_ndcg > poor_ndcg.expect("NDCG@10") + 0.05, "{better_ndcg} vs {poor_ndcg:?}");
+    for r in REGIONS {
+        let b = site.s3.bucket(&format!("georec-{r}"), PREFIX, r);
+        assert_eq!(site.serving(&b).await, better, "{r}");
+    }
+
+    // Nothing new: skipped without building.
+    let (code, out) = site.run_once(&good_dir).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("skipped: no new events and the data did not change"), "{out}");
+    assert!(!out.contains("candidate"), "{out}");
+
+    // Shuffled pairs (and a few more events): NDCG collapses, refused with exit code 3 and
+    // both numbers; the better model keeps serving.
+    site.push_events(&good, 5, 200).await;
+    let (code, out) = site.run_once(&bad_dir).await;
+    assert_eq!(code, 3, "{out}");
+    let refusal = out.lines().find(|l| l.starts_with("refused: ")).unwrap_or_else(|| panic!("{out}"));
+    assert!(refusal.contains(&format!("{better_ndcg:.4}")) && refusal.contains(&better), "{refusal}");
+    assert!(refusal.contains("allowed drop of 0.0100"), "{refusal}");
+    assert_eq!(site.serving(&primary).await, better);
+}
+
+#[tokio::test]
+async fn build_with_events_adds_ingested_users_with_or_without_data() {
+    let site = Site::start();
+    let good = shop();
+    let data = site.path("data");
+    dataset::write_dir(&good, &data).expect("write");
+    let item = good.items[7].clone();
+    let mut conn = connect(&site.redis[1].url()).await;
+    push(&mut conn, "us-east", &[event("walk-in", &item, EventType::Purchase, TS)]).await;
+    let out = site.model_sync(&["ingest", "--json"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(summary["regions"][1]["region"], "us-east");
+    assert_eq!(summary["regions"][1]["events"], 1);
+
+    for with_data in [true, false] {
+        let model_dir = site.path(&format!("model-{with_data}"));
+        let mut args = vec!["build", "--events", "--out", model_dir.to_str().expect("utf8")];
+        if with_data {
+            args.extend(["--data", data.to_str().expect("utf8")]);
+        }
+        args.extend(BUILD_FLAGS);
+        let out = site.model_sync(&args).await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let file = std::fs::File::open(model_dir.join(PAYLOAD_FILE)).expect("model.bin");
+        let model = model_sync::blob::decode(file).expect("decode");
+        assert!(model.user_index("walk-in").is_some(), "with_data {with_data}");
+        let users = if with_data { good.users.len() + 1 } else { 1 };
+        assert_eq!(model.users.len(), users);
+    }
+}
+
+#[tokio::test]
+async fn the_loop_stops_on_sigterm_while_waiting() {
+    let site = Site::start();
+    let data = site.path("data");
+    dataset::write_dir(&shop(), &data).expect("write");
+    let work = site.path("work");
+    let mut args = vec!["run", "--every", "1h", "--data", data.to_str().expect("utf8")];
+    args.extend(["--work-dir", work.to_str().expect("utf8")]);
+    args.extend(BUILD_FLAGS);
+    let mut child = site.command(&args).stderr(std::process::Stdio::piped()).spawn().expect("spawn");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let waiting = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("read stderr") {
+            if line.contains("next cycle") {
+                return true;
+            }
+        }
+        false
+    });
+    assert!(waiting.await.expect("first cycle within 30 s"), "the loop never reached its wait");
+
+    let pid = child.id().expect("running").to_string();
+    let kill = tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill");
+    assert!(kill.success());
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await.expect("exits promptly");
+    assert!(status.expect("status").success());
+    let mut rest = String::new();
+    while let Ok(Some(l)) = lines.next_line().await {
+        rest += &l;
+    }
+    assert!(rest.contains("stopped"), "{rest}");
+}

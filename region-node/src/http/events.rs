@@ -1,0 +1,250 @@
+//! `POST /events`: interactions in, appended to the region's Redis stream.
+//!
+//! The body is one event, `{"events": [...]}`, or a JSON array of events; each event is
+//! `{"user_id", "item_id", "type": "view" | "add_to_cart" | "purchase", "ts"?}` (`ts` in
+//! unix seconds, default now). A batch is all or nothing: if any event is invalid, none is
+//! stored and the 422 names the first bad one and how many were bad.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use model_sync::events::{EventError, EventType, LiveEvent};
+use serde::{Deserialize, Serialize};
+
+use crate::http::error::ApiError;
+use crate::http::input;
+use crate::node::Node;
+
+/// Most events in one request (the body limit also applies).
+pub const MAX_EVENTS: usize = 500;
+/// How long Redis gets to confirm an append (it fsyncs the AOF when configured to).
+const APPEND_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventBody {
+    user_id: String,
+    item_id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    ts: Option<i64>,
+    /// The region the client aimed at (the router reads it); events are stored here.
+    region: Option<String>,
+}
+
+/// One event inline, or a batch under `events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsBody {
+    events: Option<Vec<EventBody>>,
+    user_id: Option<String>,
+    item_id: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    ts: Option<i64>,
+    region: Option<String>,
+}
+
+#[derive(Serialize)]
+struct EventsResponse<'a> {
+    accepted: usize,
+    event_ids: &'a [String],
+    region: &'a str,
+    took_us: u64,
+}
+
+pub async fn record(
+    node: web::Data<Node>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    let body = input::read_body(&req, payload, node.settings().max_body_bytes).await?;
+    let (events, prefix) = parse(&body)?;
+    let now = unix_now();
+    let events = validate(events, &prefix, now)?;
+    let metrics = &node.metrics().events;
+    let ids = match node.service().record_events(&events, APPEND_TIMEOUT).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            metrics.with_label_values(&["not_stored"]).inc_by(events.len() as u64);
+            return Err(e.into());
+        }
+    };
+    metrics.with_label_values(&["accepted"]).inc_by(ids.len() as u64);
+    Ok(HttpResponse::Ok().json(EventsResponse {
+        accepted: ids.len(),
+        event_ids: &ids,
+        region: node.region(),
+        took_us: started.elapsed().as_micros() as u64,
+    }))
+}
+
+/// The events of a body, and the JSON path prefix of each (`events[i].` or nothing).
+fn parse(body: &[u8]) -> Result<(Vec<EventBody>, Option<&'static str>), ApiError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        // Parsed as `{"events": <array>}` so errors name `events[i].field`.
+        let wrapped = [&b"{\"events\":"[..], body, b"}"].concat();
+        return parse(&wrapped);
+    }
+    let b: EventsBody = input::parse_json(body, false)?;
+    if let Some(region) = &b.region {
+        input::check_id("region", region)?;
+    }
+    match b.events {
+        Some(events) => {
+            if b.user_id.is_some() || b.item_id.is_some() || b.kind.is_some() || b.ts.is_some() {
+                return Err(ApiError::invalid(
+                    "events",
+                    "give either one event's fields or a list under `events`, not both",
+                ));
+            }
+            if events.is_empty() {
+                return Err(ApiError::invalid("events", "must hold at least one event"));
+            }
+            if events.len() > MAX_EVENTS {
+                return Err(ApiError::invalid(
+                    "events",
+                    format!("must hold at most {MAX_EVENTS} events, got {}", events.len()),
+                ));
+            }
+            Ok((events, Some("events")))
+        }
+        None => {
+            let missing = |field| ApiError::invalid(field, format!("missing field `{field}`"));
+            let one = EventBody {
+                user_id: b.user_id.ok_or_else(|| missing("user_id"))?,
+                item_id: b.item_id.ok_or_else(|| missing("item_id"))?,
+                kind: b.kind.ok_or_else(|| missing("type"))?,
+                ts: b.ts,
+                region: None,
+            };
+            Ok((vec![one], None))
+        }
+    }
+}
+
+/// Every event checked; the first problem is reported with how many events had one.
+fn validate(events: Vec<EventBody>, prefix: &Option<&str>, now: i64) -> Result<Vec<LiveEvent>, ApiError> {
+    let total = events.len();
+    let mut first: Option<(String, String)> = None;
+    let mut bad = 0usize;
+    let mut good = Vec::with_capacity(total);
+    for (i, e) in events.into_iter().enumerate() {
+        let path = |field: &str| match prefix {
+            Some(p) => format!("{p}[{i}].{field}"),
+            None => field.to_string(),
+        };
+        match check(e, now) {
+            Ok(event) => good.push(event),
+            Err((field, message)) => {
+                bad += 1;
+                first.get_or_insert((path(field), message));
+            }
+        }
+    }
+    match first {
+        None => Ok(good),
+        Some((field, message)) if total == 1 => Err(ApiError::invalid(field, message)),
+        Some((field, message)) => Err(ApiError::invalid(
+            field,
+            format!("{message} ({bad} of {total} events are invalid; none were stored)"),
+        )),
+    }
+}
+
+fn check(e: EventBody, now: i64) -> Result<LiveEvent, (&'static str, String)> {
+    if let Some(region) = &e.region {
+        input::check_id("region", region).map_err(|_| ("region", "must be a region name".to_string()))?;
+    }
+    let kind: EventType = e.kind.parse().map_err(|err: EventError| ("type", err.to_string()))?;
+    let event = LiveEvent { user_id: e.user_id, item_id: e.item_id, kind, ts: e.ts.unwrap_or(now) };
+    event.validate(now).map_err(|err| {
+        let field = match &err {
+            EventError::Empty { field }
+            | EventError::TooLong { field }
+            | EventError::ControlChar { field } => *field,
+            EventError::Missing { field } => *field,
+            EventError::UnknownType(_) => "type",
+            EventError::Future { .. } | EventError::BadTs(_) => "ts",
+        };
+        (field, without_field(&err, field))
+    })?;
+    Ok(event)
+}
+
+/// The error text without a leading field name (the response's `field` already says it).
+fn without_field(err: &EventError, field: &str) -> String {
+    let text = err.to_string();
+    text.strip_prefix(field).map(|rest| rest.trim_start().to_string()).unwrap_or(text)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn run(body: &str) -> Result<Vec<LiveEvent>, ApiError> {
+        let (events, prefix) = parse(body.as_bytes())?;
+        validate(events, &prefix, NOW)
+    }
+
+    fn field_of(e: ApiError) -> (String, String) {
+        match e {
+            ApiError::Invalid { field, message } | ApiError::Malformed { field, message } => (field, message),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_one_event_a_batch_and_an_array() {
+        let one = run(r#"{"user_id":"u1","item_id":"i1","type":"purchase","ts":1699999999}"#).unwrap();
+        assert_eq!(one[0].kind, EventType::Purchase);
+        assert_eq!(one[0].ts, 1_699_999_999);
+        let batch = run(r#"{"events":[{"user_id":"u1","item_id":"i1","type":"view"},
+            {"user_id":"u2","item_id":"i2","type":"add_to_cart"}]}"#)
+        .unwrap();
+        assert_eq!(batch.len(), 2);
+        assert_eq!(batch[0].ts, NOW, "ts defaults to now");
+        let array = run(r#"[{"user_id":"u1","item_id":"i1","type":"view","region":"eu-west"}]"#).unwrap();
+        assert_eq!(array.len(), 1);
+    }
+
+    #[test]
+    fn names_the_bad_field() {
+        let (f, m) = field_of(run(r#"{"user_id":"u1","item_id":"i1","type":"click"}"#).unwrap_err());
+        assert_eq!(f, "type");
+        assert!(m.contains("click") && m.contains("purchase"), "{m}");
+        let (f, _) = field_of(run(r#"{"item_id":"i1","type":"view"}"#).unwrap_err());
+        assert_eq!(f, "user_id");
+        let (f, m) =
+            field_of(run(r#"{"user_id":"u1","item_id":"i1","type":"view","ts":1900000000}"#).unwrap_err());
+        assert_eq!(f, "ts");
+        assert!(m.contains("future"), "{m}");
+        let (f, m) = field_of(
+            run(
+                r#"[{"user_id":"u1","item_id":"i1","type":"view"},{"user_id":"","item_id":"i1","type":"view"},
+                {"user_id":"u1","item_id":"i1","type":"x"}]"#,
+            )
+            .unwrap_err(),
+        );
+        assert_eq!(f, "events[1].user_id");
+        assert!(m.contains("2 of 3") && m.contains("none were stored"), "{m}");
+        let (f, _) = field_of(run(r#"{"events":[]}"#).unwrap_err());
+        assert_eq!(f, "events");
+        let (f, _) = field_of(run(r#"{"events":[],"user_id":"u"}"#).unwrap_err());
+        assert_eq!(f, "events");
+        let (f, _) =
+            field_of(run(r#"{"user_id":"u1","item_id":"i1","type":"view","colour":1}"#).unwrap_err());
+        assert_eq!(f, "colour");
+        let (f, _) =
+            field_of(run(r#"[{"user_id":"u1","item_id":"i1","type":"view","ts":"yesterday"}]"#).unwrap_err());
+        assert_eq!(f, "events[0].ts");
+    }
+}

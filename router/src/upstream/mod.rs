@@ -1,0 +1,257 @@
+//! One attempt to one node: the client request replayed as-is, and the typed ways it fails.
+//!
+//! Plain `http://` nodes (the normal case) are reached over the worker's own keep-alive
+//! HTTP/1.1 connections ([`h1`]). An actix worker is a single-threaded runtime, so its pool
+//! needs no lock, and an attempt drives its connection itself: no connection task and no
+//! channel per request, which is what a general client (reqwest on hyper) costs. Any other
+//! node URL (`https://`, credentials in the URL) goes through reqwest ([`generic`]).
+//!
+//! The request body is held as `Bytes` (shared, never copied or re-serialised) so a retry can
+//! send it again. Small answers with a known length are read whole within the attempt's
+//! deadline, so a node dying mid-body is still a retryable failure; anything else streams,
+//! under the same deadline.
+
+mod generic;
+pub mod h1;
+
+use std::fmt;
+use std::io;
+use std::io::Write as _;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Duration;
+
+use actix_web::http::header::{self as ax, HeaderName, HeaderValue};
+use actix_web::http::{Method, Uri};
+use actix_web::HttpRequest;
+use bytes::Bytes;
+use futures::Stream;
+
+use crate::proxy::{FAILOVER_FROM, SERVED_BY};
+use crate::regions::Node;
+
+/// Answers up to this size with a known length are buffered (see the module doc).
+pub const BUFFER_LIMIT: u64 = 256 * 1024;
+/// Idle pooled connections are dropped before the nodes' keep-alive (actix default: 5 s)
+/// would close them under us; one closed anyway is retried transparently (see [`h1`]).
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Headers that describe one connection, not the message: never forwarded either way.
+const HOP_BY_HOP: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "expect",
+];
+
+/// Headers that describe one connection, not the message: never forwarded either way.
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str())
+}
+
+/// Whether a node's response header (name in any case) reaches the client: not hop-by-hop,
+/// not the length (the router frames the body itself), not one the router sets itself.
+pub fn is_relayed(name: &[u8]) -> bool {
+    let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
+    !(HOP_BY_HOP.iter().any(|h| is(h))
+        || is("content-length")
+        || is(SERVED_BY)
+        || is(FAILOVER_FROM)
+        || is(REQUEST_ID))
+}
+
+/// How a node is reached, decided once from its URL.
+#[derive(Debug)]
+pub enum Target {
+    /// `http://host[:port][/prefix]`: the router's own HTTP/1.1 connections.
+    Plain(h1::Endpoint),
+    /// Anything else: reqwest, with the node's URL as text.
+    Generic,
+}
+
+impl Target {
+    pub fn new(base: &str) -> Self {
+        h1::Endpoint::parse(base).map_or(Target::Generic, Target::Plain)
+    }
+}
+
+/// The client request, ready to be sent to any node.
+#[derive(Debug)]
+pub struct Outgoing {
+    method: Method,
+    uri: Uri,
+    /// Everything after the request line and `host`: the end-to-end headers, the request
+    /// id, `content-length` and the blank line, serialised once for every attempt.
+    head: Vec<u8>,
+    body: Bytes,
+}
+
+impl Outgoing {
+    /// Copy method, path, query and end-to-end headers of `req`; set the request id.
+    pub fn new(req: &HttpRequest, body: Bytes, request_id: &str) -> Self {
+        let mut head = Vec::with_capacity(256);
+        for (name, value) in req.headers() {
+            if is_hop_by_hop(name) || name == ax::HOST || name == ax::CONTENT_LENGTH || name == REQUEST_ID {
+                continue;
+            }
+            for part in [name.as_str().as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
+                head.extend_from_slice(part);
+            }
+        }
+        // Validated like any header value: a client's id has passed actix's checks already.
+        if HeaderValue::from_str(request_id).is_ok() {
+            for part in [REQUEST_ID.as_bytes(), b": ", request_id.as_bytes(), b"\r\n"] {
+                head.extend_from_slice(part);
+            }
+        }
+        // Writing to a Vec cannot fail.
+        let _ = write!(head, "content-length: {}\r\n\r\n", body.len());
+        Self { method: req.method().clone(), uri: req.uri().clone(), head, body }
+    }
+
+    /// Path and query, as the client sent them.
+    pub fn target(&self) -> &str {
+        self.uri.path_and_query().map_or("/", |p| p.as_str())
+    }
+}
+
+/// A node's answer below 500.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    /// The headers the client gets (see [`is_relayed`]).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: AnswerBody,
+    /// Until headers, plus the body when buffered.
+    pub took: Duration,
+}
+
+/// The rest of a large or unknown-length body, chunk by chunk; ends after the first error.
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>>>>;
+
+pub enum AnswerBody {
+    Full(Bytes),
+    /// Large or unknown length: relayed chunk by chunk; `Some(len)` when the node said.
+    Stream(BodyStream, Option<u64>),
+}
+
+impl fmt::Debug for AnswerBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AnswerBody::Full(b) => f.debug_tuple("Full").field(&b.len()).finish(),
+            AnswerBody::Stream(_, len) => f.debug_tuple("Stream").field(len).finish(),
+        }
+    }
+}
+
+/// Why an attempt failed. Everything but [`AttemptError::Invalid`] is worth retrying on
+/// another region: recommendation requests are safe to repeat.
+#[derive(Debug, thiserror::Error)]
+pub enum AttemptError {
+    #[error("cannot connect")]
+    Connect(#[source] io::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("node answered {0}")]
+    ServerError(u16),
+    #[error("connection failed during the exchange")]
+    Transport(#[source] io::Error),
+    #[error("request cannot be sent")]
+    Invalid(#[source] io::Error),
+}
+
+impl AttemptError {
+    /// The error with its causes (`cannot connect: ...: Connection refused`), for logs.
+    pub fn detail(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(e) = source {
+            text.push_str(": ");
+            text.push_str(&e.to_string());
+            source = e.source();
+        }
+        text
+    }
+}
+
+/// An attempt's failure with the region and node it happened on.
+#[derive(Debug, thiserror::Error)]
+#[error("region {region} ({node}): {kind}")]
+pub struct UpstreamError {
+    pub region: String,
+    pub node: String,
+    #[source]
+    pub kind: AttemptError,
+    /// How long the attempt took before failing.
+    pub took: Duration,
+}
+
+impl UpstreamError {
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self.kind, AttemptError::Invalid(_))
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, AttemptError::Timeout(_))
+    }
+}
+
+/// One worker's way to the nodes: its own keep-alive connections to plain HTTP nodes and a
+/// reqwest client for the others. Lives on one worker thread, never shared.
+pub struct Upstream {
+    pool: Rc<h1::Pool>,
+    client: reqwest::Client,
+}
+
+impl Upstream {
+    pub fn new(client: reqwest::Client) -> Self {
+        Self { pool: Rc::new(h1::Pool::default()), client }
+    }
+
+    /// Close idle connections once they expire, also while no request comes to reuse them
+    /// (the nodes would close them anyway, leaving sockets half-closed here). Needs the
+    /// worker's runtime; stops when this `Upstream` is dropped.
+    pub fn spawn_idle_sweeper(&self) {
+        let pool = Rc::downgrade(&self.pool);
+        actix_web::rt::spawn(async move {
+            loop {
+                tokio::time::sleep(POOL_IDLE_TIMEOUT / 2).await;
+                let Some(pool) = pool.upgrade() else { return };
+                pool.sweep();
+            }
+        });
+    }
+
+    /// Send `out` to `node` with a deadline of `timeout`.
+    pub async fn send(
+        &self,
+        node: &Node,
+        out: &Outgoing,
+        timeout: Duration,
+    ) -> Result<Answer, (AttemptError, Duration)> {
+        match &node.target {
+            Target::Plain(endpoint) => h1::send(&self.pool, node.key, endpoint, out, timeout).await,
+            Target::Generic => generic::send(&self.client, &node.url, out, timeout).await,
+        }
+    }
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upstream").finish_non_exhaustive()
+    }
+}
+
+/// The client used towards nodes that [`h1`] does not serve: keep-alive pool, no system
+/// proxy, no decompression.
+pub fn client() -> Result<reqwest::Client, reqwest::Error> {
+    generic::client()
+}
