@@ -52,6 +52,8 @@ pub enum RouteError {
     },
     #[error(transparent)]
     Upstream(UpstreamError),
+    #[error("{0}; not retried in another region: the node may have stored the events, and a retry could store them twice")]
+    MaybeApplied(UpstreamError),
 }
 
 /// `POST /recommendations`, `POST /api/v1/recommendations/user/{user_id}`, `POST /events`.
@@ -99,6 +101,9 @@ async fn route<'a>(
     if plan.is_empty() {
         return Err(no_healthy_region(state));
     }
+    // Events are appended, not looked up: after an attempt the node may have acted on, another
+    // region would store them twice. Only failures that did nothing are retried.
+    let at_most_once = req.path() == "/events";
     let out = Outgoing::new(req, body, request_id);
     state.budget.deposit();
     let mut failures: Vec<UpstreamError> = Vec::new();
@@ -150,6 +155,9 @@ async fn route<'a>(
                     latency.observe(took.as_secs_f64());
                     let (node, error) = (&node.url, err.kind.detail());
                     warn!(request_id, region = %region.name, node, error, "attempt failed");
+                    if at_most_once && !err.kind.nothing_done() {
+                        return Err(RouteError::MaybeApplied(err));
+                    }
                     failures.push(err);
                     failed_node = Some(n);
                 }

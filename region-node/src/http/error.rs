@@ -100,9 +100,11 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Malformed { .. } | ApiError::TooLarge { .. } => StatusCode::BAD_REQUEST,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Serve(
-                ServeError::NotReady | ServeError::EventsNotStored(_) | ServeError::EventsUnconfirmed(_),
-            ) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Serve(ServeError::NotReady | ServeError::EventsNotStored(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            // Not 503: a 503 means "not done, safe to retry"; these may have been stored.
+            ApiError::Serve(ServeError::EventsUnconfirmed(_)) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Serve(ServeError::UnknownItem { .. }) | ApiError::NotFound { .. } => {
                 StatusCode::NOT_FOUND
             }

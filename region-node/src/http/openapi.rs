@@ -202,7 +202,8 @@ pub fn document() -> Value {
                 "summary": "Record interactions; the users' next recommendations reflect them",
                 "requestBody": json_body("EventsRequest", true),
                 "responses": {"200": ok("EventsAccepted", "all events stored"), "400": bad, "422": invalid,
-                    "503": error("Redis did not store (or confirm) the events; nothing or possibly all was stored")}
+                    "503": error("Redis did not store the events; nothing was stored, safe to retry"),
+                    "504": error("Redis did not confirm within 1 s; the events may have been stored")}
             }},
             "/items/{item_id}/similar": {"get": {
                 "summary": "Items most often chosen by the same users (cosine)",

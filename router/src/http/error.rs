@@ -17,6 +17,7 @@ impl RouteError {
             RouteError::AllRegionsFailed { .. } => "all_regions_failed",
             RouteError::BudgetExhausted { .. } => "retry_budget_exhausted",
             RouteError::Upstream(_) => "upstream_error",
+            RouteError::MaybeApplied(_) => "outcome_unknown",
         }
     }
 }
@@ -38,8 +39,10 @@ impl ResponseError for RouteError {
             RouteError::NoHealthyRegion { .. }
             | RouteError::AllRegionsFailed { .. }
             | RouteError::BudgetExhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            RouteError::Upstream(e) if e.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
-            RouteError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            RouteError::Upstream(e) | RouteError::MaybeApplied(e) if e.is_timeout() => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            RouteError::Upstream(_) | RouteError::MaybeApplied(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -53,7 +56,9 @@ impl ResponseError for RouteError {
             RouteError::AllRegionsFailed { attempts } => {
                 body["attempts"] = attempts.iter().map(attempt).collect();
             }
-            RouteError::BudgetExhausted { last } | RouteError::Upstream(last) => {
+            RouteError::BudgetExhausted { last }
+            | RouteError::Upstream(last)
+            | RouteError::MaybeApplied(last) => {
                 body["attempts"] = json!([attempt(last)]);
             }
         }

@@ -169,6 +169,12 @@ pub enum AttemptError {
 }
 
 impl AttemptError {
+    /// The node certainly did nothing: no connection, or a 503 (georec nodes answer 503 only
+    /// for work they did not do: no model yet, events not stored).
+    pub fn nothing_done(&self) -> bool {
+        matches!(self, AttemptError::Connect(_) | AttemptError::ServerError(503))
+    }
+
     /// The error with its causes (`cannot connect: ...: Connection refused`), for logs.
     pub fn detail(&self) -> String {
         let mut text = self.to_string();

@@ -220,3 +220,38 @@ async fn a_hanging_fast_region_costs_only_the_adaptive_timeout() {
     assert!(r.took >= Duration::from_millis(90), "waited the adaptive timeout: {:?}", r.took);
     assert!(r.took < Duration::from_millis(1_000), "not the 2 s request timeout: {:?}", r.took);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_move_to_another_region_only_when_the_first_one_did_nothing() {
+    // Arrange: the attempt timeout pinned to 300 ms, so a hang is detected quickly.
+    let mut opts = Opts { request_timeout_ms: 300, ..Opts::default() };
+    opts.tuning.attempt_timeout_floor_ms = 300;
+    let (a, b) = (FakeNode::start("a").await, FakeNode::start("b").await);
+    let router = spawn_router(&[Region::new(&a, &["b"]), Region::new(&b, &["a"])], opts).await;
+    let event = r#"{"user_id": "u1", "item_id": "i1", "type": "view"}"#;
+    let post = || router.post("/events", &[("x-region-hint", "a")], event);
+    assert_eq!(post().await.served_by.as_deref(), Some("a"));
+
+    // Act + assert: a hangs after reading the request: it may have stored the event, so the
+    // client is told so and b never sees it.
+    a.hang();
+    let served_by_b = b.served();
+    let hung = post().await;
+    assert_eq!((hung.status, hung.body["error"].as_str()), (504, Some("outcome_unknown")), "{:?}", hung.body);
+    assert_eq!(b.served(), served_by_b, "the event was not sent to b");
+
+    // A recommendation in the same situation is retried on b.
+    assert_eq!(router.recommend(Some("a")).await.served_by.as_deref(), Some("b"));
+
+    // a is down (connection refused before the router learns it from probes): nothing was
+    // done, so the event goes to b.
+    a.heal();
+    a.down().await;
+    let moved = post().await;
+    assert_eq!(
+        (moved.status, moved.served_by.as_deref(), moved.failover_from.as_deref()),
+        (200, Some("b"), Some("a")),
+        "{:?}",
+        moved.body
+    );
+}
