@@ -13,10 +13,11 @@
 //! dead the same way) are dropped. It costs no retry and no failure of the node; only a
 //! failure on a new connection does.
 
+mod head;
+
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -27,9 +28,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{
-    is_relayed, Answer, AnswerBody, AttemptError, BodyStream, Outgoing, BUFFER_LIMIT, POOL_IDLE_TIMEOUT,
-};
+use self::head::{head_len, Chunk, Framing, Head};
+use super::{Answer, AnswerBody, AttemptError, BodyStream, Outgoing, BUFFER_LIMIT, POOL_IDLE_TIMEOUT};
 
 /// Idle connections kept per node (per worker); more are closed when handed back.
 const MAX_IDLE_PER_NODE: usize = 256;
@@ -38,9 +38,8 @@ const MAX_IDLE_PER_NODE: usize = 256;
 const READ_CHUNK: usize = 16 * 1024;
 /// Below this much free room a read first grows the buffer.
 const MIN_READ_ROOM: usize = 2 * 1024;
-/// Response heads larger than this (or with more headers) are refused as malformed.
+/// Response heads larger than this are refused as malformed.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
-const MAX_HEADERS: usize = 100;
 /// A chunk-size or trailer line longer than this is malformed.
 const MAX_LINE: usize = 4 * 1024;
 /// Request bodies up to this size are copied behind the head and sent in one write.
@@ -274,115 +273,6 @@ struct Failed {
 
 fn invalid(message: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message.into())
-}
-
-/// A final response head.
-struct Head {
-    status: u16,
-    headers: Vec<(HeaderName, HeaderValue)>,
-    framing: Framing,
-    /// The connection may carry another request once the body is read.
-    keep_alive: bool,
-}
-
-impl Head {
-    /// Parse a complete head; header values stay slices of `raw` (no copy).
-    fn parse(raw: &Bytes, head_request: bool) -> io::Result<Self> {
-        let mut parsed = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut []);
-        let parsed = httparse::ParserConfig::default()
-            .parse_response_with_uninit_headers(&mut resp, raw, &mut parsed)
-            .map_err(|e| invalid(format!("malformed response head: {e}")))?;
-        let (httparse::Status::Complete(_), Some(status), Some(version)) = (parsed, resp.code, resp.version)
-        else {
-            return Err(invalid("malformed response head: incomplete"));
-        };
-        let mut headers = Vec::with_capacity(resp.headers.len());
-        let (mut length, mut chunked, mut encoded) = (None, false, false);
-        let (mut close, mut keep_alive) = (false, false);
-        for h in resp.headers.iter() {
-            let name = h.name.as_bytes();
-            if name.eq_ignore_ascii_case(b"content-length") {
-                let n = std::str::from_utf8(h.value)
-                    .ok()
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .ok_or_else(|| invalid("invalid content-length"))?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(invalid("conflicting content-length headers"));
-                }
-                length = Some(n);
-            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                encoded = true;
-                chunked = tokens(h.value).last().is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
-            } else if name.eq_ignore_ascii_case(b"connection") {
-                close |= tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"close"));
-                keep_alive |= tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"keep-alive"));
-            }
-            if !is_relayed(name) {
-                continue;
-            }
-            if let (Ok(n), Ok(v)) =
-                (HeaderName::from_bytes(name), HeaderValue::from_maybe_shared(raw.slice_ref(h.value)))
-            {
-                headers.push((n, v));
-            }
-        }
-        // RFC 9112 6.3: no body for HEAD, 1xx, 204, 304; then transfer coding, then length.
-        let framing = if head_request || status < 200 || status == 204 || status == 304 {
-            Framing::Length(0)
-        } else if encoded && chunked {
-            Framing::Chunked(Chunk::Size)
-        } else if encoded {
-            Framing::Close
-        } else {
-            length.map_or(Framing::Close, Framing::Length)
-        };
-        let persistent = if version >= 1 { !close } else { keep_alive && !close };
-        // A length beside a transfer coding is ignored, and the connection not trusted after.
-        let keep_alive = persistent && !matches!(framing, Framing::Close) && !(encoded && length.is_some());
-        Ok(Self { status, headers, framing, keep_alive })
-    }
-}
-
-/// Length of the head at the start of `buf` (through its blank line) once it is all there;
-/// `scanned` bytes were looked at before, without finding its end.
-fn head_len(buf: &[u8], scanned: usize) -> Option<usize> {
-    let from = scanned.saturating_sub(2);
-    buf[from..].iter().enumerate().filter(|(_, &b)| b == b'\n').find_map(|(i, _)| {
-        let after = &buf[from + i + 1..];
-        if after.starts_with(b"\n") {
-            Some(from + i + 2)
-        } else if after.starts_with(b"\r\n") {
-            Some(from + i + 3)
-        } else {
-            None
-        }
-    })
-}
-
-/// Comma-separated tokens of a header value, trimmed.
-fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|&b| b == b',').map(<[u8]>::trim_ascii).filter(|t| !t.is_empty())
-}
-
-#[derive(Debug)]
-enum Framing {
-    /// This many bytes left.
-    Length(u64),
-    Chunked(Chunk),
-    /// Until the node closes the connection.
-    Close,
-    Done,
-}
-
-#[derive(Debug)]
-enum Chunk {
-    Size,
-    /// This many bytes left in the current chunk.
-    Data(u64),
-    /// The CRLF after a chunk's data.
-    DataEnd,
-    Trailers,
 }
 
 /// A response body being read off its connection.

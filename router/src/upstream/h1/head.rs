@@ -1,0 +1,122 @@
+//! A node's response head: parsed once it is complete, and how its body is framed.
+
+use std::io;
+use std::mem::MaybeUninit;
+
+use actix_web::http::header::{HeaderName, HeaderValue};
+use bytes::Bytes;
+
+use super::invalid;
+use crate::upstream::is_relayed;
+
+/// Response heads with more headers than this are refused as malformed.
+const MAX_HEADERS: usize = 100;
+
+/// A final response head.
+pub(super) struct Head {
+    pub status: u16,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub framing: Framing,
+    /// The connection may carry another request once the body is read.
+    pub keep_alive: bool,
+}
+
+impl Head {
+    /// Parse a complete head; header values stay slices of `raw` (no copy).
+    pub fn parse(raw: &Bytes, head_request: bool) -> io::Result<Self> {
+        let mut parsed = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default()
+            .parse_response_with_uninit_headers(&mut resp, raw, &mut parsed)
+            .map_err(|e| invalid(format!("malformed response head: {e}")))?;
+        let (httparse::Status::Complete(_), Some(status), Some(version)) = (parsed, resp.code, resp.version)
+        else {
+            return Err(invalid("malformed response head: incomplete"));
+        };
+        let mut headers = Vec::with_capacity(resp.headers.len());
+        let (mut length, mut chunked, mut encoded) = (None, false, false);
+        let (mut close, mut keep_alive) = (false, false);
+        for h in resp.headers.iter() {
+            let name = h.name.as_bytes();
+            if name.eq_ignore_ascii_case(b"content-length") {
+                let n = std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .ok_or_else(|| invalid("invalid content-length"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(invalid("conflicting content-length headers"));
+                }
+                length = Some(n);
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                encoded = true;
+                chunked = tokens(h.value).last().is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+            } else if name.eq_ignore_ascii_case(b"connection") {
+                close |= tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"close"));
+                keep_alive |= tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"keep-alive"));
+            }
+            if !is_relayed(name) {
+                continue;
+            }
+            if let (Ok(n), Ok(v)) =
+                (HeaderName::from_bytes(name), HeaderValue::from_maybe_shared(raw.slice_ref(h.value)))
+            {
+                headers.push((n, v));
+            }
+        }
+        // RFC 9112 6.3: no body for HEAD, 1xx, 204, 304; then transfer coding, then length.
+        let framing = if head_request || status < 200 || status == 204 || status == 304 {
+            Framing::Length(0)
+        } else if encoded && chunked {
+            Framing::Chunked(Chunk::Size)
+        } else if encoded {
+            Framing::Close
+        } else {
+            length.map_or(Framing::Close, Framing::Length)
+        };
+        let persistent = if version >= 1 { !close } else { keep_alive && !close };
+        // A length beside a transfer coding is ignored, and the connection not trusted after.
+        let keep_alive = persistent && !matches!(framing, Framing::Close) && !(encoded && length.is_some());
+        Ok(Self { status, headers, framing, keep_alive })
+    }
+}
+
+/// Length of the head at the start of `buf` (through its blank line) once it is all there;
+/// `scanned` bytes were looked at before, without finding its end.
+pub(super) fn head_len(buf: &[u8], scanned: usize) -> Option<usize> {
+    let from = scanned.saturating_sub(2);
+    buf[from..].iter().enumerate().filter(|(_, &b)| b == b'\n').find_map(|(i, _)| {
+        let after = &buf[from + i + 1..];
+        if after.starts_with(b"\n") {
+            Some(from + i + 2)
+        } else if after.starts_with(b"\r\n") {
+            Some(from + i + 3)
+        } else {
+            None
+        }
+    })
+}
+
+/// Comma-separated tokens of a header value, trimmed.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii).filter(|t| !t.is_empty())
+}
+
+#[derive(Debug)]
+pub(super) enum Framing {
+    /// This many bytes left.
+    Length(u64),
+    Chunked(Chunk),
+    /// Until the node closes the connection.
+    Close,
+    Done,
+}
+
+#[derive(Debug)]
+pub(super) enum Chunk {
+    Size,
+    /// This many bytes left in the current chunk.
+    Data(u64),
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    Trailers,
+}
