@@ -149,7 +149,9 @@ async fn replicas_of_a_region_share_its_traffic_and_cover_for_each_other() {
     // Assert
     assert!(first >= 4 && second >= 4, "both replicas used: {first} / {second}");
     assert!(after.iter().all(|r| r.status == 200 && r.served_by.as_deref() == Some("a")));
-    assert_eq!(r2.served(), second + 20);
+    // At least: a fake node counts a request when its handler finishes, which can trail the
+    // answer the router already relayed, so `second` may miss the last one of the batches.
+    assert!(r2.served() >= second + 20, "a-2 covered: {} after {second}", r2.served());
     router.wait_state("a", RegionState::Healthy, Duration::from_secs(1)).await;
 }
 
