@@ -300,7 +300,8 @@ impl Cache {
         for e in events {
             inv.arg(&e.user_id).arg(&e.item_id).arg(e.kind.as_str()).arg(e.ts);
         }
-        self.exec("APPEND", Some(timeout), |mut c| async move { inv.invoke_async(&mut c).await }).await
+        self.exec_unguarded("APPEND", Some(timeout), |mut c| async move { inv.invoke_async(&mut c).await })
+            .await
     }
 
     /// Store `value` with the jittered TTL. Best effort: a failure is counted and ignored.
@@ -385,6 +386,27 @@ impl Cache {
         let Some(attempt) = self.breaker.try_acquire(Instant::now()) else {
             return Err(CacheError::BreakerOpen);
         };
+        let result = self.exec_unguarded(op, timeout, f).await;
+        match &result {
+            Ok(_) => attempt.succeeded(),
+            Err(_) => attempt.failed(Instant::now()),
+        }
+        self.metrics.redis_up.set(i64::from(self.is_up()));
+        result
+    }
+
+    /// One round trip under a deadline, whatever the breaker says: for writes that must be
+    /// tried (events), which the cache's slow or failed reads should not refuse.
+    async fn exec_unguarded<T, F, Fut>(
+        &self,
+        op: &'static str,
+        timeout: Option<Duration>,
+        f: F,
+    ) -> Result<T, CacheError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
         let timeout = timeout.unwrap_or(self.settings.redis_timeout);
         let result = match tokio::time::timeout(timeout, f(self.conn.clone())).await {
             Ok(Ok(v)) => Ok(v),
@@ -392,18 +414,13 @@ impl Cache {
             Err(_) => Err(CacheError::Timeout { op, timeout }),
         };
         match &result {
-            Ok(_) => {
-                attempt.succeeded();
-                self.last_ok.store(true, Ordering::Relaxed);
-            }
+            Ok(_) => self.last_ok.store(true, Ordering::Relaxed),
             Err(e) => {
-                attempt.failed(Instant::now());
                 self.last_ok.store(false, Ordering::Relaxed);
                 self.metrics.errors.inc();
                 tracing::debug!(op, error = %e, "Redis call failed");
             }
         }
-        self.metrics.redis_up.set(i64::from(self.is_up()));
         result
     }
 }
