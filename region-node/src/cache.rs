@@ -121,8 +121,11 @@ pub struct Cache {
     conn: ConnectionManager,
     breaker: Breaker,
     settings: CacheSettings,
+    region: String,
     /// `georec:<region>:`
     prefix: String,
+    /// [`APPEND_SCRIPT`], hashed once (its SHA1 is what `EVALSHA` sends).
+    append: redis::Script,
     /// The last call succeeded (health says "down" after any failure until one succeeds).
     last_ok: AtomicBool,
     metrics: CacheMetrics,
@@ -153,7 +156,9 @@ impl Cache {
             conn,
             breaker,
             settings,
+            region: region.to_string(),
             prefix: format!("georec:{region}:"),
+            append: redis::Script::new(APPEND_SCRIPT),
             last_ok: AtomicBool::new(false),
             metrics,
         })
@@ -163,16 +168,12 @@ impl Cache {
         RecKeys {
             hash: self.user_hash(version, &q.user_id),
             field: format!("{:016x}", q.shape_hash()),
-            recent: events::recent_key(self.region(), &q.user_id),
+            recent: events::recent_key(&self.region, &q.user_id),
         }
     }
 
     fn user_hash(&self, version: &str, user_id: &str) -> String {
         format!("{}{version}:rec:{user_id}", self.prefix)
-    }
-
-    fn region(&self) -> &str {
-        &self.prefix["georec:".len()..self.prefix.len() - 1]
     }
 
     pub fn similar_key(&self, version: &str, item_id: &str, count: usize) -> String {
@@ -283,10 +284,9 @@ impl Cache {
         version: Option<&str>,
         timeout: Duration,
     ) -> Result<Vec<String>, CacheError> {
-        let script = redis::Script::new(APPEND_SCRIPT);
-        let mut inv = script.key(events::stream_key(self.region()));
+        let mut inv = self.append.key(events::stream_key(&self.region));
         for e in events {
-            inv.key(events::recent_key(self.region(), &e.user_id));
+            inv.key(events::recent_key(&self.region, &e.user_id));
         }
         if let Some(v) = version {
             let mut users: Vec<&str> = events.iter().map(|e| e.user_id.as_str()).collect();
