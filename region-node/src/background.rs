@@ -1,6 +1,11 @@
-//! CPU-heavy work off the request path: decoding and building a new model version runs on
-//! its own thread at a lower CPU priority than the request workers, so a swap under load
-//! takes a little longer instead of stretching the requests that share the cores with it.
+//! CPU-heavy work off the request path: checking, downloading and hashing a new model
+//! version runs on the loader's own runtime thread, decoding and building it on threads of
+//! their own, and the replaced version is freed on another, all at a lower CPU priority than
+//! the request workers, so a swap under load takes a little longer instead of stretching the
+//! requests that share the cores with it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use thread_priority::{set_current_thread_priority, ThreadPriority, ThreadPriorityValue};
 
@@ -29,6 +34,65 @@ pub async fn run<T: Send + 'static>(
     rx.await.map_err(|_| Interrupted(name))
 }
 
+/// A single-threaded Tokio runtime on its own thread at the background priority, for async
+/// work that is CPU-heavy in places (a model download is hashed as it streams in). Its tasks
+/// stop when it is dropped.
+pub struct Runtime {
+    handle: tokio::runtime::Handle,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Runtime {
+    pub fn start(name: &'static str) -> std::io::Result<Self> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new().name(format!("georec-{name}")).spawn(move || {
+            lower_priority();
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => {
+                    let _ = ready_tx.send(Ok(rt.handle().clone()));
+                    // Runs the spawned tasks until the sender is dropped.
+                    rt.block_on(async move {
+                        let _ = stopped.await;
+                    });
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        })?;
+        let handle = ready_rx.recv().map_err(|_| {
+            std::io::Error::other(format!("the georec-{name} thread stopped while starting"))
+        })??;
+        Ok(Self { handle, _stop: stop })
+    }
+
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle.spawn(task)
+    }
+}
+
+/// Free `old` on a background thread once nothing else holds it (requests still answering
+/// with it finish first), so the request that happens to finish last does not pay for freeing
+/// a whole model. Gives up waiting after `patience` and lets the last holder free it.
+pub fn retire<T: Send + Sync + 'static>(old: Arc<T>, patience: Duration) {
+    let spawned = std::thread::Builder::new().name("georec-retire".into()).spawn(move || {
+        lower_priority();
+        let deadline = Instant::now() + patience;
+        while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(old);
+    });
+    if let Err(e) = spawned {
+        tracing::debug!(error = %e, "cannot start a thread to free the old model; freeing it here");
+    }
+}
+
 fn lower_priority() {
     let lowered = ThreadPriorityValue::try_from(PRIORITY).map_err(|e| e.to_string()).and_then(|v| {
         set_current_thread_priority(ThreadPriority::Crossplatform(v)).map_err(|e| format!("{e:?}"))
@@ -48,5 +112,31 @@ mod tests {
         assert_eq!(run("test", || 6 * 7).await.expect("runs"), 42);
         let panicked = run("test", || -> u32 { panic!("boom") }).await;
         assert!(panicked.is_err());
+    }
+
+    #[tokio::test]
+    async fn runtime_runs_tasks_on_its_own_thread_until_dropped() {
+        let rt = Runtime::start("test-rt").expect("starts");
+        let name = rt.spawn(async { std::thread::current().name().map(str::to_string) }).await.expect("runs");
+        assert_eq!(name.as_deref(), Some("georec-test-rt"));
+        let forever = rt.spawn(std::future::pending::<()>());
+        drop(rt);
+        assert!(forever.await.expect_err("cancelled with the runtime").is_cancelled());
+    }
+
+    #[test]
+    fn retire_frees_once_the_last_other_holder_is_gone() {
+        let old = Arc::new(vec![0u8; 1024]);
+        let weak = Arc::downgrade(&old);
+        let held = old.clone();
+        retire(old, Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(weak.upgrade().is_some(), "still held by a request, not freed");
+        drop(held);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while weak.upgrade().is_some() {
+            assert!(Instant::now() < deadline, "never freed");
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 }

@@ -22,6 +22,8 @@ pub enum NodeError {
     Metrics(#[from] prometheus::Error),
     #[error(transparent)]
     Cache(#[from] CacheError),
+    #[error("cannot start the model loader thread")]
+    Loader(#[source] std::io::Error),
 }
 
 #[derive(Clone)]
@@ -62,7 +64,8 @@ impl Node {
             metrics.cache.clone(),
         )?);
         let slot = Arc::new(ModelSlot::default());
-        let swapper = Swapper::new(bucket, settings.download_dir.clone(), slot.clone(), metrics.swap.clone());
+        let swapper = Swapper::new(bucket, settings.download_dir.clone(), slot.clone(), metrics.swap.clone())
+            .map_err(NodeError::Loader)?;
         let service = Service::new(slot.clone(), cache.clone(), metrics.computations.clone());
         let started = Instant::now();
         Ok(Self(Arc::new(Inner { settings, slot, swapper, cache, service, metrics, started })))
@@ -70,12 +73,11 @@ impl Node {
 
     /// Start polling the model pointer (first check at once) and monitoring Redis.
     pub fn start(&self) -> Background {
-        let poller = self.clone();
         let monitor = self.clone();
         let poll = self.0.settings.poll.clone();
         Background {
             tasks: vec![
-                tokio::spawn(async move { poller.0.swapper.poll(poll).await }),
+                self.0.swapper.spawn_poll(poll),
                 tokio::spawn(async move { monitor.0.cache.monitor().await }),
             ],
         }

@@ -1,9 +1,10 @@
 //! Hot-swapping model versions: one immutable snapshot behind one `ArcSwap`.
 //!
 //! A check reads the region's pointer; a new version is downloaded, verified, decoded,
-//! built into a [`ModelSnapshot`] and warmed up entirely off the request path, then
-//! published with a single `store`. Requests hold the `Arc` they loaded, so in-flight ones
-//! finish on their version and the old snapshot is freed when the last of them ends.
+//! built into a [`ModelSnapshot`] and warmed up entirely off the request path (on the
+//! loader's own low-priority runtime thread, see [`crate::background`]), then published with
+//! a single `store`. Requests hold the `Arc` they loaded, so in-flight ones finish on their
+//! version; the old snapshot is freed on a background thread once the last of them ends.
 //!
 //! A failed check (store down, corrupt or undecodable version) never touches the serving
 //! snapshot: it is recorded for health and metrics and retried with backoff. Start-up is
@@ -40,8 +41,9 @@ impl ModelSlot {
         self.0.load().as_ref().map(|s| s.version.clone())
     }
 
-    fn store(&self, snapshot: Arc<ModelSnapshot>) {
-        self.0.store(Some(snapshot));
+    /// Serve `snapshot` from now on; returns the one it replaces.
+    fn replace(&self, snapshot: Arc<ModelSnapshot>) -> Option<Arc<ModelSnapshot>> {
+        self.0.swap(Some(snapshot))
     }
 }
 
@@ -57,6 +59,8 @@ pub enum SwapError {
         #[source]
         source: LoadError,
     },
+    #[error("the model loader has stopped (the node is shutting down)")]
+    Stopped,
     #[error("version {version} is not servable")]
     Snapshot {
         version: String,
@@ -75,7 +79,7 @@ impl SwapError {
     /// The version that was rejected, when one was named.
     pub fn version(&self) -> Option<&str> {
         match self {
-            SwapError::NothingPublished | SwapError::Pointer(_) => None,
+            SwapError::NothingPublished | SwapError::Pointer(_) | SwapError::Stopped => None,
             SwapError::Load { version, .. }
             | SwapError::Snapshot { version, .. }
             | SwapError::Build { version, .. } => Some(version),
@@ -117,7 +121,50 @@ pub struct SwapStatus {
     pub consecutive_failures: u32,
 }
 
+/// How long a replaced snapshot waits for the requests still using it before it is freed.
+const RETIRE_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Checks and swaps; all of its work runs on the loader's runtime (see [`Swapper`]).
 pub struct Swapper {
+    checker: Arc<Checker>,
+    runtime: crate::background::Runtime,
+}
+
+impl Swapper {
+    /// Starts the loader's runtime thread; nothing is checked until [`Self::spawn_poll`] or
+    /// [`Self::check_now`].
+    pub fn new(
+        bucket: Bucket,
+        download_dir: PathBuf,
+        slot: Arc<ModelSlot>,
+        metrics: SwapMetrics,
+    ) -> std::io::Result<Self> {
+        let status = Mutex::new(SwapStatus::default());
+        let checking = tokio::sync::Mutex::new(());
+        let checker = Arc::new(Checker { bucket, download_dir, slot, status, metrics, checking });
+        Ok(Self { checker, runtime: crate::background::Runtime::start("loader")? })
+    }
+
+    pub fn status(&self) -> SwapStatus {
+        self.checker.status()
+    }
+
+    /// Read the pointer now and swap if it names another version (on the loader's runtime;
+    /// this only waits for it). Outcomes are recorded in the status and metrics whoever
+    /// calls this.
+    pub async fn check_now(&self) -> Result<CheckOutcome, SwapError> {
+        let checker = self.checker.clone();
+        self.runtime.spawn(async move { checker.check_now().await }).await.unwrap_or(Err(SwapError::Stopped))
+    }
+
+    /// Check at once, then forever on the loader's runtime (see [`Checker::poll`]).
+    pub fn spawn_poll(&self, settings: PollSettings) -> tokio::task::JoinHandle<()> {
+        let checker = self.checker.clone();
+        self.runtime.spawn(async move { checker.poll(settings).await })
+    }
+}
+
+struct Checker {
     bucket: Bucket,
     /// Scratch space for downloads (see [`loader::load_version`]).
     download_dir: PathBuf,
@@ -129,19 +176,12 @@ pub struct Swapper {
     checking: tokio::sync::Mutex<()>,
 }
 
-impl Swapper {
-    pub fn new(bucket: Bucket, download_dir: PathBuf, slot: Arc<ModelSlot>, metrics: SwapMetrics) -> Self {
-        let status = Mutex::new(SwapStatus::default());
-        Self { bucket, download_dir, slot, status, metrics, checking: tokio::sync::Mutex::new(()) }
-    }
-
-    pub fn status(&self) -> SwapStatus {
+impl Checker {
+    fn status(&self) -> SwapStatus {
         self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Read the pointer now and swap if it names another version. Outcomes are recorded
-    /// in the status and metrics whoever calls this.
-    pub async fn check_now(&self) -> Result<CheckOutcome, SwapError> {
+    async fn check_now(&self) -> Result<CheckOutcome, SwapError> {
         let _one_at_a_time = self.checking.lock().await;
         let result = self.check().await;
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
@@ -190,7 +230,9 @@ impl Swapper {
         .map_err(|source| SwapError::Build { version: v, source })?;
         let snapshot = built.map_err(|source| SwapError::Snapshot { version: version.clone(), source })?;
         let loaded_at = snapshot.loaded_at;
-        self.slot.store(Arc::new(snapshot));
+        if let Some(old) = self.slot.replace(Arc::new(snapshot)) {
+            crate::background::retire(old, RETIRE_PATIENCE);
+        }
         let took = started.elapsed();
         self.metrics.swaps.inc();
         self.metrics.duration.observe(took.as_secs_f64());
@@ -201,7 +243,7 @@ impl Swapper {
 
     /// Check at once, then forever: every jittered interval while healthy, backing off
     /// exponentially (up to `max_backoff`) while checks fail.
-    pub async fn poll(&self, settings: PollSettings) {
+    async fn poll(&self, settings: PollSettings) {
         loop {
             if let Err(e) = self.check_now().await {
                 let serving = self.slot.version();
