@@ -111,6 +111,8 @@ impl Outcome {
 struct Body<'a> {
     user_id: &'a str,
     count: u32,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    force_refresh: bool,
 }
 
 #[derive(Deserialize)]
@@ -125,6 +127,7 @@ pub struct Client {
     http: reqwest::Client,
     url: String,
     count: u32,
+    force_refresh: bool,
 }
 
 impl Client {
@@ -136,11 +139,21 @@ impl Client {
             .no_proxy()
             .pool_idle_timeout(Duration::from_secs(30))
             .build()?;
-        Ok(Client { http, url, count })
+        Ok(Client { http, url, count, force_refresh: false })
+    }
+
+    /// Ask the node to compute every answer from the model instead of its cache.
+    pub fn force_refresh(mut self, yes: bool) -> Self {
+        self.force_refresh = yes;
+        self
     }
 
     pub async fn recommend(&self, user_id: &str, hint: Option<&str>) -> Outcome {
-        let mut req = self.http.post(&self.url).json(&Body { user_id, count: self.count });
+        let mut req = self.http.post(&self.url).json(&Body {
+            user_id,
+            count: self.count,
+            force_refresh: self.force_refresh,
+        });
         if let Some(region) = hint {
             req = req.header(REGION_HINT, region);
         }

@@ -220,15 +220,19 @@ impl Checker {
         let (manifest, model) = loader::load_version(&self.bucket, &version, &self.download_dir)
             .await
             .map_err(|source| SwapError::Load { version: version.clone(), source })?;
+        let loaded = started.elapsed();
         let v = version.clone();
         let built = crate::background::run("snapshot", move || {
             let snapshot = ModelSnapshot::new(manifest, model, manifest::now_unix())?;
+            let built = Instant::now();
             snapshot.warm_up();
-            Ok::<_, SnapshotError>(snapshot)
+            Ok::<_, SnapshotError>((snapshot, built))
         })
         .await
         .map_err(|source| SwapError::Build { version: v, source })?;
-        let snapshot = built.map_err(|source| SwapError::Snapshot { version: version.clone(), source })?;
+        let (snapshot, built) =
+            built.map_err(|source| SwapError::Snapshot { version: version.clone(), source })?;
+        let warm_up = built.elapsed();
         let loaded_at = snapshot.loaded_at;
         if let Some(old) = self.slot.replace(Arc::new(snapshot)) {
             crate::background::retire(old, RETIRE_PATIENCE);
@@ -237,7 +241,15 @@ impl Checker {
         self.metrics.swaps.inc();
         self.metrics.duration.observe(took.as_secs_f64());
         self.metrics.serving(&version, loaded_at);
-        tracing::info!(from = ?from, to = %version, took_ms = took.as_millis() as u64, "model swapped");
+        tracing::info!(
+            from = ?from,
+            to = %version,
+            took_ms = took.as_millis() as u64,
+            download_decode_ms = loaded.as_millis() as u64,
+            build_ms = (took.saturating_sub(loaded + warm_up)).as_millis() as u64,
+            warm_up_ms = warm_up.as_millis() as u64,
+            "model swapped"
+        );
         Ok(CheckOutcome::Swapped { from, to: version, took_ms: took.as_millis() as u64 })
     }
 
