@@ -22,7 +22,8 @@
 //! Redis is down. A background [`Cache::monitor`] pings on an interval, which keeps health
 //! current and closes the breaker again when Redis is back, even without traffic.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use std::future::Future;
@@ -116,9 +117,22 @@ pub enum CacheError {
     },
 }
 
+/// Tells caches apart in [`CONNECTIONS`] (tests run several nodes in one process).
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's connection to each cache's Redis, by cache id. An actix worker drives
+    /// its own connection on its own runtime, so a Redis round trip needs no hop to another
+    /// thread and back (two wake-ups per call with one shared connection).
+    static CONNECTIONS: RefCell<Vec<(u64, ConnectionManager)>> = const { RefCell::new(Vec::new()) };
+}
+
 pub struct Cache {
-    /// Reconnects by itself; created lazily, so a node starts even with Redis down.
-    conn: ConnectionManager,
+    /// For this cache's per-thread connections ([`CONNECTIONS`]); each reconnects by itself
+    /// and is created lazily, so a node starts even with Redis down.
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    id: u64,
     breaker: Breaker,
     settings: CacheSettings,
     region: String,
@@ -149,11 +163,14 @@ impl Cache {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(url_err)?;
+        // Fails here, not on a request thread, if the configuration is unusable.
+        ConnectionManager::new_lazy_with_config(client.clone(), config.clone()).map_err(url_err)?;
         let breaker = Breaker::new(settings.breaker_failures, settings.breaker_cooldown);
         metrics.redis_up.set(0);
         Ok(Self {
-            conn,
+            client,
+            config,
+            id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
             breaker,
             settings,
             region: region.to_string(),
@@ -395,6 +412,18 @@ impl Cache {
         result
     }
 
+    /// This thread's connection to the cache's Redis, made on first use on this thread.
+    fn connection(&self) -> RedisResult<ConnectionManager> {
+        CONNECTIONS.with_borrow_mut(|conns| {
+            if let Some((_, c)) = conns.iter().find(|(id, _)| *id == self.id) {
+                return Ok(c.clone());
+            }
+            let c = ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())?;
+            conns.push((self.id, c.clone()));
+            Ok(c)
+        })
+    }
+
     /// One round trip under a deadline, whatever the breaker says: for writes that must be
     /// tried (events), which the cache's slow or failed reads should not refuse.
     async fn exec_unguarded<T, F, Fut>(
@@ -408,10 +437,13 @@ impl Cache {
         Fut: Future<Output = RedisResult<T>>,
     {
         let timeout = timeout.unwrap_or(self.settings.redis_timeout);
-        let result = match tokio::time::timeout(timeout, f(self.conn.clone())).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(source)) => Err(CacheError::Redis { op, source }),
-            Err(_) => Err(CacheError::Timeout { op, timeout }),
+        let result = match self.connection() {
+            Err(source) => Err(CacheError::Redis { op, source }),
+            Ok(conn) => match tokio::time::timeout(timeout, f(conn)).await {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(source)) => Err(CacheError::Redis { op, source }),
+                Err(_) => Err(CacheError::Timeout { op, timeout }),
+            },
         };
         match &result {
             Ok(_) => self.last_ok.store(true, Ordering::Relaxed),
