@@ -34,37 +34,20 @@ pub async fn run<T: Send + 'static>(
     rx.await.map_err(|_| Interrupted(name))
 }
 
-/// A single-threaded Tokio runtime on its own thread at the background priority, for async
-/// work that is CPU-heavy in places (a model download is hashed as it streams in). Its tasks
-/// stop when it is dropped.
-pub struct Runtime {
-    handle: tokio::runtime::Handle,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
+/// A Tokio runtime with one worker thread, for async work that is CPU-heavy in places (a
+/// model download is hashed as it streams in). Every thread it starts, its blocking pool's
+/// too (`tokio::fs`), runs at the background priority. Its tasks stop when it is dropped.
+pub struct Runtime(Option<tokio::runtime::Runtime>);
 
 impl Runtime {
     pub fn start(name: &'static str) -> std::io::Result<Self> {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        std::thread::Builder::new().name(format!("georec-{name}")).spawn(move || {
-            lower_priority();
-            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => {
-                    let _ = ready_tx.send(Ok(rt.handle().clone()));
-                    // Runs the spawned tasks until the sender is dropped.
-                    rt.block_on(async move {
-                        let _ = stopped.await;
-                    });
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                }
-            }
-        })?;
-        let handle = ready_rx.recv().map_err(|_| {
-            std::io::Error::other(format!("the georec-{name} thread stopped while starting"))
-        })??;
-        Ok(Self { handle, _stop: stop })
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(format!("georec-{name}"))
+            .on_thread_start(lower_priority)
+            .enable_all()
+            .build()?;
+        Ok(Self(Some(rt)))
     }
 
     pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
@@ -72,7 +55,17 @@ impl Runtime {
         F: std::future::Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.handle.spawn(task)
+        self.0.as_ref().expect("present until dropped").spawn(task)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Without waiting: a node may be dropped inside another runtime, where blocking is
+        // not allowed.
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
     }
 }
 

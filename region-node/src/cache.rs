@@ -163,8 +163,6 @@ impl Cache {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        // Fails here, not on a request thread, if the configuration is unusable.
-        ConnectionManager::new_lazy_with_config(client.clone(), config.clone()).map_err(url_err)?;
         let breaker = Breaker::new(settings.breaker_failures, settings.breaker_cooldown);
         metrics.redis_up.set(0);
         Ok(Self {
