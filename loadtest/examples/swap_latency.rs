@@ -11,6 +11,10 @@
 //!   cargo run --release -p loadtest --example swap_latency -- URL USERS CONNECTIONS SECONDS FLIP_AT FLIP
 //!
 //! USERS: requests go to users `u0000000` .. (generated data's ids), uniformly at random.
+//!
+//! With `SWAP_LATENCY_TRACE=FILE` it also writes every request (start on CLOCK_MONOTONIC, the
+//! clock of `perf record -k mono`, and latency, in ns) with the windows it placed, as JSON, so
+//! the slow requests can be matched against a scheduler trace (`scripts/swap-stalls`).
 
 use std::time::Duration;
 
@@ -65,6 +69,9 @@ async fn main() -> anyhow::Result<()> {
 
     let start = Instant::now();
     let wall = std::time::SystemTime::now();
+    let start_mono = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
+        .context("cannot read CLOCK_MONOTONIC")?;
     let flip = flip.clone();
     let flipper = tokio::spawn(async move {
         tokio::time::sleep(flip_at).await;
@@ -171,6 +178,20 @@ async fn main() -> anyhow::Result<()> {
         "slowest overlapping (sent relative to the first new answer): {}",
         slowest.iter().take(5).map(show).collect::<Vec<_>>().join(", ")
     );
+    if let Some(path) = std::env::var_os("SWAP_LATENCY_TRACE") {
+        let ns = |d: Duration| d.as_nanos() as u64;
+        let trace = serde_json::json!({
+            "clock": "CLOCK_MONOTONIC",
+            "start_ns": ns(start_mono),
+            "steady_p99_ns": ns(steady_p99),
+            "flipped_at_ns": ns(flipped_at),
+            "swap_window_ns": [ns(from), ns(to)],
+            "quiet_window_ns": [ns(quiet_from), ns(flipped_at)],
+            "requests": requests.iter().map(|r| [ns(r.at), ns(r.latency)]).collect::<Vec<_>>(),
+        });
+        std::fs::write(&path, trace.to_string())
+            .with_context(|| format!("cannot write SWAP_LATENCY_TRACE {}", path.to_string_lossy()))?;
+    }
     if failed > 0 {
         bail!("{failed} requests failed");
     }

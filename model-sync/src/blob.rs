@@ -27,6 +27,10 @@ use std::io::{self, Read, Write};
 use crate::graph::{Graph, LayerParts, ABSENT};
 use crate::manifest::FORMAT_VERSION;
 use crate::model::{BuildParams, Matrix, Model};
+use crate::pace;
+
+/// Elements checked between two yield points while validating (see [`crate::pace`]).
+const CHECK_CHUNK: usize = 1 << 16;
 
 const MAGIC: &[u8; 8] = b"GEORECM\0";
 const END: &[u8; 8] = b"GEOREND\0";
@@ -146,13 +150,13 @@ pub fn decode(r: impl Read) -> Result<Model, DecodeError> {
         &item_cat_offsets.iter().map(|&x| u64::from(x)).collect::<Vec<_>>(),
         items.len(),
         item_cat_ids.len(),
-    ) || item_cat_ids.iter().any(|&c| c as usize >= categories.len())
+    ) || !pace::all(&item_cat_ids, CHECK_CHUNK, |&c| (c as usize) < categories.len())
     {
         return corrupt("item category table is inconsistent");
     }
     if !is_offsets(&neighbour_offsets, users.len(), neighbour_ids.len())
         || neighbour_sims.len() != neighbour_ids.len()
-        || neighbour_ids.iter().any(|&u| u as usize >= users.len())
+        || !pace::all(&neighbour_ids, CHECK_CHUNK, |&u| (u as usize) < users.len())
     {
         return corrupt("neighbour table is inconsistent");
     }
@@ -190,7 +194,9 @@ pub(crate) fn is_offsets(offsets: &[u64], n: usize, total: usize) -> bool {
 }
 
 fn is_sorted_unique(v: &[String]) -> bool {
-    v.windows(2).all(|w| w[0] < w[1])
+    let mut ok = true;
+    pace::each(v.len().saturating_sub(1), CHECK_CHUNK / 16, |i| ok &= v[i] < v[i + 1]);
+    ok
 }
 
 fn write_len(w: &mut impl Write, n: usize) -> io::Result<()> {
@@ -251,6 +257,7 @@ macro_rules! read_slice {
                         .map(|c| <$t>::from_le_bytes(c.try_into().expect("chunk size"))),
                 );
                 left -= take;
+                crate::pace::tick();
             }
             Ok(out)
         }
@@ -292,7 +299,10 @@ impl<R: Read> Reader<R> {
     fn strings(&mut self, section: &'static str) -> Result<Vec<String>, DecodeError> {
         let n = self.len(section)?;
         let mut out = Vec::with_capacity(n.min(1 << 24));
-        for _ in 0..n {
+        for i in 0..n {
+            if i % 1024 == 0 {
+                crate::pace::tick();
+            }
             let b = self.bytes(section)?;
             out.push(
                 String::from_utf8(b)

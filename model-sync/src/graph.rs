@@ -262,6 +262,9 @@ impl Graph {
     ) -> Result<Self, InvalidGraph> {
         let n = levels.len();
         for (u, (&level, row)) in levels.iter().zip(&rows).enumerate() {
+            if u % 16384 == 0 {
+                crate::pace::tick();
+            }
             // Exactly the users whose normalised vector is not empty (`index::normalise`).
             let has_vector = row.norm != 0.0;
             if (level != ABSENT && !has_vector) || (complete && level == ABSENT && has_vector) {
@@ -292,6 +295,9 @@ impl Graph {
             }
             let layer = Layer { members, offsets, links };
             for pos in 0..size {
+                if pos % 1024 == 0 {
+                    crate::pace::tick();
+                }
                 let u = if l == 0 { pos as u32 } else { layer.members[pos] };
                 let list = layer.links_at(pos);
                 if l == 0 && levels[u as usize] == ABSENT && !list.is_empty() {
@@ -529,6 +535,9 @@ fn rows(matrix: &Matrix, binary: bool) -> Vec<Row> {
     let data = matrix.data();
     (0..matrix.rows())
         .map(|u| {
+            if u % 4096 == 0 {
+                crate::pace::tick();
+            }
             let (start, end) = (indptr[u], indptr[u + 1]);
             let sq: f64 =
                 data[start..end].iter().map(|&x| f64::from(if binary { 1.0 } else { x }).powi(2)).sum();

@@ -27,6 +27,7 @@ pub mod live;
 pub mod manifest;
 pub mod model;
 pub mod model_dir;
+pub mod pace;
 pub mod telemetry;
 // store/reader/publish/admin: S3 buckets, verified reads, publish + status/rollback/gc.
 pub mod admin;

@@ -207,7 +207,10 @@ impl Bucket {
         while let Some(chunk) = out.body.next().await {
             let chunk = chunk.map_err(|e| self.err_body(key, e))?;
             size += chunk.len() as u64;
-            h.update(&chunk);
+            for piece in chunk.chunks(16 * 1024) {
+                h.update(piece);
+                crate::pace::tick();
+            }
         }
         Ok(Some((size, hex::encode(h.finalize()))))
     }

@@ -1,8 +1,9 @@
 //! CPU-heavy work off the request path: checking, downloading and hashing a new model
 //! version runs on the loader's own runtime thread, decoding and building it on threads of
 //! their own, and the replaced version is freed on another, all at a lower CPU priority than
-//! the request workers, so a swap under load takes a little longer instead of stretching the
-//! requests that share the cores with it.
+//! the request workers and paced (they give the CPU back every 200 us in their long loops,
+//! see [`model_sync::pace`]), so a swap under load takes a little longer instead of
+//! stretching the requests that share the cores with it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,7 +87,11 @@ pub fn retire<T: Send + Sync + 'static>(old: Arc<T>, patience: Duration) {
     }
 }
 
+/// Background priority, and yield points in long loops ([`model_sync::pace`]): a lower
+/// priority alone still lets the scheduler run this thread for up to a timer tick (4 ms)
+/// while a request thread waits.
 fn lower_priority() {
+    model_sync::pace::enable(model_sync::pace::DEFAULT_INTERVAL);
     let lowered = ThreadPriorityValue::try_from(PRIORITY).map_err(|e| e.to_string()).and_then(|v| {
         set_current_thread_priority(ThreadPriority::Crossplatform(v)).map_err(|e| format!("{e:?}"))
     });

@@ -6,6 +6,7 @@
 //! `sim(i, j) = |U(i) ∩ U(j)| / sqrt(|U(i)| * |U(j)|)` over binary choices.
 
 use model_sync::model::{top_k, Model, Scored};
+use model_sync::pace;
 
 /// Users of each item: `users[offsets[i]..offsets[i + 1]]`, ascending.
 #[derive(Debug, Clone, Default)]
@@ -15,12 +16,16 @@ pub struct ItemUsers {
 }
 
 impl ItemUsers {
-    /// Transpose the model's matrix (counting sort: two passes, no per-item allocation).
+    /// Transpose the model's matrix (counting sort: two passes, no per-item allocation), with
+    /// yield points for a paced background thread ([`pace`]).
     pub fn build(model: &Model) -> Self {
         let items = model.items.len();
         let mut offsets = vec![0usize; items + 1];
-        for &i in model.matrix.indices() {
-            offsets[i as usize + 1] += 1;
+        for chunk in model.matrix.indices().chunks(1 << 16) {
+            for &i in chunk {
+                offsets[i as usize + 1] += 1;
+            }
+            pace::tick();
         }
         for i in 0..items {
             offsets[i + 1] += offsets[i];
@@ -28,6 +33,9 @@ impl ItemUsers {
         let mut next = offsets.clone();
         let mut users = vec![0u32; model.matrix.indices().len()];
         for u in 0..model.users.len() as u32 {
+            if u % 4096 == 0 {
+                pace::tick();
+            }
             for &i in model.user_items(u).0 {
                 let slot = &mut next[i as usize];
                 users[*slot] = u;
@@ -57,7 +65,11 @@ impl ItemUsers {
     pub fn similar(&self, model: &Model, item: u32, count: usize) -> Vec<Scored> {
         let mut shared = vec![0u32; model.items.len()];
         let mut touched = Vec::new();
-        for &u in self.users(item) {
+        for (n, &u) in self.users(item).iter().enumerate() {
+            if n % 256 == 0 {
+                // A no-op on request threads; the snapshot's warm-up runs this paced.
+                pace::tick();
+            }
             for &j in model.user_items(u).0 {
                 if shared[j as usize] == 0 {
                     touched.push(j);

@@ -181,6 +181,7 @@ impl ModelSnapshot {
         for u in [0, users / 2, users - 1] {
             let q = RecommendQuery::new(m.users[u].clone(), 10, Vec::new(), Vec::new());
             std::hint::black_box(self.recommend(&q));
+            model_sync::pace::tick();
         }
         let unknown = RecommendQuery::new("\u{0}warm-up", 10, Vec::new(), Vec::new());
         let popular = self.recommend(&unknown);
