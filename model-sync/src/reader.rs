@@ -231,6 +231,96 @@ pub async fn fetch_current(bucket: &Bucket) -> Result<(Pointer, VerifiedVersion)
     Ok((pointer, version))
 }
 
+/// Chunks of a streamed payload held between the download and its consumer: the memory a
+/// streamed load adds is this many chunks (tens of KiB each), whatever the model size.
+const STREAM_CHUNKS: usize = 8;
+
+/// A payload file as it downloads, read by a consumer on its own (blocking) thread: the
+/// download task feeds it chunk by chunk, holding at most [`STREAM_CHUNKS`] ahead.
+/// It ends when the download does; a download that failed part-way also just ends it (the
+/// consumer sees a short file, and [`stream_version`] returns the download's error).
+#[derive(Debug)]
+pub struct PayloadReader {
+    chunks: tokio::sync::mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl std::io::Read for PayloadReader {
+    /// Blocks while the next chunk downloads: call it on a thread of its own, never on an
+    /// async runtime's thread.
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.chunks.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        bytes::Buf::advance(&mut self.current, n);
+        Ok(n)
+    }
+}
+
+/// Load `version` without storing its payload anywhere: the manifest is read, every other
+/// file it lists is verified, and the file named `payload` is handed to `consume` as a
+/// [`PayloadReader`] while it downloads and is hashed (a decoder reads it on its own thread).
+/// `consume`'s value is returned only if the whole file then matches its manifest entry;
+/// otherwise (truncated, corrupt, missing, download failed) the typed error, whatever
+/// `consume` made of the bytes. A consumer that stops reading early does not cut the check
+/// short: the rest is still downloaded and hashed. `Ok((manifest, None))`: the manifest lists
+/// no `payload`.
+pub async fn stream_version<T, Fut>(
+    bucket: &Bucket,
+    version: &str,
+    payload: &str,
+    consume: impl FnOnce(PayloadReader) -> Fut,
+) -> Result<(Manifest, Option<T>), ReadError>
+where
+    Fut: std::future::Future<Output = T>,
+{
+    let m = read_manifest(bucket, version).await?;
+    for entry in m.files.iter().filter(|e| e.name != payload) {
+        let key = manifest::file_key(bucket.prefix(), version, &entry.name);
+        let found = bucket.get_hashed(&key).await?;
+        if let Some(defect) = judge(entry, found.as_ref().map(|(s, h)| (*s, h.as_str()))) {
+            return Err(ObjectProblem { file: entry.name.clone(), defect }.into_error(bucket, version));
+        }
+    }
+    let Some(entry) = m.file(payload).cloned() else { return Ok((m, None)) };
+    let key = manifest::file_key(bucket.prefix(), version, &entry.name);
+    let problem = |defect| ObjectProblem { file: entry.name.clone(), defect }.into_error(bucket, version);
+    let Some(mut body) = bucket.get_stream(&key).await? else { return Err(problem(Defect::Missing)) };
+    let (tx, rx) = tokio::sync::mpsc::channel(STREAM_CHUNKS);
+    let consumed = consume(PayloadReader { chunks: rx, current: Bytes::new() });
+    let download = async move {
+        let (mut size, mut hasher) = (0u64, <sha2::Sha256 as sha2::Digest>::new());
+        let mut reader = Some(tx);
+        while let Some(chunk) = body.next_chunk().await {
+            let chunk = chunk?;
+            size += chunk.len() as u64;
+            for piece in chunk.chunks(16 * 1024) {
+                sha2::Digest::update(&mut hasher, piece);
+                crate::pace::tick();
+            }
+            if let Some(tx) = &reader {
+                if tx.send(chunk).await.is_err() {
+                    // The consumer is done; the check still needs the rest.
+                    reader = None;
+                }
+            }
+        }
+        drop(reader);
+        Ok::<_, StoreError>((size, hex::encode(sha2::Digest::finalize(hasher))))
+    };
+    let (downloaded, value) = tokio::join!(download, consumed);
+    let (size, sha) = downloaded?;
+    match judge(&entry, Some((size, &sha))) {
+        Some(defect) => Err(problem(defect)),
+        None => Ok((m, Some(value))),
+    }
+}
+
 /// Download `version` into `dir` (one file per manifest entry, streamed and hashed on the
 /// way) and verify every file. Memory stays flat whatever the model size; on any defect the
 /// partial files are removed and a typed error says which file and how it is wrong.

@@ -131,6 +131,21 @@ pub struct ListedObject {
     pub size: u64,
 }
 
+/// An object's body being downloaded ([`Bucket::get_stream`]).
+pub struct ObjectStream<'a> {
+    bucket: &'a Bucket,
+    key: String,
+    body: aws_sdk_s3::primitives::ByteStream,
+}
+
+impl ObjectStream<'_> {
+    /// The next chunk; `None` at the end of the object.
+    pub async fn next_chunk(&mut self) -> Option<Result<Bytes, StoreError>> {
+        let chunk = self.body.next().await?;
+        Some(chunk.map_err(|e| self.bucket.err_body(&self.key, e)))
+    }
+}
+
 impl Bucket {
     /// Build a client for `location`. Path-style addressing is used whenever an endpoint is
     /// given, since S3-compatible servers rarely have wildcard DNS for virtual hosts.
@@ -198,6 +213,12 @@ impl Bucket {
         let Some(out) = self.get_object(key).await? else { return Ok(None) };
         let body = out.body.collect().await.map_err(|e| self.err_body(key, e))?;
         Ok(Some(body.into_bytes()))
+    }
+
+    /// The object's body as it arrives, chunk by chunk, or `None` if there is no such key.
+    pub async fn get_stream(&self, key: &str) -> Result<Option<ObjectStream<'_>>, StoreError> {
+        let Some(out) = self.get_object(key).await? else { return Ok(None) };
+        Ok(Some(ObjectStream { bucket: self, key: key.to_string(), body: out.body }))
     }
 
     /// Stream the object through sha256 without holding it: `(size, sha256 hex)`.

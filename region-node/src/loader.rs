@@ -1,11 +1,10 @@
 //! Download, verify and decode one model version: the only place that touches payload bytes.
 //!
 //! Memory during a swap must stay under 2x the model + 100 MB while the old snapshot keeps
-//! serving. So the payload is never held in memory: `reader::download_version` streams each
-//! file to a scratch directory while hashing it, the model is decoded from the file through
-//! a small buffer, and the directory is removed as soon as decoding ends (either way).
-
-use std::path::{Path, PathBuf};
+//! serving, and the swap must not compete with the request threads for disk and page cache.
+//! So the payload is never stored, in memory or on disk: it is decoded on a background thread
+//! as it downloads ([`reader::stream_version`]), hashed on the way, and the decoded model is
+//! used only if the whole file matches its manifest entry.
 
 use model_sync::blob::{self, DecodeError};
 use model_sync::manifest::{Manifest, PAYLOAD_FILE};
@@ -19,12 +18,6 @@ pub enum LoadError {
     Read(#[from] ReadError),
     #[error("version {version}: the manifest lists no {PAYLOAD_FILE}")]
     NoPayload { version: String },
-    #[error("cannot use scratch directory {path} for the download")]
-    Scratch {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("version {version}: {PAYLOAD_FILE} does not decode")]
     Decode {
         version: String,
@@ -39,41 +32,15 @@ pub enum LoadError {
     },
 }
 
-/// Fetch `version` from `bucket` into a fresh directory under `scratch`, verify every file
-/// against its manifest, decode the model (on a background thread), remove the directory.
-pub async fn load_version(
-    bucket: &Bucket,
-    version: &str,
-    scratch: &Path,
-) -> Result<(Manifest, Model), LoadError> {
-    // Unique per call: several nodes may share a process (tests) and a scratch directory.
-    let dir = scratch.join(format!("georec-{}-{version}-{:016x}", bucket.label(), rand::random::<u64>()));
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(|source| LoadError::Scratch { path: dir.clone(), source })?;
-    let loaded = download_and_decode(bucket, version, &dir).await;
-    if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
-        tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the download directory");
-    }
-    loaded
-}
-
-async fn download_and_decode(
-    bucket: &Bucket,
-    version: &str,
-    dir: &Path,
-) -> Result<(Manifest, Model), LoadError> {
-    let manifest = reader::download_version(bucket, version, dir).await?;
-    if manifest.file(PAYLOAD_FILE).is_none() {
-        return Err(LoadError::NoPayload { version: version.to_string() });
-    }
-    let path = dir.join(PAYLOAD_FILE);
-    let decoded = crate::background::run("decode", move || {
-        let file = std::fs::File::open(&path).map_err(DecodeError::Io)?;
-        blob::decode(file)
+/// Fetch `version` from `bucket`, verify every file against its manifest and decode the
+/// model (on a background thread, while it downloads).
+pub async fn load_version(bucket: &Bucket, version: &str) -> Result<(Manifest, Model), LoadError> {
+    let (manifest, decoded) = reader::stream_version(bucket, version, PAYLOAD_FILE, |payload| {
+        crate::background::run("decode", move || blob::decode(payload))
     })
-    .await
-    .map_err(|source| LoadError::Interrupted { version: version.to_string(), source })?;
+    .await?;
+    let decoded = decoded.ok_or_else(|| LoadError::NoPayload { version: version.to_string() })?;
+    let decoded = decoded.map_err(|source| LoadError::Interrupted { version: version.to_string(), source })?;
     let model = decoded.map_err(|source| LoadError::Decode { version: version.to_string(), source })?;
     Ok((manifest, model))
 }

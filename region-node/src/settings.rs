@@ -6,7 +6,6 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use model_sync::config::{ClusterConfig, ConfigError};
@@ -30,9 +29,6 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// HTTP worker threads; `None` is actix's default (one per core).
     pub workers: Option<usize>,
-    /// Where versions are downloaded before decoding (removed right after); needs room
-    /// for one model payload.
-    pub download_dir: PathBuf,
 }
 
 /// Redis cache and its breaker.
@@ -143,7 +139,6 @@ impl Settings {
             max_body_bytes: 64 * 1024,
             shutdown_timeout: Duration::from_secs(15),
             workers: None,
-            download_dir: std::env::temp_dir(),
         }
     }
 

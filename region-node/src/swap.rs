@@ -11,7 +11,6 @@
 //! the same loop with an empty slot, so "retry while the store is unreachable" needs no
 //! separate code.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -135,13 +134,12 @@ impl Swapper {
     /// [`Self::check_now`].
     pub fn new(
         bucket: Bucket,
-        download_dir: PathBuf,
         slot: Arc<ModelSlot>,
         metrics: SwapMetrics,
     ) -> std::io::Result<Self> {
         let status = Mutex::new(SwapStatus::default());
         let checking = tokio::sync::Mutex::new(());
-        let checker = Arc::new(Checker { bucket, download_dir, slot, status, metrics, checking });
+        let checker = Arc::new(Checker { bucket, slot, status, metrics, checking });
         Ok(Self { checker, runtime: crate::background::Runtime::start("loader")? })
     }
 
@@ -166,8 +164,6 @@ impl Swapper {
 
 struct Checker {
     bucket: Bucket,
-    /// Scratch space for downloads (see [`loader::load_version`]).
-    download_dir: PathBuf,
     slot: Arc<ModelSlot>,
     status: Mutex<SwapStatus>,
     metrics: SwapMetrics,
@@ -217,7 +213,7 @@ impl Checker {
         }
         let started = Instant::now();
         tracing::info!(from = ?from, to = %version, "loading model version");
-        let (manifest, model) = loader::load_version(&self.bucket, &version, &self.download_dir)
+        let (manifest, model) = loader::load_version(&self.bucket, &version)
             .await
             .map_err(|source| SwapError::Load { version: version.clone(), source })?;
         let loaded = started.elapsed();

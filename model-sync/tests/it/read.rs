@@ -120,3 +120,62 @@ async fn download_version_streams_to_disk_and_refuses_a_corrupt_file() {
     assert!(matches!(err, ReadError::ChecksumMismatch { .. }), "{err}");
     assert!(!out2.path().join(&f.name).exists(), "a rejected download leaves nothing behind");
 }
+
+/// `stream_version` as a node uses it: the payload goes to a reader on its own thread while
+/// it downloads, and what the reader made of it counts only if the whole file checks out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_version_hands_over_the_payload_only_when_it_verifies() {
+    use std::io::Read;
+
+    use model_sync::reader::{stream_version, PayloadReader, ReadError};
+    let s3 = model_sync::testkit::S3Server::start(&["st-primary", "st-region"]);
+    let primary = s3.bucket("st-primary", "p/", "primary");
+    let region = s3.bucket("st-region", "p/", "eu-west");
+    let local = crate::helpers::simple_model(2, 1_000_000);
+    let version = local.version().to_string();
+    model_sync::publish::publish(&primary, std::slice::from_ref(&region), &local.path, Default::default())
+        .await
+        .expect("publish");
+    let name = local.manifest.files[0].name.clone();
+    let read_all = |mut r: PayloadReader| async move {
+        tokio::task::spawn_blocking(move || {
+            let mut v = Vec::new();
+            r.read_to_end(&mut v).map(|_| v)
+        })
+        .await
+        .expect("reader thread")
+    };
+
+    let (m, got) = stream_version(&region, &version, &name, read_all).await.expect("intact");
+    assert_eq!(m.model_version, version);
+    assert_eq!(got.expect("listed").expect("read"), local.files[&name], "the reader saw the whole file");
+
+    // A reader that stops after 10 bytes: the rest is still downloaded and checked.
+    let first_ten = |mut r: PayloadReader| async move {
+        tokio::task::spawn_blocking(move || {
+            let mut ten = [0u8; 10];
+            r.read_exact(&mut ten).map(|()| ten)
+        })
+        .await
+        .expect("reader thread")
+    };
+    let (_, ten) = stream_version(&region, &version, &name, first_ten).await.expect("intact");
+    assert_eq!(&ten.expect("listed").expect("read")[..], &local.files[&name][..10]);
+
+    let (_, none) = stream_version(&region, &version, "not-listed.bin", read_all).await.expect("manifest");
+    assert!(none.is_none(), "a file the manifest does not list is not streamed");
+
+    let on_disk = s3.object_path("st-region", &model_sync::manifest::file_key("p/", &version, &name));
+    let intact = std::fs::read(&on_disk).unwrap();
+    let mut flipped = intact.clone();
+    flipped[500_000] ^= 1;
+    std::fs::write(&on_disk, &flipped).unwrap();
+    let err = stream_version(&region, &version, &name, read_all).await.expect_err("corrupt");
+    assert!(matches!(err, ReadError::ChecksumMismatch { .. }), "{err}");
+    let err = stream_version(&region, &version, &name, first_ten).await.expect_err("corrupt, read in part");
+    assert!(matches!(err, ReadError::ChecksumMismatch { .. }), "{err}");
+
+    std::fs::write(&on_disk, &intact[..intact.len() / 2]).unwrap();
+    let err = stream_version(&region, &version, &name, read_all).await.expect_err("truncated");
+    assert!(matches!(err, ReadError::Truncated { .. }), "{err}");
+}

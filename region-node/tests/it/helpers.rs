@@ -161,8 +161,6 @@ pub struct TestNode {
     pub client: reqwest::Client,
     pub s3: S3Server,
     pub redis: RedisServer,
-    /// The node's download directory; empty between swaps.
-    pub scratch: tempfile::TempDir,
     server: actix_web::dev::ServerHandle,
     _background: Background,
 }
@@ -187,8 +185,6 @@ pub async fn spawn_node_with(opts: Options) -> TestNode {
     settings.cache.probe_interval = Duration::from_millis(100);
     settings.admin_token = opts.admin_token.and_then(AdminToken::new);
     settings.workers = Some(2);
-    let scratch = tempfile::tempdir().expect("scratch dir");
-    settings.download_dir = scratch.path().to_path_buf();
     if let Some(n) = opts.publish {
         publish_to(&s3, &model_dir(n).path).await;
     }
@@ -206,7 +202,6 @@ pub async fn spawn_node_with(opts: Options) -> TestNode {
         client,
         s3,
         redis,
-        scratch,
         server: handle,
         _background: background,
     };
@@ -322,11 +317,6 @@ impl TestNode {
             (self.health().await["model_version"] == v).then_some(())
         })
         .await;
-    }
-
-    /// Files left in the download directory (none once a load finished, whatever its outcome).
-    pub fn scratch_entries(&self) -> usize {
-        std::fs::read_dir(self.scratch.path()).expect("scratch dir").count()
     }
 
     pub async fn metric(&self, name: &str) -> f64 {

@@ -116,7 +116,6 @@ async fn publishing_v2_under_load_converges_without_failures() {
     assert_items_match(&v2.model, &got, &want);
     let health = node.health().await;
     assert_eq!((health["swap_count"].as_u64(), health["last_swap_error"].is_null()), (Some(2), true));
-    assert_eq!(node.scratch_entries(), 0, "downloads are removed once decoded");
 
     // The cache key names the version: v1's cached answer is not served under v2.
     let fresh = node.recommend(&probe).await;
@@ -156,8 +155,6 @@ async fn a_corrupt_version_is_rejected_and_the_old_one_keeps_serving() {
     let got = node.recommend(&json!({"user_id": "u04"})).await;
     assert_eq!(got["model_version"], version(2));
     assert!(node.metric("georec_model_swap_failures_total").await >= 1.0);
-
-    assert_eq!(node.scratch_entries(), 0, "downloads are removed after a failed load");
 
     let res = node.admin("/admin/model/reload", Some(TOKEN)).await;
     assert_eq!(res.status(), 502);
