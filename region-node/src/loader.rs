@@ -40,7 +40,8 @@ pub async fn load_version(bucket: &Bucket, version: &str) -> Result<(Manifest, M
     })
     .await?;
     let decoded = decoded.ok_or_else(|| LoadError::NoPayload { version: version.to_string() })?;
-    let decoded = decoded.map_err(|source| LoadError::Interrupted { version: version.to_string(), source })?;
+    let decoded =
+        decoded.map_err(|source| LoadError::Interrupted { version: version.to_string(), source })?;
     let model = decoded.map_err(|source| LoadError::Decode { version: version.to_string(), source })?;
     Ok((manifest, model))
 }

@@ -132,11 +132,7 @@ pub struct Swapper {
 impl Swapper {
     /// Starts the loader's runtime thread; nothing is checked until [`Self::spawn_poll`] or
     /// [`Self::check_now`].
-    pub fn new(
-        bucket: Bucket,
-        slot: Arc<ModelSlot>,
-        metrics: SwapMetrics,
-    ) -> std::io::Result<Self> {
+    pub fn new(bucket: Bucket, slot: Arc<ModelSlot>, metrics: SwapMetrics) -> std::io::Result<Self> {
         let status = Mutex::new(SwapStatus::default());
         let checking = tokio::sync::Mutex::new(());
         let checker = Arc::new(Checker { bucket, slot, status, metrics, checking });
