@@ -33,7 +33,9 @@ impl ItemUsers {
         let mut next = offsets.clone();
         let mut users = vec![0u32; model.matrix.indices().len()];
         for u in 0..model.users.len() as u32 {
-            if u % 4096 == 0 {
+            // Scattered writes into a fresh array (a page fault per first touch): a few
+            // hundred microseconds per 1000 users.
+            if u % 64 == 0 {
                 pace::tick();
             }
             for &i in model.user_items(u).0 {
