@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use crate::manifest::{self, FileEntry, Manifest, Pointer};
-use crate::store::{Bucket, StoreError};
+use crate::store::{Bucket, StoreError, StreamDigest};
 
 /// A version whose every file matched its manifest entry when downloaded.
 #[derive(Debug, Clone)]
@@ -184,13 +184,21 @@ pub async fn check_version(
     let m = read_manifest(bucket, version).await?;
     let mut problems = Vec::new();
     for entry in &m.files {
-        let key = manifest::file_key(bucket.prefix(), version, &entry.name);
-        let found = bucket.get_hashed(&key).await?;
-        if let Some(defect) = judge(entry, found.as_ref().map(|(s, h)| (*s, h.as_str()))) {
-            problems.push(ObjectProblem { file: entry.name.clone(), defect });
-        }
+        problems.extend(check_file(bucket, version, entry).await?);
     }
     Ok((m, problems))
+}
+
+/// Stream one listed file through sha256 and judge it against its entry.
+async fn check_file(
+    bucket: &Bucket,
+    version: &str,
+    entry: &FileEntry,
+) -> Result<Option<ObjectProblem>, ReadError> {
+    let key = manifest::file_key(bucket.prefix(), version, &entry.name);
+    let found = bucket.get_hashed(&key).await?;
+    let defect = judge(entry, found.as_ref().map(|(s, h)| (*s, h.as_str())));
+    Ok(defect.map(|defect| ObjectProblem { file: entry.name.clone(), defect }))
 }
 
 /// Like [`check_version`], failing on the first defect.
@@ -281,10 +289,8 @@ where
 {
     let m = read_manifest(bucket, version).await?;
     for entry in m.files.iter().filter(|e| e.name != payload) {
-        let key = manifest::file_key(bucket.prefix(), version, &entry.name);
-        let found = bucket.get_hashed(&key).await?;
-        if let Some(defect) = judge(entry, found.as_ref().map(|(s, h)| (*s, h.as_str()))) {
-            return Err(ObjectProblem { file: entry.name.clone(), defect }.into_error(bucket, version));
+        if let Some(problem) = check_file(bucket, version, entry).await? {
+            return Err(problem.into_error(bucket, version));
         }
     }
     let Some(entry) = m.file(payload).cloned() else { return Ok((m, None)) };
@@ -294,15 +300,11 @@ where
     let (tx, rx) = tokio::sync::mpsc::channel(STREAM_CHUNKS);
     let consumed = consume(PayloadReader { chunks: rx, current: Bytes::new() });
     let download = async move {
-        let (mut size, mut hasher) = (0u64, <sha2::Sha256 as sha2::Digest>::new());
+        let mut digest = StreamDigest::default();
         let mut reader = Some(tx);
         while let Some(chunk) = body.next_chunk().await {
             let chunk = chunk?;
-            size += chunk.len() as u64;
-            for piece in chunk.chunks(16 * 1024) {
-                sha2::Digest::update(&mut hasher, piece);
-                crate::pace::tick();
-            }
+            digest.update(&chunk);
             if let Some(tx) = &reader {
                 if tx.send(chunk).await.is_err() {
                     // The consumer is done; the check still needs the rest.
@@ -311,7 +313,7 @@ where
             }
         }
         drop(reader);
-        Ok::<_, StoreError>((size, hex::encode(sha2::Digest::finalize(hasher))))
+        Ok::<_, StoreError>(digest.finish())
     };
     let (downloaded, value) = tokio::join!(download, consumed);
     let (size, sha) = downloaded?;

@@ -138,6 +138,29 @@ pub struct ObjectStream<'a> {
     body: aws_sdk_s3::primitives::ByteStream,
 }
 
+/// Size and sha256 of an object as its chunks go by, with yield points for a paced thread
+/// ([`crate::pace`]) between 16 KiB pieces.
+#[derive(Default)]
+pub(crate) struct StreamDigest {
+    size: u64,
+    hasher: Sha256,
+}
+
+impl StreamDigest {
+    pub(crate) fn update(&mut self, chunk: &[u8]) {
+        self.size += chunk.len() as u64;
+        for piece in chunk.chunks(16 * 1024) {
+            self.hasher.update(piece);
+            crate::pace::tick();
+        }
+    }
+
+    /// `(size, sha256 hex)`.
+    pub(crate) fn finish(self) -> (u64, String) {
+        (self.size, hex::encode(self.hasher.finalize()))
+    }
+}
+
 impl ObjectStream<'_> {
     /// The next chunk; `None` at the end of the object.
     pub async fn next_chunk(&mut self) -> Option<Result<Bytes, StoreError>> {
@@ -223,24 +246,19 @@ impl Bucket {
 
     /// Stream the object through sha256 without holding it: `(size, sha256 hex)`.
     pub async fn get_hashed(&self, key: &str) -> Result<Option<(u64, String)>, StoreError> {
-        let Some(mut out) = self.get_object(key).await? else { return Ok(None) };
-        let (mut size, mut h) = (0u64, Sha256::new());
-        while let Some(chunk) = out.body.next().await {
-            let chunk = chunk.map_err(|e| self.err_body(key, e))?;
-            size += chunk.len() as u64;
-            for piece in chunk.chunks(16 * 1024) {
-                h.update(piece);
-                crate::pace::tick();
-            }
+        let Some(mut body) = self.get_stream(key).await? else { return Ok(None) };
+        let mut digest = StreamDigest::default();
+        while let Some(chunk) = body.next_chunk().await {
+            digest.update(&chunk?);
         }
-        Ok(Some((size, hex::encode(h.finalize()))))
+        Ok(Some(digest.finish()))
     }
 
     /// Stream the object into `path` (created or truncated), hashing on the way, so large
     /// payloads never sit in memory whole: `(size, sha256 hex)`, or `None` if there is no such key.
     pub async fn get_to_file(&self, key: &str, path: &Path) -> Result<Option<(u64, String)>, StoreError> {
         use tokio::io::AsyncWriteExt;
-        let Some(mut out) = self.get_object(key).await? else { return Ok(None) };
+        let Some(mut body) = self.get_stream(key).await? else { return Ok(None) };
         let local = |source| StoreError::LocalFile {
             label: self.label.clone(),
             path: path.display().to_string(),
@@ -250,15 +268,14 @@ impl Bucket {
         };
         let mut file =
             tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::create(path).await.map_err(local)?);
-        let (mut size, mut h) = (0u64, Sha256::new());
-        while let Some(chunk) = out.body.next().await {
-            let chunk = chunk.map_err(|e| self.err_body(key, e))?;
-            size += chunk.len() as u64;
-            h.update(&chunk);
+        let mut digest = StreamDigest::default();
+        while let Some(chunk) = body.next_chunk().await {
+            let chunk = chunk?;
+            digest.update(&chunk);
             file.write_all(&chunk).await.map_err(local)?;
         }
         file.flush().await.map_err(local)?;
-        Ok(Some((size, hex::encode(h.finalize()))))
+        Ok(Some(digest.finish()))
     }
 
     async fn get_object(
