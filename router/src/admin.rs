@@ -3,10 +3,11 @@
 
 use std::fmt;
 
-use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
+use crate::front::request::Request;
+use crate::front::response::Response;
 use crate::regions::{RegionState, RegionView};
 use crate::AppState;
 
@@ -73,12 +74,10 @@ struct FailoverResponse<'a> {
     state: RegionState,
 }
 
-fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), AdminError> {
+fn authorize(state: &AppState, req: &Request) -> Result<(), AdminError> {
     let Some(token) = &state.admin_token else { return Err(AdminError::NotConfigured) };
     let presented = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+        .header_str("authorization")
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .ok_or(AdminError::MissingToken)?;
@@ -90,13 +89,16 @@ fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), AdminError> {
 }
 
 /// `POST /failover` with `{"region": "us-west", "action": "drain" | "restore"}`.
-pub async fn failover(
-    req: HttpRequest,
-    body: web::Bytes,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, AdminError> {
-    authorize(&state, &req)?;
-    let cmd: FailoverRequest = serde_json::from_slice(&body).map_err(AdminError::BadBody)?;
+pub fn failover(state: &AppState, req: &Request) -> Response {
+    match drain_or_restore(state, req) {
+        Ok(r) => r,
+        Err(e) => e.response(),
+    }
+}
+
+fn drain_or_restore(state: &AppState, req: &Request) -> Result<Response, AdminError> {
+    authorize(state, req)?;
+    let cmd: FailoverRequest = serde_json::from_slice(&req.body).map_err(AdminError::BadBody)?;
     let regions = &state.regions;
     let idx = regions
         .find(&cmd.region)
@@ -104,11 +106,7 @@ pub async fn failover(
     let region = regions.get(idx);
     info!(region = %region.name, action = ?cmd.action, "operator failover command");
     let new_state = region.set_drained(cmd.action == Action::Drain, &state.metrics);
-    Ok(HttpResponse::Ok().json(FailoverResponse {
-        region: &region.name,
-        action: cmd.action,
-        state: new_state,
-    }))
+    Ok(Response::json(200, &FailoverResponse { region: &region.name, action: cmd.action, state: new_state }))
 }
 
 /// Everything `GET /regions` returns.
@@ -123,7 +121,7 @@ pub struct RegionsView {
 }
 
 /// `GET /regions`.
-pub async fn regions(state: web::Data<AppState>) -> HttpResponse {
+pub fn regions(state: &AppState) -> Response {
     let regions: Vec<RegionView> = state.regions.iter().map(|r| r.view()).collect();
     let view = RegionsView {
         total_served: regions.iter().map(|r| r.requests_served).sum(),
@@ -131,7 +129,7 @@ pub async fn regions(state: web::Data<AppState>) -> HttpResponse {
         retry_budget: state.budget.available(),
         probe_interval_ms: state.settings.health.interval.as_millis() as u64,
     };
-    HttpResponse::Ok().insert_header(("cache-control", "no-store")).json(view)
+    Response::json(200, &view).with_header("cache-control", "no-store")
 }
 
 #[cfg(test)]

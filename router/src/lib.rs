@@ -10,6 +10,7 @@
 //! - [`upstream`]: one attempt to one node and its typed errors, over each worker's own
 //!   keep-alive HTTP/1.1 connections ([`upstream::h1`]); [`proxy`]: hint, failover loop, relay.
 //! - [`admin`]: `POST /failover`, `GET /regions`; [`status`]: `GET /`; [`metrics`]: `GET /metrics`.
+//! - [`front`]: the HTTP/1.1 server clients talk to: worker threads, connections, framing.
 //! - [`http::error`]: how every error becomes an HTTP response.
 //!
 //! `main` parses flags, loads settings and calls [`run`]; tests bind port 0 and do the same.
@@ -17,6 +18,7 @@
 pub mod admin;
 pub mod budget;
 pub mod ewma;
+pub mod front;
 pub mod health;
 pub mod http;
 pub mod metrics;
@@ -31,10 +33,10 @@ use std::net::TcpListener;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use actix_web::{web, App, HttpServer};
-
 use crate::admin::AdminToken;
 use crate::budget::RetryBudget;
+use crate::front::request::Request;
+use crate::front::response::Response;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::regions::Regions;
@@ -71,8 +73,8 @@ impl AppState {
     }
 }
 
-/// Serve on `listener` and probe every node until `shutdown` completes (or the process is
-/// signalled), then stop gracefully: requests in flight finish.
+/// Serve on `listener` and probe every node until `shutdown` completes, then stop
+/// gracefully: requests in flight finish (see [`front`]).
 pub async fn run(
     listener: TcpListener,
     state: AppState,
@@ -81,40 +83,60 @@ pub async fn run(
     // Fail here, not inside a worker, if no HTTP client can be built.
     let fallback_client = upstream::client().map_err(std::io::Error::other)?;
     let probers = health::spawn_probers(&state).map_err(std::io::Error::other)?;
-    let max_body = state.settings.max_body_bytes;
+    let limits = front::Limits::new(state.settings.max_body_bytes);
+    let workers = state.settings.workers;
     let app_state = state.clone();
-    let server = HttpServer::new(move || {
+    let make = move || {
         // Connections per worker: they live on the worker's own single-threaded runtime.
         let client = upstream::client().unwrap_or_else(|_| fallback_client.clone());
         let upstream = Upstream::new(client);
         upstream.spawn_idle_sweeper();
-        App::new()
-            .app_data(web::Data::new(Proxy { upstream, state: app_state.clone() }))
-            .app_data(web::Data::new(app_state.clone()))
-            .app_data(web::PayloadConfig::new(max_body))
-            .route("/recommendations", web::post().to(proxy::forward))
-            .route("/api/v1/recommendations/user/{user_id}", web::post().to(proxy::forward))
-            .route("/events", web::post().to(proxy::forward))
-            .route("/failover", web::post().to(admin::failover))
-            .route("/regions", web::get().to(admin::regions))
-            .route("/metrics", web::get().to(metrics::handler))
-            .route("/", web::get().to(status::page))
-    })
-    .workers(state.settings.workers)
-    .listen(listener)?
-    .run();
-    let handle = server.handle();
-    let server = tokio::spawn(server);
-    tokio::pin!(shutdown);
-    let result = tokio::select! {
-        r = server => r,
-        () = &mut shutdown => {
-            handle.stop(true).await;
-            Ok(Ok(()))
-        }
+        Routes(Proxy { upstream, state: app_state.clone() })
     };
+    let served = front::serve(listener, workers, limits, make, shutdown).await;
     for p in probers {
         p.abort();
     }
-    result.map_err(std::io::Error::other)?
+    served
+}
+
+/// Which handler answers which request; one per worker thread.
+struct Routes(Proxy);
+
+/// `POST /api/v1/recommendations/user/{user_id}` (FastAPI-style clients).
+const USER_ROUTE: &str = "/api/v1/recommendations/user/";
+
+/// Paths with a fixed method, for 405 answers.
+const GET_PATHS: [&str; 3] = ["/", "/regions", "/metrics"];
+const POST_PATHS: [&str; 3] = ["/recommendations", "/events", "/failover"];
+
+impl front::Handler for Routes {
+    async fn handle(&self, req: Request) -> Response {
+        let state = &self.0.state;
+        let path = req.path();
+        let user_route = path.strip_prefix(USER_ROUTE).is_some_and(|id| !id.is_empty() && !id.contains('/'));
+        match (req.method(), path) {
+            ("POST", "/recommendations" | "/events") => proxy::forward(&self.0, req).await,
+            ("POST", _) if user_route => proxy::forward(&self.0, req).await,
+            ("POST", "/failover") => admin::failover(state, &req),
+            ("GET" | "HEAD", "/regions") => admin::regions(state),
+            ("GET" | "HEAD", "/metrics") => metrics::handler(state),
+            ("GET" | "HEAD", "/") => status::page(),
+            (method, path) => {
+                let allow = if GET_PATHS.contains(&path) {
+                    "GET, HEAD"
+                } else if POST_PATHS.contains(&path) || user_route {
+                    "POST"
+                } else {
+                    return http::error::plain_error(404, "not_found", format_args!("no route for {path}"));
+                };
+                http::error::plain_error(
+                    405,
+                    "method_not_allowed",
+                    format_args!("{method} {path}: use {allow}"),
+                )
+                .with_header("allow", allow)
+            }
+        }
+    }
 }

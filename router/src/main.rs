@@ -41,12 +41,35 @@ fn main() -> ExitCode {
         regions = ?state.regions.names(),
         "router listening"
     );
-    // actix stops gracefully on SIGINT/SIGTERM by itself; no other shutdown trigger.
-    let served = actix_web::rt::System::new().block_on(router::run(listener, state, std::future::pending()));
+    // Probes and the acceptor need little: one thread. Requests run on the worker threads.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    let served = runtime.block_on(async {
+        let signalled = match signalled() {
+            Ok(s) => s,
+            Err(e) => return Err(std::io::Error::other(format!("cannot watch for SIGTERM: {e}"))),
+        };
+        router::run(listener, state, signalled).await
+    });
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(format!("server failed: {e}")),
     }
+}
+
+/// Completes on the first SIGINT or SIGTERM: stop gracefully.
+fn signalled() -> std::io::Result<impl std::future::Future<Output = ()> + Send> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut int, mut term) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
+    Ok(async move {
+        let name = tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        };
+        info!(signal = name, "stopping: requests in flight finish");
+    })
 }
 
 fn fail(e: impl std::fmt::Display) -> ExitCode {

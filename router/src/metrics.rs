@@ -1,12 +1,12 @@
 //! Prometheus metrics of the router, in a registry of its own (several routers can live in
 //! one test process), served on `GET /metrics`.
 
-use actix_web::{web, HttpResponse};
 use prometheus::{
     exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::front::response::Response;
 use crate::regions::RegionState;
 use crate::AppState;
 
@@ -109,6 +109,14 @@ impl Metrics {
         Ok(metrics)
     }
 
+    /// A client request answered with `status`, served by `region` (or [`NO_REGION`]).
+    pub fn request_served(&self, region: &str, status: u16) {
+        let digits =
+            [b'0' + (status / 100 % 10) as u8, b'0' + (status / 10 % 10) as u8, b'0' + (status % 10) as u8];
+        let status = std::str::from_utf8(&digits).unwrap_or("0");
+        self.requests.with_label_values(&[region, status]).inc();
+    }
+
     pub fn region_state_changed(&self, region: &str, to: RegionState) {
         self.state_changes.with_label_values(&[region, to.as_str()]).inc();
         self.set_state_gauge(region, to);
@@ -128,9 +136,9 @@ impl Metrics {
 }
 
 /// `GET /metrics`.
-pub async fn handler(state: web::Data<AppState>) -> HttpResponse {
+pub fn handler(state: &AppState) -> Response {
     match state.metrics.render() {
-        Ok(text) => HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(text),
-        Err(e) => HttpResponse::InternalServerError().body(format!("cannot encode metrics: {e}")),
+        Ok(text) => Response::new(200, "text/plain; version=0.0.4; charset=utf-8", text),
+        Err(e) => Response::new(500, "text/plain; charset=utf-8", format!("cannot encode metrics: {e}")),
     }
 }

@@ -7,14 +7,12 @@
 
 use std::time::Instant;
 
-use actix_web::body::{BodyStream, SizedStream};
-use actix_web::http::header::{self as ax, HeaderValue as AxValue};
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use bytes::Bytes;
 use serde::Deserialize;
 use tracing::{debug, warn};
 
+use crate::front::request::Request;
+use crate::front::response::{Body, Response};
 use crate::metrics::NO_REGION;
 use crate::regions::RegionState;
 use crate::upstream::{Answer, AnswerBody, Outgoing, Upstream, UpstreamError, REQUEST_ID};
@@ -57,11 +55,11 @@ pub enum RouteError {
 }
 
 /// `POST /recommendations`, `POST /api/v1/recommendations/user/{user_id}`, `POST /events`.
-pub async fn forward(req: HttpRequest, body: web::Bytes, proxy: web::Data<Proxy>) -> HttpResponse {
+pub async fn forward(proxy: &Proxy, req: Request) -> Response {
     let started = Instant::now();
     let state = &proxy.state;
     let request_id = request_id(&req);
-    let (mut resp, region) = match route(&proxy, &req, body, &request_id).await {
+    let (mut resp, region) = match route(proxy, &req, &request_id).await {
         Ok(served) => served,
         Err(e) => {
             match &e {
@@ -72,26 +70,23 @@ pub async fn forward(req: HttpRequest, body: web::Bytes, proxy: web::Data<Proxy>
                 }
                 _ => warn!(request_id, error = %e, "request failed"),
             }
-            (e.error_response(), NO_REGION)
+            (e.response(), NO_REGION)
         }
     };
-    if let Ok(v) = AxValue::from_str(&request_id) {
-        resp.headers_mut().insert(ax::HeaderName::from_static(REQUEST_ID), v);
-    }
-    state.metrics.requests.with_label_values(&[region, resp.status().as_str()]).inc();
+    resp.set_header(REQUEST_ID, request_id);
+    state.metrics.request_served(region, resp.status);
     state.metrics.request_seconds.observe(started.elapsed().as_secs_f64());
     resp
 }
 
 async fn route<'a>(
     proxy: &'a Proxy,
-    req: &HttpRequest,
-    body: Bytes,
+    req: &Request,
     request_id: &str,
-) -> Result<(HttpResponse, &'a str), RouteError> {
+) -> Result<(Response, &'a str), RouteError> {
     let state = &proxy.state;
     let regions = &state.regions;
-    let hint = match hint(req, &body) {
+    let hint = match hint(req) {
         None => None,
         Some(h) => Some(
             regions.find(&h).ok_or_else(|| RouteError::UnknownRegion { hint: h, known: regions.names() })?,
@@ -104,7 +99,7 @@ async fn route<'a>(
     // Events are appended, not looked up: after an attempt the node may have acted on, another
     // region would store them twice. Only failures that did nothing are retried.
     let at_most_once = req.path() == "/events";
-    let out = Outgoing::new(req, body, request_id);
+    let out = Outgoing::new(req, request_id);
     state.budget.deposit();
     let mut failures: Vec<UpstreamError> = Vec::new();
     let mut _retry = None;
@@ -195,38 +190,27 @@ fn no_healthy_region(state: &AppState) -> RouteError {
 
 /// The node's answer as the client gets it: status, end-to-end headers and body unchanged,
 /// plus `x-served-by` (overwriting the node's own) and `x-failover-from` when it applies.
-fn relay(answer: Answer, served_by: &str, failed_over_from: Option<&str>) -> HttpResponse {
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut resp = match answer.body {
-        AnswerBody::Full(bytes) => HttpResponse::with_body(status, bytes).map_into_boxed_body(),
-        AnswerBody::Stream(stream, Some(len)) => {
-            HttpResponse::with_body(status, SizedStream::new(len, stream)).map_into_boxed_body()
-        }
-        AnswerBody::Stream(stream, None) => {
-            HttpResponse::with_body(status, BodyStream::new(stream)).map_into_boxed_body()
-        }
+fn relay(answer: Answer, served_by: &str, failed_over_from: Option<&str>) -> Response {
+    let body = match answer.body {
+        AnswerBody::Full(bytes) => Body::Full(bytes),
+        AnswerBody::Stream(stream, len) => Body::Stream(stream, len),
     };
-    let headers = resp.headers_mut();
     // Already without hop-by-hop headers and those set here (`upstream::is_relayed`).
-    for (name, value) in answer.headers {
-        headers.append(name, value);
+    let mut headers = answer.headers;
+    headers.push((Bytes::from_static(SERVED_BY.as_bytes()), Bytes::copy_from_slice(served_by.as_bytes())));
+    if let Some(from) = failed_over_from {
+        headers.push((Bytes::from_static(FAILOVER_FROM.as_bytes()), Bytes::copy_from_slice(from.as_bytes())));
     }
-    if let Ok(v) = AxValue::from_str(served_by) {
-        headers.insert(ax::HeaderName::from_static(SERVED_BY), v);
-    }
-    if let Some(v) = failed_over_from.and_then(|from| AxValue::from_str(from).ok()) {
-        headers.insert(ax::HeaderName::from_static(FAILOVER_FROM), v);
-    }
-    resp
+    Response { status: answer.status, headers, body }
 }
 
 /// The client's `x-request-id` if it is sensible, else a fresh random one.
-pub fn request_id(req: &HttpRequest) -> String {
-    req.headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID)
+/// Only printable ASCII is kept, so the id is a valid header value wherever it goes.
+pub fn request_id(req: &Request) -> String {
+    req.header_str(REQUEST_ID)
+        .filter(|v| {
+            !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+        })
         .map_or_else(random_id, str::to_string)
 }
 
@@ -238,17 +222,12 @@ fn random_id() -> String {
 }
 
 /// The hinted region name, if any: headers first, then the JSON body's `region`.
-pub fn hint(req: &HttpRequest, body: &[u8]) -> Option<String> {
-    let from_header = HINT_HEADERS
-        .iter()
-        .filter_map(|h| req.headers().get(*h))
-        .filter_map(|v| v.to_str().ok())
-        .map(str::trim)
-        .find(|v| !v.is_empty());
+pub fn hint(req: &Request) -> Option<String> {
+    let from_header = HINT_HEADERS.iter().filter_map(|h| req.header_str(h)).find(|v| !v.is_empty());
     if let Some(h) = from_header {
         return Some(h.to_string());
     }
-    hint_from_body(body)
+    hint_from_body(&req.body)
 }
 
 /// `region` of a JSON object body; `None` for any other body (left for the node to judge).
@@ -271,17 +250,22 @@ fn hint_from_body(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::test::TestRequest;
+
+    /// A POST with `headers` (`Name: value` lines) and `body`.
+    fn post(headers: &str, body: &str) -> Request {
+        let raw = format!(
+            "POST /recommendations HTTP/1.1\r\n{headers}content-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        Request::from_bytes(raw.as_bytes()).expect("valid request")
+    }
 
     #[test]
     fn header_hint_wins_and_body_is_the_fallback() {
-        let body = br#"{"user_id": 1, "region": "eu-west"}"#;
-        let req = TestRequest::default().insert_header(("Region-Hint", " us-east ")).to_http_request();
-        assert_eq!(hint(&req, body).as_deref(), Some("us-east"));
-        let req = TestRequest::default().insert_header(("X-Region-Hint", "ap-south")).to_http_request();
-        assert_eq!(hint(&req, body).as_deref(), Some("ap-south"));
-        let req = TestRequest::default().to_http_request();
-        assert_eq!(hint(&req, body).as_deref(), Some("eu-west"));
+        let body = r#"{"user_id": 1, "region": "eu-west"}"#;
+        assert_eq!(hint(&post("Region-Hint:  us-east \r\n", body)).as_deref(), Some("us-east"));
+        assert_eq!(hint(&post("X-Region-Hint: ap-south\r\n", body)).as_deref(), Some("ap-south"));
+        assert_eq!(hint(&post("", body)).as_deref(), Some("eu-west"));
     }
 
     #[test]
@@ -295,16 +279,16 @@ mod tests {
 
     #[test]
     fn request_ids_are_kept_or_generated() {
-        let req = TestRequest::default().insert_header((REQUEST_ID, "abc-123")).to_http_request();
-        assert_eq!(request_id(&req), "abc-123");
-        let a = request_id(&TestRequest::default().to_http_request());
-        let b = request_id(&TestRequest::default().to_http_request());
+        assert_eq!(request_id(&post("X-Request-Id: abc-123\r\n", "")), "abc-123");
+        let a = request_id(&post("", ""));
+        let b = request_id(&post("", ""));
         assert_eq!(a.len(), 32);
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{a}");
         assert_ne!(a, b);
-        let long = "x".repeat(MAX_REQUEST_ID + 1);
-        let req = TestRequest::default().insert_header((REQUEST_ID, long.as_str())).to_http_request();
-        assert_eq!(request_id(&req).len(), 32);
+        let long = format!("x-request-id: {}\r\n", "x".repeat(MAX_REQUEST_ID + 1));
+        assert_eq!(request_id(&post(&long, "")).len(), 32);
+        assert_eq!(request_id(&post("x-request-id: a b\r\n", "")), "a b");
+        assert_eq!(request_id(&post("x-request-id: caf\u{e9}\r\n", "")).len(), 32, "not ASCII");
     }
 }
 

@@ -1,11 +1,10 @@
 //! The one place router errors become HTTP responses: status codes and JSON bodies
 //! `{"error": <code>, "message": <text>, ...details}`.
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
 use serde_json::{json, Value};
 
 use crate::admin::AdminError;
+use crate::front::response::Response;
 use crate::proxy::RouteError;
 use crate::upstream::UpstreamError;
 
@@ -32,21 +31,19 @@ fn attempt(e: &UpstreamError) -> Value {
     })
 }
 
-impl ResponseError for RouteError {
-    fn status_code(&self) -> StatusCode {
+impl RouteError {
+    pub fn status(&self) -> u16 {
         match self {
-            RouteError::UnknownRegion { .. } => StatusCode::BAD_REQUEST,
+            RouteError::UnknownRegion { .. } => 400,
             RouteError::NoHealthyRegion { .. }
             | RouteError::AllRegionsFailed { .. }
-            | RouteError::BudgetExhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            RouteError::Upstream(e) | RouteError::MaybeApplied(e) if e.is_timeout() => {
-                StatusCode::GATEWAY_TIMEOUT
-            }
-            RouteError::Upstream(_) | RouteError::MaybeApplied(_) => StatusCode::BAD_GATEWAY,
+            | RouteError::BudgetExhausted { .. } => 503,
+            RouteError::Upstream(e) | RouteError::MaybeApplied(e) if e.is_timeout() => 504,
+            RouteError::Upstream(_) | RouteError::MaybeApplied(_) => 502,
         }
     }
 
-    fn error_response(&self) -> HttpResponse {
+    pub fn response(&self) -> Response {
         let mut body = json!({ "error": self.code(), "message": self.to_string() });
         match self {
             RouteError::UnknownRegion { known, .. } => body["valid_regions"] = json!(known),
@@ -62,24 +59,24 @@ impl ResponseError for RouteError {
                 body["attempts"] = json!([attempt(last)]);
             }
         }
-        let mut resp = HttpResponse::build(self.status_code());
-        if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
-            resp.insert_header(("retry-after", "1"));
+        let resp = Response::json(self.status(), &body);
+        if self.status() == 503 {
+            return resp.with_header("retry-after", "1");
         }
-        resp.json(body)
+        resp
     }
 }
 
-impl ResponseError for AdminError {
-    fn status_code(&self) -> StatusCode {
+impl AdminError {
+    pub fn status(&self) -> u16 {
         match self {
-            AdminError::MissingToken => StatusCode::UNAUTHORIZED,
-            AdminError::NotConfigured | AdminError::WrongToken => StatusCode::FORBIDDEN,
-            AdminError::BadBody(_) | AdminError::UnknownRegion { .. } => StatusCode::BAD_REQUEST,
+            AdminError::MissingToken => 401,
+            AdminError::NotConfigured | AdminError::WrongToken => 403,
+            AdminError::BadBody(_) | AdminError::UnknownRegion { .. } => 400,
         }
     }
 
-    fn error_response(&self) -> HttpResponse {
+    pub fn response(&self) -> Response {
         let code = match self {
             AdminError::NotConfigured => "admin_not_configured",
             AdminError::MissingToken => "missing_token",
@@ -91,12 +88,17 @@ impl ResponseError for AdminError {
         if let AdminError::UnknownRegion { known, .. } = self {
             body["valid_regions"] = json!(known);
         }
-        let mut resp = HttpResponse::build(self.status_code());
+        let resp = Response::json(self.status(), &body);
         if matches!(self, AdminError::MissingToken) {
-            resp.insert_header(("www-authenticate", "Bearer"));
+            return resp.with_header("www-authenticate", "Bearer");
         }
-        resp.json(body)
+        resp
     }
+}
+
+/// An answer the router makes itself: `{"error": code, "message": text}`.
+pub fn plain_error(status: u16, code: &str, message: impl std::fmt::Display) -> Response {
+    Response::json(status, &json!({ "error": code, "message": message.to_string() }))
 }
 
 #[cfg(test)]
@@ -132,7 +134,7 @@ mod tests {
             (RouteError::Upstream(timeout()), 504, "upstream_error"),
         ];
         for (err, status, code) in cases {
-            assert_eq!(err.status_code().as_u16(), status, "{err}");
+            assert_eq!(err.status(), status, "{err}");
             assert_eq!(err.code(), code);
         }
         let all = RouteError::AllRegionsFailed { attempts: vec![timeout()] };
@@ -143,10 +145,10 @@ mod tests {
 
     #[test]
     fn admin_errors_distinguish_missing_from_wrong_tokens() {
-        assert_eq!(AdminError::MissingToken.status_code(), StatusCode::UNAUTHORIZED);
-        assert_eq!(AdminError::WrongToken.status_code(), StatusCode::FORBIDDEN);
-        assert_eq!(AdminError::NotConfigured.status_code(), StatusCode::FORBIDDEN);
-        let resp = AdminError::MissingToken.error_response();
-        assert_eq!(resp.headers().get("www-authenticate").map(|v| v.as_bytes()), Some(&b"Bearer"[..]));
+        assert_eq!(AdminError::MissingToken.status(), 401);
+        assert_eq!(AdminError::WrongToken.status(), 403);
+        assert_eq!(AdminError::NotConfigured.status(), 403);
+        let resp = AdminError::MissingToken.response();
+        assert_eq!(resp.header("www-authenticate"), Some(&b"Bearer"[..]));
     }
 }

@@ -3,7 +3,6 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use actix_web::http::header as ax;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
@@ -34,8 +33,8 @@ pub async fn send(
     };
     let mut url = String::with_capacity(base.len() + out.target().len());
     url.push_str(base);
-    url.push_str(out.target());
-    let method = reqwest::Method::from_bytes(out.method.as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
+    url.push_str(&String::from_utf8_lossy(out.target()));
+    let method = reqwest::Method::from_bytes(out.method()).unwrap_or(reqwest::Method::POST);
     let mut resp = client
         .request(method, url)
         .headers(headers(&out.head))
@@ -52,10 +51,7 @@ pub async fn send(
         .into_iter()
         .filter_map(|(name, value)| {
             let name = name.filter(|n| is_relayed(n.as_str().as_bytes()))?;
-            Some((
-                ax::HeaderName::from_bytes(name.as_str().as_bytes()).ok()?,
-                ax::HeaderValue::from_bytes(value.as_bytes()).ok()?,
-            ))
+            Some((Bytes::copy_from_slice(name.as_str().as_bytes()), Bytes::copy_from_slice(value.as_bytes())))
         })
         .collect();
     let len = resp.content_length();

@@ -22,8 +22,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::http::Method;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -177,10 +175,10 @@ impl Conn {
         let inline = out.body.len() <= INLINE_BODY;
         self.out.clear();
         for part in [
-            out.method.as_str().as_bytes(),
+            out.method(),
             b" ",
             endpoint.prefix.as_bytes(),
-            out.target().as_bytes(),
+            out.target(),
             b" HTTP/1.1\r\nhost: ",
             endpoint.host.as_bytes(),
             b"\r\n",
@@ -358,7 +356,7 @@ pub async fn send(
     }
 }
 
-type Exchanged = (u16, Vec<(HeaderName, HeaderValue)>, AnswerBody);
+type Exchanged = (u16, Vec<(Bytes, Bytes)>, AnswerBody);
 
 async fn exchange(
     pool: &Rc<Pool>,
@@ -367,7 +365,7 @@ async fn exchange(
     out: &Outgoing,
     deadline: tokio::time::Instant,
 ) -> Result<Exchanged, AttemptError> {
-    let head_request = out.method == Method::HEAD;
+    let head_request = out.method() == b"HEAD";
     let mut pooled = pool.checkout(key);
     let (mut conn, head) = loop {
         let reused = pooled.is_some();

@@ -21,12 +21,10 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
-use actix_web::http::header::{self as ax, HeaderName, HeaderValue};
-use actix_web::http::{Method, Uri};
-use actix_web::HttpRequest;
 use bytes::Bytes;
 use futures::Stream;
 
+use crate::front::request::Request;
 use crate::proxy::{FAILOVER_FROM, SERVED_BY};
 use crate::regions::Node;
 
@@ -53,19 +51,15 @@ const HOP_BY_HOP: [&str; 10] = [
 ];
 
 /// Headers that describe one connection, not the message: never forwarded either way.
-pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(&name.as_str())
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
 }
 
 /// Whether a node's response header (name in any case) reaches the client: not hop-by-hop,
 /// not the length (the router frames the body itself), not one the router sets itself.
 pub fn is_relayed(name: &[u8]) -> bool {
     let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
-    !(HOP_BY_HOP.iter().any(|h| is(h))
-        || is("content-length")
-        || is(SERVED_BY)
-        || is(FAILOVER_FROM)
-        || is(REQUEST_ID))
+    !(is_hop_by_hop(name) || is("content-length") || is(SERVED_BY) || is(FAILOVER_FROM) || is(REQUEST_ID))
 }
 
 /// How a node is reached, decided once from its URL.
@@ -86,8 +80,9 @@ impl Target {
 /// The client request, ready to be sent to any node.
 #[derive(Debug)]
 pub struct Outgoing {
-    method: Method,
-    uri: Uri,
+    method: Bytes,
+    /// Path and query, as the client sent them.
+    target: Bytes,
     /// Everything after the request line and `host`: the end-to-end headers, the request
     /// id, `content-length` and the blank line, serialised once for every attempt.
     head: Vec<u8>,
@@ -95,31 +90,34 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    /// Copy method, path, query and end-to-end headers of `req`; set the request id.
-    pub fn new(req: &HttpRequest, body: Bytes, request_id: &str) -> Self {
+    /// Copy method, path, query, end-to-end headers and body of `req`; set the request id
+    /// (printable ASCII: see [`crate::proxy::request_id`]).
+    pub fn new(req: &Request, request_id: &str) -> Self {
         let mut head = Vec::with_capacity(256);
         for (name, value) in req.headers() {
-            if is_hop_by_hop(name) || name == ax::HOST || name == ax::CONTENT_LENGTH || name == REQUEST_ID {
+            let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
+            if is_hop_by_hop(name) || is("host") || is("content-length") || is(REQUEST_ID) {
                 continue;
             }
-            for part in [name.as_str().as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
+            for part in [name, b": ", value, b"\r\n"] {
                 head.extend_from_slice(part);
             }
         }
-        // Validated like any header value: a client's id has passed actix's checks already.
-        if HeaderValue::from_str(request_id).is_ok() {
-            for part in [REQUEST_ID.as_bytes(), b": ", request_id.as_bytes(), b"\r\n"] {
-                head.extend_from_slice(part);
-            }
+        for part in [REQUEST_ID.as_bytes(), b": ", request_id.as_bytes(), b"\r\n"] {
+            head.extend_from_slice(part);
         }
         // Writing to a Vec cannot fail.
-        let _ = write!(head, "content-length: {}\r\n\r\n", body.len());
-        Self { method: req.method().clone(), uri: req.uri().clone(), head, body }
+        let _ = write!(head, "content-length: {}\r\n\r\n", req.body.len());
+        Self { method: req.method_bytes(), target: req.target_bytes(), head, body: req.body.clone() }
+    }
+
+    pub fn method(&self) -> &[u8] {
+        &self.method
     }
 
     /// Path and query, as the client sent them.
-    pub fn target(&self) -> &str {
-        self.uri.path_and_query().map_or("/", |p| p.as_str())
+    pub fn target(&self) -> &[u8] {
+        &self.target
     }
 }
 
@@ -127,8 +125,8 @@ impl Outgoing {
 #[derive(Debug)]
 pub struct Answer {
     pub status: u16,
-    /// The headers the client gets (see [`is_relayed`]).
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The headers the client gets (see [`is_relayed`]), as the node sent them.
+    pub headers: Vec<(Bytes, Bytes)>,
     pub body: AnswerBody,
     /// Until headers, plus the body when buffered.
     pub took: Duration,
@@ -227,7 +225,7 @@ impl Upstream {
     /// worker's runtime; stops when this `Upstream` is dropped.
     pub fn spawn_idle_sweeper(&self) {
         let pool = Rc::downgrade(&self.pool);
-        actix_web::rt::spawn(async move {
+        tokio::task::spawn_local(async move {
             loop {
                 tokio::time::sleep(POOL_IDLE_TIMEOUT / 2).await;
                 let Some(pool) = pool.upgrade() else { return };

@@ -3,7 +3,6 @@
 use std::io;
 use std::mem::MaybeUninit;
 
-use actix_web::http::header::{HeaderName, HeaderValue};
 use bytes::Bytes;
 
 use super::invalid;
@@ -15,7 +14,8 @@ const MAX_HEADERS: usize = 100;
 /// A final response head.
 pub(super) struct Head {
     pub status: u16,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Relayed headers, slices of the received head.
+    pub headers: Vec<(Bytes, Bytes)>,
     pub framing: Framing,
     /// The connection may carry another request once the body is read.
     pub keep_alive: bool,
@@ -57,11 +57,8 @@ impl Head {
             if !is_relayed(name) {
                 continue;
             }
-            if let (Ok(n), Ok(v)) =
-                (HeaderName::from_bytes(name), HeaderValue::from_maybe_shared(raw.slice_ref(h.value)))
-            {
-                headers.push((n, v));
-            }
+            // httparse has checked names to be tokens and values to be printable.
+            headers.push((raw.slice_ref(name), raw.slice_ref(h.value)));
         }
         // RFC 9112 6.3: no body for HEAD, 1xx, 204, 304; then transfer coding, then length.
         let framing = if head_request || status < 200 || status == 204 || status == 304 {

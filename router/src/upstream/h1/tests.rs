@@ -5,12 +5,12 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use actix_web::test::TestRequest;
 use futures::StreamExt as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
+use crate::front::request::Request;
 
 /// A node on 127.0.0.1:0 running `script` on each accepted connection (with its number,
 /// from 0); counts connections.
@@ -73,12 +73,12 @@ async fn write_slowly(stream: &mut TcpStream, parts: &[&[u8]]) {
 }
 
 fn outgoing(body: &'static str) -> Outgoing {
-    let req = TestRequest::post()
-        .uri("/recommendations?count=3")
-        .insert_header(("x-custom", "kept"))
-        .insert_header(("connection", "keep-alive"))
-        .to_http_request();
-    Outgoing::new(&req, Bytes::from_static(body.as_bytes()), "req-1")
+    let raw = format!(
+        "POST /recommendations?count=3 HTTP/1.1\r\nhost: router\r\nx-custom: kept\r\nconnection: keep-alive\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    Outgoing::new(&Request::from_bytes(raw.as_bytes()).expect("valid request"), "req-1")
 }
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -116,8 +116,8 @@ async fn requests_are_forwarded_and_keep_alive_connections_reused() {
     for _ in 0..3 {
         let answer = send(&pool, 0, &endpoint, &outgoing(r#"{"user_id":1}"#), SECOND).await.expect("answer");
         assert_eq!(answer.status, 200);
-        let names: Vec<_> = answer.headers.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["content-type"], "hop-by-hop, length and x-served-by are not relayed");
+        let names: Vec<_> = answer.headers.iter().map(|(n, _)| String::from_utf8_lossy(n)).collect();
+        assert_eq!(names, ["Content-Type"], "hop-by-hop, length and x-served-by are not relayed");
         let text = String::from_utf8(body_of(answer).await).expect("utf-8");
         assert!(text.starts_with("POST /recommendations?count=3 HTTP/1.1\r\n"), "{text}");
         for line in ["host: 127.0.0.1:", "x-custom: kept", "x-request-id: req-1", "content-length: 13"] {
