@@ -168,27 +168,23 @@ impl Regions {
     /// resort. Unhinted: every available region by expected latency.
     pub fn plan(&self, hint: Option<usize>) -> Vec<usize> {
         let costs: Vec<Option<f64>> = self.list.iter().map(Region::cost).collect();
-        let by_cost = |a: &usize, b: &usize| costs[*a].partial_cmp(&costs[*b]).unwrap_or(CmpOrdering::Equal);
-        let mut plan = Vec::with_capacity(self.list.len());
+        let mut plan: Vec<usize> = (0..self.list.len()).filter(|&i| costs[i].is_some()).collect();
+        let by_cost = |a: usize, b: usize| costs[a].partial_cmp(&costs[b]).unwrap_or(CmpOrdering::Equal);
         match hint {
-            None => {
-                plan.extend((0..self.list.len()).filter(|&i| costs[i].is_some()));
-                plan.sort_by(by_cost);
-            }
+            None => plan.sort_by(|a, b| by_cost(*a, *b)),
             Some(h) => {
-                if costs[h].is_some() {
-                    plan.push(h);
-                }
+                // The hint, then its failover list (equal costs keep the list's order), then
+                // the rest (equal costs keep the configuration's order).
                 let preferred = &self.list[h].failover;
-                let mut listed: Vec<usize> =
-                    preferred.iter().copied().filter(|&i| costs[i].is_some()).collect();
-                listed.sort_by(by_cost); // stable: equal costs keep the preference order
-                let mut rest: Vec<usize> = (0..self.list.len())
-                    .filter(|&i| i != h && !preferred.contains(&i) && costs[i].is_some())
-                    .collect();
-                rest.sort_by(by_cost);
-                plan.extend(listed);
-                plan.extend(rest);
+                let rank = |i: usize| match preferred.iter().position(|&p| p == i) {
+                    _ if i == h => (0, 0),
+                    Some(pos) => (1, pos),
+                    None => (2, i),
+                };
+                plan.sort_by(|a, b| {
+                    let ((ga, oa), (gb, ob)) = (rank(*a), rank(*b));
+                    ga.cmp(&gb).then_with(|| by_cost(*a, *b)).then(oa.cmp(&ob))
+                });
             }
         }
         plan
@@ -219,6 +215,9 @@ impl Region {
     /// clearly cheaper one (see `P2C_MARGIN`), else the first, so similar nodes share
     /// traffic evenly. `None` if no such node is healthy (any more).
     pub fn pick(&self, exclude: Option<usize>) -> Option<usize> {
+        if let [only] = &self.nodes[..] {
+            return (exclude != Some(0) && only.health.is_up()).then_some(0);
+        }
         let up: Vec<usize> =
             (0..self.nodes.len()).filter(|&i| Some(i) != exclude && self.nodes[i].health.is_up()).collect();
         match up.len() {

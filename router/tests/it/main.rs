@@ -6,5 +6,6 @@ mod connections;
 mod failover;
 mod helpers;
 mod latency;
+mod process;
 mod routing;
 mod status_page;

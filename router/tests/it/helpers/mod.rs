@@ -82,7 +82,7 @@ pub struct Reply {
 }
 
 /// `regions.toml` text for `regions`, through the same loader production uses.
-fn cluster_toml(regions: &[Region], o: &Opts) -> String {
+pub fn cluster_toml(regions: &[Region], o: &Opts) -> String {
     let mut t = format!(
         "[primary]\nendpoint = \"http://127.0.0.1:9\"\nbucket = \"georec-test\"\ncloud_region = \"test-1\"\n\n\
          [router]\nlisten = \"127.0.0.1:0\"\nrequest_timeout_ms = {}\n\n\
