@@ -94,9 +94,23 @@ impl Outgoing {
     /// (printable ASCII: see [`crate::proxy::request_id`]).
     pub fn new(req: &Request, request_id: &str) -> Self {
         let mut head = Vec::with_capacity(256);
+        // Headers the client named in `Connection` are for this hop only (RFC 9110 7.6.1).
+        let named: Vec<&[u8]> = req
+            .headers()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
+            .flat_map(|(_, v)| v.split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|t| !t.is_empty() && !is_hop_by_hop(t) && !t.eq_ignore_ascii_case(b"close"))
+            .collect();
+        let for_this_hop = |name: &[u8]| named.iter().any(|t| t.eq_ignore_ascii_case(name));
         for (name, value) in req.headers() {
             let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
-            if is_hop_by_hop(name) || is("host") || is("content-length") || is(REQUEST_ID) {
+            if is_hop_by_hop(name)
+                || is("host")
+                || is("content-length")
+                || is(REQUEST_ID)
+                || for_this_hop(name)
+            {
                 continue;
             }
             for part in [name, b": ", value, b"\r\n"] {

@@ -74,7 +74,7 @@ async fn write_slowly(stream: &mut TcpStream, parts: &[&[u8]]) {
 
 fn outgoing(body: &'static str) -> Outgoing {
     let raw = format!(
-        "POST /recommendations?count=3 HTTP/1.1\r\nhost: router\r\nx-custom: kept\r\nconnection: keep-alive\r\n\
+        "POST /recommendations?count=3 HTTP/1.1\r\nhost: router\r\nx-custom: kept\r\nconnection: keep-alive, X-Hop\r\nx-hop: 1\r\n\
          content-length: {}\r\n\r\n{body}",
         body.len()
     );
@@ -124,6 +124,7 @@ async fn requests_are_forwarded_and_keep_alive_connections_reused() {
             assert!(text.contains(line), "{line} missing in {text}");
         }
         assert!(!text.contains("connection"), "hop-by-hop request headers are dropped: {text}");
+        assert!(!text.contains("x-hop"), "so are those the client named in connection: {text}");
         assert!(text.ends_with(r#"{"user_id":1}"#), "{text}");
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection served all three");
