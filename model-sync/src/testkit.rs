@@ -308,3 +308,35 @@ fn ping(port: u16) -> bool {
     let mut buf = [0u8; 16];
     matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
 }
+
+/// A child process (a binary under test) killed on drop unless it has exited, so no process
+/// outlives a failed test.
+#[derive(Debug)]
+pub struct Reap(pub Child);
+
+impl Reap {
+    /// Send SIGTERM and return the exit status; panics, naming `what`, if it has not exited
+    /// within `within`.
+    pub fn terminate(&mut self, what: &str, within: Duration) -> std::process::ExitStatus {
+        let pid = self.0.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid} ({what}) failed");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{what} did not exit within {within:?} of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}

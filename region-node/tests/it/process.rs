@@ -2,23 +2,10 @@
 
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use model_sync::testkit::{RedisServer, S3Server, ACCESS_KEY, SECRET_KEY};
+use model_sync::testkit::{Reap, RedisServer, S3Server, ACCESS_KEY, SECRET_KEY};
 
 use crate::helpers::*;
-
-/// Kills the child if the test fails before it exits, so no node outlives the test.
-struct Reap(std::process::Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
@@ -89,17 +76,6 @@ s3 = {{ endpoint = "{endpoint}", bucket = "{REGION_BUCKET}", prefix = "{PREFIX}"
     let res = client.post(format!("{base}/admin/cache/clear")).bearer_auth(TOKEN).send().await.expect("sent");
     assert_eq!(res.status(), 200, "the admin token comes from GEOREC_ADMIN_TOKEN");
 
-    let term = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().expect("kill");
-    assert!(term.success());
-    let deadline = Instant::now() + PATIENCE;
-    let status = loop {
-        if let Some(status) = child.0.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            panic!("region-node did not exit within {PATIENCE:?} of SIGTERM");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = tokio::task::block_in_place(|| child.terminate("region-node", PATIENCE));
     assert_eq!(status.code(), Some(0), "exit status {status}");
 }

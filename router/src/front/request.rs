@@ -7,6 +7,9 @@ use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 
+pub use crate::http::wire::head_len;
+use crate::http::wire::tokens;
+
 /// Request heads with more headers than this are refused (431).
 pub const MAX_HEADERS: usize = 100;
 /// Request heads larger than this are refused (431).
@@ -219,27 +222,6 @@ impl Request {
     }
 }
 
-/// Length of the head at the start of `buf` (through its blank line) once it is all there;
-/// `scanned` bytes were looked at before without finding its end.
-pub fn head_len(buf: &[u8], scanned: usize) -> Option<usize> {
-    let from = scanned.saturating_sub(3);
-    buf[from..].iter().enumerate().filter(|(_, &b)| b == b'\n').find_map(|(i, _)| {
-        let after = &buf[from + i + 1..];
-        if after.starts_with(b"\n") {
-            Some(from + i + 2)
-        } else if after.starts_with(b"\r\n") {
-            Some(from + i + 3)
-        } else {
-            None
-        }
-    })
-}
-
-/// Comma-separated tokens of a header value, trimmed.
-fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|&b| b == b',').map(<[u8]>::trim_ascii).filter(|t| !t.is_empty())
-}
-
 /// Decodes a chunked body held in `buf` as far as it goes. Returns `Ok(true)` once the last
 /// chunk and trailers have been consumed; `body` collects the data.
 #[derive(Debug, Default)]
@@ -395,15 +377,5 @@ mod tests {
         assert_eq!(dec.decode(&mut buf, &mut body, 9), Err(Refusal::BodyTooLarge { limit: 9 }));
         let mut buf = BytesMut::from(&b"zz\r\n"[..]);
         assert_eq!(ChunkedDecoder::default().decode(&mut buf, &mut body, 9).expect_err("bad").status(), 400);
-    }
-
-    #[test]
-    fn head_ends_are_found_across_reads() {
-        let raw = b"GET / HTTP/1.1\r\nA: b\r\n\r\nbody";
-        assert_eq!(head_len(raw, 0), Some(raw.len() - 4));
-        for scanned in 0..raw.len() - 4 {
-            assert_eq!(head_len(&raw[..raw.len() - 4], scanned), Some(raw.len() - 4), "scanned {scanned}");
-        }
-        assert_eq!(head_len(b"GET / HTTP/1.1\r\nA: b\r\n", 0), None);
     }
 }

@@ -2,21 +2,11 @@
 //! and exits 0.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use model_sync::testkit::Reap;
 
 use crate::helpers::{cluster_toml, wait_until, FakeNode, Opts, Region, TOKEN};
-
-/// Kills the child if the test fails before it exits, so no router outlives the test.
-struct Reap(std::process::Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_finishes_the_request_in_flight_and_exits_0_on_sigterm() {
@@ -53,21 +43,12 @@ async fn the_binary_finishes_the_request_in_flight_and_exits_0_on_sigterm() {
     wait_until("the request to reach the node", Duration::from_secs(5), || async { a.in_flight() > 0 }).await;
 
     // Act
-    let term = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().expect("kill");
+    let status = tokio::task::block_in_place(|| child.terminate("router", Duration::from_secs(10)));
 
     // Assert
-    assert!(term.success());
+    assert_eq!(status.code(), Some(0), "exit status {status}");
     let answer = in_flight.await.expect("task").expect("the request in flight is answered");
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.headers()["x-served-by"], "a");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.0.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "router did not exit within 10 s of SIGTERM");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(status.code(), Some(0), "exit status {status}");
     assert!(client.get(format!("{base}/regions")).send().await.is_err(), "nothing listens any more");
 }

@@ -6,6 +6,8 @@ use std::mem::MaybeUninit;
 use bytes::Bytes;
 
 use super::invalid;
+pub(super) use crate::http::wire::head_len;
+use crate::http::wire::tokens;
 use crate::upstream::is_relayed;
 
 /// Response heads with more headers than this are refused as malformed.
@@ -75,27 +77,6 @@ impl Head {
         let keep_alive = persistent && !matches!(framing, Framing::Close) && !(encoded && length.is_some());
         Ok(Self { status, headers, framing, keep_alive })
     }
-}
-
-/// Length of the head at the start of `buf` (through its blank line) once it is all there;
-/// `scanned` bytes were looked at before, without finding its end.
-pub(super) fn head_len(buf: &[u8], scanned: usize) -> Option<usize> {
-    let from = scanned.saturating_sub(2);
-    buf[from..].iter().enumerate().filter(|(_, &b)| b == b'\n').find_map(|(i, _)| {
-        let after = &buf[from + i + 1..];
-        if after.starts_with(b"\n") {
-            Some(from + i + 2)
-        } else if after.starts_with(b"\r\n") {
-            Some(from + i + 3)
-        } else {
-            None
-        }
-    })
-}
-
-/// Comma-separated tokens of a header value, trimmed.
-fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|&b| b == b',').map(<[u8]>::trim_ascii).filter(|t| !t.is_empty())
 }
 
 #[derive(Debug)]
