@@ -83,7 +83,10 @@ pub async fn run(
     // Fail here, not inside a worker, if no HTTP client can be built.
     let fallback_client = upstream::client().map_err(std::io::Error::other)?;
     let probers = health::spawn_probers(&state).map_err(std::io::Error::other)?;
-    let limits = front::Limits::new(state.settings.max_body_bytes);
+    let limits = front::Limits {
+        max_connections: state.settings.max_connections,
+        ..front::Limits::new(state.settings.max_body_bytes)
+    };
     let workers = state.settings.workers;
     let app_state = state.clone();
     let make = move || {

@@ -54,6 +54,10 @@ pub struct Tuning {
     /// HTTP worker threads (default: one per CPU).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Client connections open at once; beyond it new ones wait in the listen backlog
+    /// until one closes (keep it under the process's file descriptor limit).
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
     /// An attempt on a node whose latency is known times out after this many times its
     /// latency estimate (never below --attempt-timeout-floor-ms, never above
     /// router.request_timeout_ms), so a hung node costs milliseconds, not the full timeout.
@@ -74,6 +78,7 @@ impl Default for Tuning {
             default_rtt_ms: 30,
             max_body_bytes: 1 << 20,
             workers: None,
+            max_connections: 10_000,
             attempt_timeout_factor: 20,
             attempt_timeout_floor_ms: 100,
         }
@@ -91,6 +96,7 @@ pub struct Settings {
     pub attempt_timeout_factor: u32,
     pub attempt_timeout_floor: Duration,
     pub max_body_bytes: usize,
+    pub max_connections: usize,
     pub health: HealthSettings,
     pub budget: BudgetSettings,
     pub ewma: EwmaSettings,
@@ -154,6 +160,7 @@ impl Settings {
             ("--error-penalty-ms", tuning.error_penalty_ms),
             ("--default-rtt-ms", tuning.default_rtt_ms),
             ("--max-body-bytes", tuning.max_body_bytes as u64),
+            ("--max-connections", tuning.max_connections as u64),
         ] {
             if value == 0 {
                 problems.push(format!("{flag}: must be greater than 0"));
@@ -177,6 +184,7 @@ impl Settings {
             attempt_timeout_factor: tuning.attempt_timeout_factor,
             attempt_timeout_floor: ms(tuning.attempt_timeout_floor_ms),
             max_body_bytes: tuning.max_body_bytes,
+            max_connections: tuning.max_connections,
             health: HealthSettings {
                 interval: ms(h.interval_ms),
                 timeout: ms(h.timeout_ms),
@@ -249,15 +257,21 @@ mod tests {
 
     #[test]
     fn every_bad_flag_is_reported_at_once() {
-        let tuning =
-            Tuning { retry_budget_ratio: 1.5, ewma_decay_ms: 0, workers: Some(0), ..Tuning::default() };
+        let tuning = Tuning {
+            retry_budget_ratio: 1.5,
+            ewma_decay_ms: 0,
+            workers: Some(0),
+            max_connections: 0,
+            ..Tuning::default()
+        };
         let err = Settings::new(&cluster(), Some("nowhere"), &tuning).expect_err("invalid");
         let text = err.to_string();
-        assert!(text.contains("4 problem(s)"), "{text}");
+        assert!(text.contains("5 problem(s)"), "{text}");
         assert!(text.contains("--listen: invalid socket address \"nowhere\""), "{text}");
         assert!(text.contains("--retry-budget-ratio"), "{text}");
         assert!(text.contains("--ewma-decay-ms: must be greater than 0"), "{text}");
         assert!(text.contains("--workers"), "{text}");
+        assert!(text.contains("--max-connections"), "{text}");
     }
 
     #[test]

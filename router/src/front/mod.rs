@@ -25,6 +25,7 @@ pub mod response;
 use std::future::Future;
 use std::io;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,6 +56,9 @@ pub struct Limits {
     pub write_timeout: Duration,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// Connections open at once; beyond it the acceptor waits (new clients queue in the
+    /// listen backlog) until one closes.
+    pub max_connections: usize,
 }
 
 impl Limits {
@@ -65,6 +69,7 @@ impl Limits {
             idle_timeout: Duration::from_secs(75),
             write_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            max_connections: 10_000,
         }
     }
 }
@@ -75,6 +80,8 @@ const INLINE_BODY: usize = 16 * 1024;
 const READ_CHUNK: usize = 8 * 1024;
 /// After a failed `accept` (out of file descriptors, say), wait this long before the next.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// At the connection limit the acceptor looks again after this long at the latest.
+const FULL_RECHECK: Duration = Duration::from_millis(50);
 
 /// Serve `listener` with `workers` threads, each with the handler `make` builds on it, until
 /// `shutdown` completes; then stop as the module doc says.
@@ -92,27 +99,46 @@ where
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let open = Arc::new(Open::default());
     let make = Arc::new(make);
     let mut queues = Vec::with_capacity(workers);
     let mut threads = Vec::with_capacity(workers);
     for i in 0..workers.max(1) {
         let (tx, rx) = mpsc::unbounded_channel::<std::net::TcpStream>();
-        let (make, limits, stop) = (make.clone(), limits.clone(), stop_rx.clone());
+        let (make, limits, stop, open) = (make.clone(), limits.clone(), stop_rx.clone(), open.clone());
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let thread = std::thread::Builder::new().name(format!("router-http-{i}")).spawn(move || {
             let local = tokio::task::LocalSet::new();
-            local.block_on(&runtime, async move { worker(rx, Rc::new(make()), Rc::new(limits), stop).await });
+            local.block_on(&runtime, async move {
+                worker(rx, Rc::new(make()), Rc::new(limits), stop, open).await
+            });
         })?;
         queues.push(tx);
         threads.push(thread);
     }
     tokio::pin!(shutdown);
     let mut next = 0;
-    loop {
+    let mut full_warned = false;
+    'accept: loop {
+        while open.count.load(Ordering::Acquire) >= limits.max_connections {
+            if !full_warned {
+                warn!(
+                    limit = limits.max_connections,
+                    "connection limit reached: new clients wait until one closes"
+                );
+                full_warned = true;
+            }
+            tokio::select! {
+                () = &mut shutdown => break 'accept,
+                _ = tokio::time::timeout(FULL_RECHECK, open.room.notified()) => {}
+            }
+        }
+        full_warned = false;
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted.and_then(|(s, _)| s.into_std()) {
                 Ok(stream) => {
+                    open.count.fetch_add(1, Ordering::AcqRel);
                     // A worker only goes away at shutdown.
                     let _ = queues[next].send(stream);
                     next = (next + 1) % queues.len();
@@ -136,6 +162,14 @@ where
     .map_err(io::Error::other)
 }
 
+/// Connections open on all workers, against the limit; counted up by the acceptor.
+#[derive(Default)]
+struct Open {
+    count: AtomicUsize,
+    /// Told when a connection closes.
+    room: Notify,
+}
+
 /// Connections open on one worker, so shutdown can wait for them.
 #[derive(Default)]
 struct Live {
@@ -143,12 +177,12 @@ struct Live {
     none: Notify,
 }
 
-struct LiveGuard(Rc<Live>);
+struct LiveGuard(Rc<Live>, Arc<Open>);
 
 impl Live {
-    fn enter(self: &Rc<Self>) -> LiveGuard {
+    fn enter(self: &Rc<Self>, open: &Arc<Open>) -> LiveGuard {
         self.count.set(self.count.get() + 1);
-        LiveGuard(self.clone())
+        LiveGuard(self.clone(), open.clone())
     }
 
     async fn all_closed(&self) {
@@ -165,6 +199,8 @@ impl Drop for LiveGuard {
         if left == 0 {
             self.0.none.notify_waiters();
         }
+        self.1.count.fetch_sub(1, Ordering::AcqRel);
+        self.1.room.notify_one();
     }
 }
 
@@ -173,11 +209,13 @@ async fn worker<H: Handler>(
     handler: Rc<H>,
     limits: Rc<Limits>,
     mut stop: watch::Receiver<bool>,
+    open: Arc<Open>,
 ) {
     let live = Rc::new(Live::default());
     let for_connections = stop.clone();
     let spawn = |stream| {
-        let conn = connection(stream, handler.clone(), limits.clone(), for_connections.clone(), live.enter());
+        let conn =
+            connection(stream, handler.clone(), limits.clone(), for_connections.clone(), live.enter(&open));
         tokio::task::spawn_local(conn);
     };
     loop {

@@ -244,3 +244,27 @@ async fn shutdown_closes_idle_connections_finishes_requests_in_flight_and_stops_
     assert!(matches!(served, Ok(Ok(Ok(())))), "serve returns: {served:?}");
     assert!(TcpStream::connect(server.addr).await.is_err(), "nothing listens any more");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_the_connection_limit_new_clients_wait_until_one_closes() {
+    let server = start(Limits { max_connections: 2, ..limits() }).await;
+    let mut buf = Vec::new();
+    let mut first = connect(&server).await;
+    let mut second = connect(&server).await;
+    for s in [&mut first, &mut second] {
+        s.write_all(b"GET /open HTTP/1.1\r\n\r\n").await.expect("write");
+        answer(s, &mut buf).await.expect("served within the limit");
+    }
+
+    // The third connects (the kernel queues it) but is not served while two are open.
+    let mut third = connect(&server).await;
+    third.write_all(b"GET /third HTTP/1.1\r\n\r\n").await.expect("write");
+    let early = tokio::time::timeout(Duration::from_millis(300), answer(&mut third, &mut buf)).await;
+    assert!(early.is_err(), "served beyond the limit: {early:?}");
+    drop(first);
+    let late = tokio::time::timeout(Duration::from_secs(5), answer(&mut third, &mut buf)).await;
+
+    let (status, _, body) = late.expect("served once a connection closed").expect("an answer");
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_slice::<Value>(&body).expect("json")["target"], "/third");
+}

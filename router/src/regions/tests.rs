@@ -21,6 +21,7 @@ fn regions(n: usize) -> (Regions, Metrics) {
         attempt_timeout_factor: 20,
         attempt_timeout_floor: Duration::from_millis(100),
         max_body_bytes: 1024,
+        max_connections: 10_000,
         health: HEALTH,
         budget: BudgetSettings { ratio: 0.2, min_concurrent: 3 },
         ewma: EwmaSettings {
