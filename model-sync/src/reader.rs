@@ -322,33 +322,3 @@ where
         None => Ok((m, Some(value))),
     }
 }
-
-/// Download `version` into `dir` (one file per manifest entry, streamed and hashed on the
-/// way) and verify every file. Memory stays flat whatever the model size; on any defect the
-/// partial files are removed and a typed error says which file and how it is wrong.
-pub async fn download_version(
-    bucket: &Bucket,
-    version: &str,
-    dir: &std::path::Path,
-) -> Result<Manifest, ReadError> {
-    let m = read_manifest(bucket, version).await?;
-    for entry in &m.files {
-        let key = manifest::file_key(bucket.prefix(), version, &entry.name);
-        let path = dir.join(&entry.name);
-        let found = bucket.get_to_file(&key, &path).await;
-        let defect = match &found {
-            Ok(found) => judge(entry, found.as_ref().map(|(s, h)| (*s, h.as_str()))),
-            Err(_) => None,
-        };
-        if found.is_err() || defect.is_some() {
-            for e in &m.files {
-                let _ = std::fs::remove_file(dir.join(&e.name));
-            }
-        }
-        found?;
-        if let Some(defect) = defect {
-            return Err(ObjectProblem { file: entry.name.clone(), defect }.into_error(bucket, version));
-        }
-    }
-    Ok(m)
-}

@@ -6,7 +6,6 @@
 //! the credentials, or create the bucket.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 
 use aws_sdk_s3::config::retry::RetryConfig;
@@ -251,30 +250,6 @@ impl Bucket {
         while let Some(chunk) = body.next_chunk().await {
             digest.update(&chunk?);
         }
-        Ok(Some(digest.finish()))
-    }
-
-    /// Stream the object into `path` (created or truncated), hashing on the way, so large
-    /// payloads never sit in memory whole: `(size, sha256 hex)`, or `None` if there is no such key.
-    pub async fn get_to_file(&self, key: &str, path: &Path) -> Result<Option<(u64, String)>, StoreError> {
-        use tokio::io::AsyncWriteExt;
-        let Some(mut body) = self.get_stream(key).await? else { return Ok(None) };
-        let local = |source| StoreError::LocalFile {
-            label: self.label.clone(),
-            path: path.display().to_string(),
-            bucket: self.location.bucket.clone(),
-            key: key.to_string(),
-            source,
-        };
-        let mut file =
-            tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::create(path).await.map_err(local)?);
-        let mut digest = StreamDigest::default();
-        while let Some(chunk) = body.next_chunk().await {
-            let chunk = chunk?;
-            digest.update(&chunk);
-            file.write_all(&chunk).await.map_err(local)?;
-        }
-        file.flush().await.map_err(local)?;
         Ok(Some(digest.finish()))
     }
 

@@ -95,32 +95,6 @@ async fn readers_refuse_unknown_formats_and_report_no_pointer() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn download_version_streams_to_disk_and_refuses_a_corrupt_file() {
-    use model_sync::reader::{download_version, ReadError};
-    let s3 = model_sync::testkit::S3Server::start(&["dl-primary", "dl-region"]);
-    let primary = s3.bucket("dl-primary", "p/", "primary");
-    let region = s3.bucket("dl-region", "p/", "eu-west");
-    let local = crate::helpers::simple_model(1, 300_000);
-    let version = local.version().to_string();
-    model_sync::publish::publish(&primary, std::slice::from_ref(&region), &local.path, Default::default())
-        .await
-        .expect("publish");
-    let out = tempfile::tempdir().unwrap();
-    let m = download_version(&region, &version, out.path()).await.expect("download");
-    let f = &m.files[0];
-    assert_eq!(std::fs::read(out.path().join(&f.name)).unwrap(), local.files[&f.name]);
-
-    let on_disk = s3.object_path("dl-region", &model_sync::manifest::file_key("p/", &version, &f.name));
-    let mut bytes = std::fs::read(&on_disk).unwrap();
-    bytes[10] ^= 1;
-    std::fs::write(&on_disk, bytes).unwrap();
-    let out2 = tempfile::tempdir().unwrap();
-    let err = download_version(&region, &version, out2.path()).await.expect_err("corrupt");
-    assert!(matches!(err, ReadError::ChecksumMismatch { .. }), "{err}");
-    assert!(!out2.path().join(&f.name).exists(), "a rejected download leaves nothing behind");
-}
-
 /// `stream_version` as a node uses it: the payload goes to a reader on its own thread while
 /// it downloads, and what the reader made of it counts only if the whole file checks out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,6 @@
 //! A client's request: read off its connection, framed and checked; refused with the 4xx/5xx
 //! that says what is wrong when it is not a request the router can pass on safely.
 
-use std::io;
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
@@ -290,11 +289,6 @@ impl ChunkedDecoder {
             }
         }
     }
-}
-
-/// An I/O failure while reading a request, as a refusal where the client can still be told.
-pub fn read_failed(e: &io::Error) -> Option<Refusal> {
-    (e.kind() == io::ErrorKind::InvalidData).then(|| malformed(e.to_string()))
 }
 
 #[cfg(test)]
