@@ -101,12 +101,29 @@ impl Default for CacheConfig {
 pub struct ModelPollConfig {
     /// How often a node checks its region's pointer (jittered).
     pub poll_interval_ms: u64,
+    /// CPU priority of a node's swap work (download, decode, build, freeing the old model).
+    pub swap_priority: SwapPriority,
 }
 
 impl Default for ModelPollConfig {
     fn default() -> Self {
-        Self { poll_interval_ms: 2000 }
+        Self { poll_interval_ms: 2000, swap_priority: SwapPriority::Idle }
     }
+}
+
+/// How a region node's swap work shares the CPUs with its request threads.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SwapPriority {
+    /// Linux `SCHED_IDLE`: the swap runs only on CPU time the request threads leave, and a
+    /// CPU running it counts as idle, so a woken request thread takes it at once. On a node
+    /// whose CPUs are saturated for good, a swap waits until load drops.
+    #[default]
+    Idle,
+    /// Nice 5: the swap gets about a third of a request thread's share of a busy CPU, so it
+    /// completes in seconds under any load, at the cost of requests now and then waiting
+    /// behind it.
+    Low,
 }
 
 /// One region: its node(s), its Redis and its bucket.

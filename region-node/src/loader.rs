@@ -7,6 +7,7 @@
 //! used only if the whole file matches its manifest entry.
 
 use model_sync::blob::{self, DecodeError};
+use model_sync::config::SwapPriority;
 use model_sync::manifest::{Manifest, PAYLOAD_FILE};
 use model_sync::model::Model;
 use model_sync::reader::{self, ReadError};
@@ -34,9 +35,14 @@ pub enum LoadError {
 
 /// Fetch `version` from `bucket`, verify every file against its manifest and decode the
 /// model (on a background thread, while it downloads).
-pub async fn load_version(bucket: &Bucket, version: &str) -> Result<(Manifest, Model), LoadError> {
+/// The decoding thread runs at `priority`.
+pub async fn load_version(
+    bucket: &Bucket,
+    version: &str,
+    priority: SwapPriority,
+) -> Result<(Manifest, Model), LoadError> {
     let (manifest, decoded) = reader::stream_version(bucket, version, PAYLOAD_FILE, |payload| {
-        crate::background::run("decode", move || blob::decode(payload))
+        crate::background::run("decode", priority, move || blob::decode(payload))
     })
     .await?;
     let decoded = decoded.ok_or_else(|| LoadError::NoPayload { version: version.to_string() })?;

@@ -8,7 +8,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use model_sync::config::{ClusterConfig, ConfigError};
+use model_sync::config::{ClusterConfig, ConfigError, SwapPriority};
 
 /// Everything a node runs with. Plain data: no I/O happens here.
 #[derive(Debug, Clone)]
@@ -21,6 +21,8 @@ pub struct Settings {
     pub redis_url: String,
     pub cache: CacheSettings,
     pub poll: PollSettings,
+    /// CPU priority of swap work (`[model] swap_priority`).
+    pub swap_priority: SwapPriority,
     /// Bearer token for `/admin/*`; `None` makes admin routes answer 403.
     pub admin_token: Option<AdminToken>,
     /// Largest request body accepted; bigger ones are rejected before parsing.
@@ -135,6 +137,7 @@ impl Settings {
             redis_url: redis_url.into(),
             cache: CacheSettings::default(),
             poll: PollSettings::default(),
+            swap_priority: SwapPriority::default(),
             admin_token: None,
             max_body_bytes: 64 * 1024,
             shutdown_timeout: Duration::from_secs(15),
@@ -165,6 +168,7 @@ impl Settings {
         s.cache.ttl_jitter_pct = c.ttl_jitter_pct;
         s.cache.redis_timeout = Duration::from_millis(c.redis_timeout_ms);
         s.poll.interval = cluster.poll_interval();
+        s.swap_priority = cluster.model.swap_priority;
         s.admin_token = admin_token;
         s.validate(&mut problems);
         if problems.is_empty() {
@@ -218,6 +222,18 @@ mod tests {
         assert_eq!(s.redis_url, "redis://127.0.0.1:6382");
         assert_eq!(s.cache.redis_timeout, Duration::from_millis(80));
         assert_eq!(s.poll.interval, Duration::from_secs(2));
+        assert_eq!(s.swap_priority, SwapPriority::Idle);
+        let env = vec![("GEOREC__MODEL__SWAP_PRIORITY".to_string(), "low".to_string())];
+        let s = Settings::from_cluster(&cluster(env), "eu-west", None, None).expect("valid");
+        assert_eq!(s.swap_priority, SwapPriority::Low);
+    }
+
+    #[test]
+    fn an_unknown_swap_priority_is_reported_with_the_choices() {
+        let env = vec![("GEOREC__MODEL__SWAP_PRIORITY".to_string(), "realtime".to_string())];
+        let e = ClusterConfig::from_toml_str(SHIPPED, env).expect_err("not a priority");
+        let text = e.to_string();
+        assert!(text.contains("realtime") && text.contains("idle") && text.contains("low"), "{text}");
     }
 
     #[test]

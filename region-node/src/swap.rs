@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use model_sync::manifest;
+use model_sync::config::SwapPriority;
 use model_sync::publish::error_chain;
 use model_sync::reader::{self, ReadError};
 use model_sync::store::Bucket;
@@ -132,11 +133,16 @@ pub struct Swapper {
 impl Swapper {
     /// Starts the loader's runtime thread; nothing is checked until [`Self::spawn_poll`] or
     /// [`Self::check_now`].
-    pub fn new(bucket: Bucket, slot: Arc<ModelSlot>, metrics: SwapMetrics) -> std::io::Result<Self> {
+    pub fn new(
+        bucket: Bucket,
+        slot: Arc<ModelSlot>,
+        metrics: SwapMetrics,
+        priority: SwapPriority,
+    ) -> std::io::Result<Self> {
         let status = Mutex::new(SwapStatus::default());
         let checking = tokio::sync::Mutex::new(());
-        let checker = Arc::new(Checker { bucket, slot, status, metrics, checking });
-        Ok(Self { checker, runtime: crate::background::Runtime::start("loader")? })
+        let checker = Arc::new(Checker { bucket, slot, status, metrics, checking, priority });
+        Ok(Self { checker, runtime: crate::background::Runtime::start("loader", priority)? })
     }
 
     pub fn status(&self) -> SwapStatus {
@@ -166,6 +172,8 @@ struct Checker {
     /// One check at a time: the poller and `/admin/model/reload` must not build the same
     /// version twice (and hold two extra copies of it in memory).
     checking: tokio::sync::Mutex<()>,
+    /// Of every thread that decodes, builds or frees a model.
+    priority: SwapPriority,
 }
 
 impl Checker {
@@ -209,12 +217,12 @@ impl Checker {
         }
         let started = Instant::now();
         tracing::info!(from = ?from, to = %version, "loading model version");
-        let (manifest, model) = loader::load_version(&self.bucket, &version)
+        let (manifest, model) = loader::load_version(&self.bucket, &version, self.priority)
             .await
             .map_err(|source| SwapError::Load { version: version.clone(), source })?;
         let loaded = started.elapsed();
         let v = version.clone();
-        let built = crate::background::run("snapshot", move || {
+        let built = crate::background::run("snapshot", self.priority, move || {
             let snapshot = ModelSnapshot::new(manifest, model, manifest::now_unix())?;
             let built = Instant::now();
             snapshot.warm_up();
@@ -227,7 +235,7 @@ impl Checker {
         let warm_up = built.elapsed();
         let loaded_at = snapshot.loaded_at;
         if let Some(old) = self.slot.replace(Arc::new(snapshot)) {
-            crate::background::retire(old, RETIRE_PATIENCE);
+            crate::background::retire(old, RETIRE_PATIENCE, self.priority);
         }
         let took = started.elapsed();
         self.metrics.swaps.inc();
