@@ -102,9 +102,9 @@ pub fn retire<T: Send + Sync + 'static>(old: Arc<T>, patience: Duration, priorit
 fn lower_priority(priority: SwapPriority) {
     model_sync::pace::enable(model_sync::pace::DEFAULT_INTERVAL);
     let lowered = match priority {
-        SwapPriority::Idle => set_idle().or_else(|idle| {
-            set_low().map_err(|low| format!("SCHED_IDLE: {idle}; nice: {low}"))
-        }),
+        SwapPriority::Idle => {
+            set_idle().or_else(|idle| set_low().map_err(|low| format!("SCHED_IDLE: {idle}; nice: {low}")))
+        }
         SwapPriority::Low => set_low(),
     };
     if let Err(e) = lowered {
@@ -124,7 +124,8 @@ fn set_idle() -> Result<(), String> {
         set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy, ThreadSchedulePolicy,
     };
     let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
-    set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle).map_err(|e| format!("{e:?}"))
+    set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle)
+        .map_err(|e| format!("{e:?}"))
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -64,7 +64,8 @@ impl Node {
             metrics.cache.clone(),
         )?);
         let slot = Arc::new(ModelSlot::default());
-        let swapper = Swapper::new(bucket, slot.clone(), metrics.swap.clone(), settings.swap_priority).map_err(NodeError::Loader)?;
+        let swapper = Swapper::new(bucket, slot.clone(), metrics.swap.clone(), settings.swap_priority)
+            .map_err(NodeError::Loader)?;
         let service = Service::new(slot.clone(), cache.clone(), metrics.computations.clone());
         let started = Instant::now();
         Ok(Self(Arc::new(Inner { settings, slot, swapper, cache, service, metrics, started })))
