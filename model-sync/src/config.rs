@@ -107,7 +107,7 @@ pub struct ModelPollConfig {
 
 impl Default for ModelPollConfig {
     fn default() -> Self {
-        Self { poll_interval_ms: 2000, swap_priority: SwapPriority::Idle }
+        Self { poll_interval_ms: 2000, swap_priority: SwapPriority::Low }
     }
 }
 
@@ -117,12 +117,13 @@ impl Default for ModelPollConfig {
 pub enum SwapPriority {
     /// Linux `SCHED_IDLE`: the swap runs only on CPU time the request threads leave, and a
     /// CPU running it counts as idle, so a woken request thread takes it at once. On a node
-    /// whose CPUs are saturated for good, a swap waits until load drops.
-    #[default]
+    /// whose CPUs are saturated, a swap waits until load drops: opt in where the nodes keep
+    /// CPU headroom.
     Idle,
-    /// Nice 5: the swap gets about a third of a request thread's share of a busy CPU, so it
-    /// completes in seconds under any load, at the cost of requests now and then waiting
-    /// behind it.
+    /// Nice 5 (the default): the swap gets about a third of a request thread's share of a
+    /// busy CPU, so it completes in seconds under any load, at the cost of requests now and
+    /// then waiting behind it.
+    #[default]
     Low,
 }
 

@@ -4,13 +4,15 @@
 //! ([`SwapPriority`], `[model] swap_priority`) and paced (they give the CPU back every 200 us
 //! in their long loops, see [`model_sync::pace`]).
 //!
-//! The default, `idle`, is Linux `SCHED_IDLE`. What it buys over a lower nice value is where
-//! the scheduler puts a request thread that wakes up: a CPU running only `SCHED_IDLE` work
-//! counts as idle, so the request thread goes there and preempts the swap at once. A CPU
-//! running a nice-5 thread is busy: the woken request thread queues on its previous CPU,
-//! behind whatever runs there (a kernel thread, another request), while the swap keeps the
-//! other CPU. On a 2-core node under load that is what made requests that overlapped a swap
-//! slower than the ones that did not (README, region-node benchmark).
+//! The default, `low`, is nice 5. `idle` is Linux `SCHED_IDLE`. What that buys over a nice
+//! value is where the scheduler puts a request thread that wakes up: a CPU running only
+//! `SCHED_IDLE` work counts as idle, so the request thread goes there and preempts the swap at
+//! once. A CPU running a nice-5 thread is busy: the woken request thread queues on its
+//! previous CPU, behind whatever runs there (a kernel thread, another request), while the swap
+//! keeps the other CPU. What it costs: on saturated CPUs a `SCHED_IDLE` thread barely runs, so
+//! a swap waits for load to drop (seconds instead of a fraction of one in the tests with two
+//! busy loops on a 2-core machine), and a thread cannot leave `SCHED_IDLE` again without
+//! `CAP_SYS_NICE`, so the swap cannot be sped up once it has started.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,8 +21,8 @@ pub use model_sync::config::SwapPriority;
 use thread_priority::{set_current_thread_priority, ThreadPriority, ThreadPriorityValue};
 
 /// Cross-platform priority (0 lowest .. 99 highest) of [`SwapPriority::Low`]: nice 5 on
-/// Linux, about a third of a request worker's share of a busy core. Also where `Idle` falls
-/// back to where `SCHED_IDLE` does not exist.
+/// Linux, about a third of a request worker's share of a busy core. `Idle` falls back to it
+/// where `SCHED_IDLE` does not exist.
 const LOW: u8 = 35;
 
 #[derive(Debug, thiserror::Error)]

@@ -222,10 +222,10 @@ mod tests {
         assert_eq!(s.redis_url, "redis://127.0.0.1:6382");
         assert_eq!(s.cache.redis_timeout, Duration::from_millis(80));
         assert_eq!(s.poll.interval, Duration::from_secs(2));
-        assert_eq!(s.swap_priority, SwapPriority::Idle);
-        let env = vec![("GEOREC__MODEL__SWAP_PRIORITY".to_string(), "low".to_string())];
-        let s = Settings::from_cluster(&cluster(env), "eu-west", None, None).expect("valid");
         assert_eq!(s.swap_priority, SwapPriority::Low);
+        let env = vec![("GEOREC__MODEL__SWAP_PRIORITY".to_string(), "idle".to_string())];
+        let s = Settings::from_cluster(&cluster(env), "eu-west", None, None).expect("valid");
+        assert_eq!(s.swap_priority, SwapPriority::Idle);
     }
 
     #[test]
