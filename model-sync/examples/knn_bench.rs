@@ -1,4 +1,5 @@
-//! Latency of `Model::knn` on a built model, as a region node calls it.
+//! Latency of `Model::knn` (the exact search through the item lists) on a built model, as a
+//! region node calls it for a live fold-in.
 //!
 //!   cargo run --release -p model-sync --example knn_bench -- target/bench-build/model-100k/model.bin [queries]
 //!
@@ -11,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use model_sync::blob;
-use model_sync::index::user_vector;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -28,7 +28,7 @@ fn main() -> anyhow::Result<()> {
     let k = model.params.neighbours;
     let step = (users / queries.max(1)).max(1);
     let sample: Vec<(u32, Vec<_>)> =
-        (0..users).step_by(step).take(queries).map(|u| (u as u32, user_vector(&model, u as u32))).collect();
+        (0..users).step_by(step).take(queries).map(|u| (u as u32, model.user_vector(u as u32))).collect();
 
     // Warm up this thread's scratch space, then time every query.
     for (u, v) in sample.iter().take(100) {
@@ -36,17 +36,28 @@ fn main() -> anyhow::Result<()> {
     }
     let mut times: Vec<Duration> = Vec::with_capacity(sample.len());
     let mut found = 0usize;
+    let budget = model_sync::live::LIVE_SCAN_BUDGET;
+    let mut capped = 0usize;
+    let mut slowest: Vec<(Duration, u64, usize, model_sync::neighbours::SearchPath)> = Vec::new();
     for (u, v) in &sample {
         let t = Instant::now();
-        found += model.knn(v, k, Some(*u)).len();
+        let f = model.knn_within(v, k, Some(*u), budget);
         times.push(t.elapsed());
+        slowest.push((t.elapsed(), f.scanned, v.len(), f.path));
+        found += f.neighbours.len();
+        capped += usize::from(f.path == model_sync::neighbours::SearchPath::Capped);
     }
     times.sort_unstable();
+    slowest.sort_by_key(|s| std::cmp::Reverse(s.0));
+    if std::env::var_os("KNN_SLOWEST").is_some() {
+        for s in slowest.iter().take(10) {
+            println!("slow: {:?} scanned {} items {} {:?}", s.0, s.1, s.2, s.3);
+        }
+    }
     let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!(
-        "knn k={k} ef={}: {} queries on 1 thread: p50 {:.0} us, p99 {:.0} us, max {:.0} us, mean {:.1} neighbours",
-        model.params.hnsw_ef_search.max(k),
+        "knn k={k} budget={budget}: {} queries on 1 thread: p50 {:.0} us, p99 {:.0} us, max {:.0} us, mean {:.1} neighbours, {capped} capped",
         times.len(),
         us(at(0.50)),
         us(at(0.99)),
@@ -68,7 +79,7 @@ fn main() -> anyhow::Result<()> {
     });
     let secs = t.elapsed().as_secs_f64();
     println!("{threads} threads: {:.0} queries/s", sample.len() as f64 / secs);
-    let (recall, users) = model_sync::eval::neighbour_recall(&model, 1000, model.params.seed);
+    let (recall, users) = model_sync::build::stored_recall(&model, 1000, model.params.seed);
     println!("neighbour recall@{k} vs exact cosine: {recall:.4} ({users} users)");
     Ok(())
 }

@@ -10,13 +10,14 @@
 //! matrix: u64 rows | u64 cols | u64s indptr | u32s indices | f32s data
 //! u64s neighbour_offsets | u32s neighbour_ids | f32s neighbour_sims
 //! f32s popularity
-//! graph: bytes levels (255 = not in the graph) | u32 entry (u32::MAX = none)
-//!        per layer 0..=top (top = highest level): u64s offsets | u32s links
 //! magic "GEOREND\0"
 //! ```
 //!
-//! Layer 0's offsets are indexed by user, an upper layer's by its members: the users of that
-//! level or above, in increasing order (see [`crate::graph`]).
+//! Format 2 had the users' HNSW graph between popularity and the end marker (bytes levels,
+//! 255 = not in the graph | u32 entry | per layer 0..=top: u64s offsets | u32s links). It
+//! still decodes: the graph is read, its lengths checked, and dropped, since neighbours are
+//! now found exactly through the item lists (see [`crate::neighbours`]), which every decoded
+//! model derives ([`Model::derive`]).
 //!
 //! Encoding is a pure function of the model, so the same model gives the same bytes. The
 //! decoder reads from any `Read` (a file, a buffer) and checks every length and invariant,
@@ -24,9 +25,8 @@
 
 use std::io::{self, Read, Write};
 
-use crate::graph::{Graph, LayerParts, ABSENT};
-use crate::manifest::FORMAT_VERSION;
-use crate::model::{BuildParams, Matrix, Model};
+use crate::manifest::{is_readable, FORMAT_VERSION};
+use crate::model::{BuildParams, Derived, Matrix, Model};
 use crate::pace;
 
 /// Elements checked between two yield points while validating (see [`crate::pace`]).
@@ -76,13 +76,6 @@ pub fn encode(model: &Model, w: impl Write) -> io::Result<()> {
     write_u32s(&mut w, &model.neighbour_ids)?;
     write_f32s(&mut w, &model.neighbour_sims)?;
     write_f32s(&mut w, &model.popularity)?;
-    let g = &model.graph;
-    write_bytes(&mut w, g.levels())?;
-    w.write_all(&g.entry().unwrap_or(u32::MAX).to_le_bytes())?;
-    for (offsets, links) in g.layer_parts() {
-        write_u64s(&mut w, offsets)?;
-        write_u32s(&mut w, links)?;
-    }
     w.write_all(END)?;
     w.flush()
 }
@@ -101,7 +94,7 @@ pub fn decode(r: impl Read) -> Result<Model, DecodeError> {
         return Err(DecodeError::BadMagic);
     }
     let found = u32::from_le_bytes(r.array("header")?);
-    if found != FORMAT_VERSION {
+    if !is_readable(found) {
         return Err(DecodeError::UnsupportedFormat { found, supported: FORMAT_VERSION });
     }
     let params: BuildParams = serde_json::from_slice(&r.bytes("params")?)
@@ -123,12 +116,8 @@ pub fn decode(r: impl Read) -> Result<Model, DecodeError> {
     let neighbour_ids = r.u32s("neighbours")?;
     let neighbour_sims = r.f32s("neighbours")?;
     let popularity = r.f32s("popularity")?;
-    let levels = r.bytes("graph")?;
-    let entry = Some(u32::from_le_bytes(r.array("graph")?)).filter(|&e| e != u32::MAX);
-    let top = levels.iter().copied().filter(|&l| l != ABSENT).max().unwrap_or(0);
-    let mut layers = Vec::with_capacity(usize::from(top) + 1);
-    for _ in 0..=top {
-        layers.push(LayerParts { offsets: r.u64s("graph")?, links: r.u32s("graph")? });
+    if found == 2 {
+        skip_graph(&mut r, users.len())?;
     }
     let end: [u8; 8] = r.array("trailer")?;
     if &end != END {
@@ -165,9 +154,7 @@ pub fn decode(r: impl Read) -> Result<Model, DecodeError> {
     }
     let matrix = Matrix::try_new((rows, cols), indptr, indices, data)
         .map_err(|(_, _, _, e)| DecodeError::Corrupt(format!("matrix: {e}")))?;
-    let graph = Graph::new(levels, entry, layers, &matrix, params.binary)
-        .map_err(|e| DecodeError::Corrupt(format!("graph: {e}")))?;
-    Ok(Model {
+    let mut model = Model {
         params,
         reference_ts,
         interactions,
@@ -182,8 +169,29 @@ pub fn decode(r: impl Read) -> Result<Model, DecodeError> {
         neighbour_ids,
         neighbour_sims,
         popularity,
-        graph,
-    })
+        derived: Derived::default(),
+    };
+    model.derive();
+    Ok(model)
+}
+
+/// Read past format 2's HNSW graph section, checking its lengths.
+fn skip_graph<R: Read>(r: &mut Reader<R>, users: usize) -> Result<(), DecodeError> {
+    const ABSENT: u8 = u8::MAX;
+    let levels = r.bytes("graph")?;
+    if levels.len() != users {
+        return Err(DecodeError::Corrupt(format!("graph: {} levels for {users} users", levels.len())));
+    }
+    let _entry: [u8; 4] = r.array("graph")?;
+    let top = levels.iter().copied().filter(|&l| l != ABSENT).max().unwrap_or(0);
+    for _ in 0..=top {
+        let offsets = r.u64s("graph")?;
+        let links = r.u32s("graph")?;
+        if offsets.last().copied().unwrap_or(0) != links.len() as u64 {
+            return Err(DecodeError::Corrupt("graph: offsets do not match links".into()));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn is_offsets(offsets: &[u64], n: usize, total: usize) -> bool {
@@ -322,7 +330,6 @@ mod tests {
     use super::*;
     use crate::build::build;
     use crate::generate::{generate, GenerateParams};
-    use crate::index::user_vector;
 
     fn model() -> Model {
         let data = generate(&GenerateParams {
@@ -331,33 +338,70 @@ mod tests {
             events_per_user: 6.0,
             ..GenerateParams::default()
         });
-        let p = BuildParams {
-            neighbours: 5,
-            hnsw_m: 4,
-            hnsw_ef_construction: 16,
-            hnsw_ef_search: 8,
-            ..BuildParams::default()
-        };
+        let p = BuildParams { neighbours: 5, ..BuildParams::default() };
         build(&data, &p).expect("builds").model
     }
 
-    /// Where the graph section starts: it is the last one before the end marker.
-    fn graph_start(m: &Model, total: usize) -> usize {
-        let g = &m.graph;
-        let layers: usize = g.layer_parts().map(|(o, l)| 16 + 8 * o.len() + 4 * l.len()).sum();
-        total - END.len() - (8 + g.levels().len() + 4 + layers)
-    }
-
     #[test]
-    fn the_graph_round_trips_and_searches_the_same() {
+    fn a_model_round_trips_and_searches_the_same() {
         let m = model();
         let bytes = encode_to_vec(&m);
         let back = decode(&bytes[..]).expect("decodes");
         assert_eq!(back, m);
         assert_eq!(encode_to_vec(&back), bytes);
         for u in 0..m.users.len() as u32 {
-            let v = user_vector(&m, u);
+            let v = m.user_vector(u);
             assert_eq!(back.knn(&v, 7, Some(u)), m.knn(&v, 7, Some(u)));
+        }
+    }
+
+    /// A format 2 payload: today's sections, the graph section (levels, entry, layers) before
+    /// the end marker, format number 2, and the parameters as format 2 wrote them.
+    fn format_2(m: &Model) -> Vec<u8> {
+        let bytes = encode_to_vec(m);
+        let mut old = Vec::new();
+        old.extend_from_slice(&bytes[..8]);
+        old.extend_from_slice(&2u32.to_le_bytes());
+        let params = br#"{"neighbours":5,"hnsw_m":4,"hnsw_ef_construction":16,"hnsw_ef_search":8,"popularity_half_life_days":14.0,"binary":false,"seed":42}"#;
+        let old_len = u64::from_le_bytes(bytes[12..20].try_into().unwrap()) as usize;
+        old.extend_from_slice(&(params.len() as u64).to_le_bytes());
+        old.extend_from_slice(params);
+        old.extend_from_slice(&bytes[20 + old_len..bytes.len() - END.len()]);
+        // Two users at level 1, the rest at 0: layer 0 links by user, layer 1 by member.
+        let n = m.users.len();
+        let mut levels = vec![0u8; n];
+        levels[0] = 1;
+        levels[1] = 1;
+        old.extend_from_slice(&(n as u64).to_le_bytes());
+        old.extend_from_slice(&levels);
+        old.extend_from_slice(&0u32.to_le_bytes());
+        let layer = |w: &mut Vec<u8>, members: usize| {
+            w.extend_from_slice(&(members as u64 + 1).to_le_bytes());
+            for j in 0..=members {
+                w.extend_from_slice(&(j as u64).to_le_bytes());
+            }
+            w.extend_from_slice(&(members as u64).to_le_bytes());
+            for j in 0..members {
+                w.extend_from_slice(&(((j + 1) % members) as u32).to_le_bytes());
+            }
+        };
+        layer(&mut old, n);
+        layer(&mut old, 2);
+        old.extend_from_slice(END);
+        old
+    }
+
+    #[test]
+    fn format_2_payloads_still_decode_without_their_graph() {
+        let m = model();
+        let old = format_2(&m);
+        let back = decode(&old[..]).expect("a format 2 payload decodes");
+        assert_eq!(back.params, BuildParams { neighbours: 5, ..BuildParams::default() });
+        assert_eq!(back.neighbour_ids, m.neighbour_ids);
+        assert_eq!(back.matrix, m.matrix);
+        // Cut inside the graph section: refused.
+        for cut in [old.len() - END.len() - 3, old.len() - 40, old.len() - END.len() - 4 * m.users.len()] {
+            assert!(decode(&old[..cut]).is_err(), "cut at {cut}");
         }
     }
 
@@ -369,43 +413,5 @@ mod tests {
             decode(&bytes[..]),
             Err(DecodeError::UnsupportedFormat { found: 1, supported: FORMAT_VERSION })
         ));
-    }
-
-    #[test]
-    fn a_truncated_graph_section_is_an_error() {
-        let m = model();
-        let bytes = encode_to_vec(&m);
-        for cut in graph_start(&m, bytes.len())..bytes.len() {
-            let e = decode(&bytes[..cut]).expect_err("truncated payload decodes");
-            assert!(matches!(e, DecodeError::Truncated { .. } | DecodeError::Corrupt(_)), "cut {cut}: {e:?}");
-        }
-    }
-
-    #[test]
-    fn damaged_graph_bytes_are_refused_or_harmless() {
-        let m = model();
-        let bytes = encode_to_vec(&m);
-        let start = graph_start(&m, bytes.len());
-        let queries: Vec<_> = (0..m.users.len() as u32).step_by(9).map(|u| user_vector(&m, u)).collect();
-        let (mut refused, mut total) = (0, 0);
-        for at in start..bytes.len() - END.len() {
-            for flip in [0xff, 0x01] {
-                let mut damaged = bytes.clone();
-                damaged[at] ^= flip;
-                total += 1;
-                match decode(&damaged[..]) {
-                    Err(DecodeError::Corrupt(_) | DecodeError::Truncated { .. }) => refused += 1,
-                    Err(e) => panic!("byte {at}: unexpected error {e:?}"),
-                    // A link changed into another valid one: still a searchable graph.
-                    Ok(other) => {
-                        for q in &queries {
-                            other.knn(q, 5, None);
-                        }
-                    }
-                }
-            }
-        }
-        eprintln!("{refused} of {total} damaged graph payloads refused");
-        assert!(refused * 10 >= total * 9, "only {refused} of {total} damaged payloads refused");
     }
 }

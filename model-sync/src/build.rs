@@ -1,9 +1,9 @@
-//! Dataset -> [`Model`]: aggregate, index users, find neighbours, rank popularity.
+//! Dataset -> [`Model`]: aggregate, index items, find every user's neighbours exactly,
+//! rank popularity.
 //!
-//! Deterministic: ids are sorted, events aggregated in sorted order, each HNSW shard built
-//! serially (a fixed number of shards, see [`crate::index`]), every parallel search
-//! independent of the others, and neighbour lists ordered by (similarity desc, user asc).
-//! The same dataset and parameters give a byte-identical `model.bin` on any machine.
+//! Deterministic: ids are sorted, events aggregated in sorted order, every user's neighbour
+//! search independent of the others, and neighbour lists ordered by (similarity desc, user
+//! asc). The same dataset and parameters give a byte-identical `model.bin` on any machine.
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
@@ -13,8 +13,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 use crate::dataset::Dataset;
-use crate::index::{insert_shards, link_shards, normalise, par_map, Entry};
-use crate::model::{decay, BuildParams, Matrix, Model};
+use crate::model::{decay, BuildParams, Derived, Matrix, Model};
+use crate::neighbours::{search_exhaustive, SearchPath};
+use crate::par::par_map;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -31,6 +32,42 @@ pub struct Built {
     /// sha256 of the input (events in order, item metadata).
     pub fingerprint: String,
     pub timings: Vec<(&'static str, Duration)>,
+    /// How the neighbours were found.
+    pub search: SearchStats,
+}
+
+/// Which path each user's neighbour search took, and how well it did.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SearchStats {
+    /// Users whose search scanned every list of their items (exact).
+    pub full: usize,
+    /// Users whose search stopped before lists that could not change the answer (exact).
+    pub pruned: usize,
+    /// Users whose search hit the scan budget (approximate).
+    pub capped: usize,
+    /// List entries read, over all users.
+    pub scanned: u64,
+    /// Mean recall@K against an exhaustive exact search on a sample of users.
+    pub recall: f64,
+    pub recall_users: usize,
+}
+
+impl SearchStats {
+    pub fn describe(&self, k: usize) -> String {
+        let n = (self.full + self.pruned + self.capped).max(1) as f64;
+        let pct = |x: usize| 100.0 * x as f64 / n;
+        format!(
+            "neighbours: exact {:.1}% (all lists {:.1}%, pruned {:.1}%), capped at the scan budget {:.1}%; \
+             {:.1} list entries read per user; recall@{k} against exhaustive exact search {:.4} ({} users sampled)",
+            pct(self.full + self.pruned),
+            pct(self.full),
+            pct(self.pruned),
+            pct(self.capped),
+            self.scanned as f64 / n,
+            self.recall,
+            self.recall_users
+        )
+    }
 }
 
 impl BuildParams {
@@ -39,14 +76,20 @@ impl BuildParams {
         if self.neighbours == 0 || self.neighbours > 1000 {
             return bad("neighbours", "must be in 1..=1000");
         }
-        if !(4..=128).contains(&self.hnsw_m) {
-            return bad("hnsw_m", "must be in 4..=128");
+        if !(self.idf.is_finite() && (0.0..=4.0).contains(&self.idf)) {
+            return bad("idf", "must be in 0..=4");
         }
-        if self.hnsw_ef_construction < self.hnsw_m {
-            return bad("hnsw_ef_construction", "must be at least hnsw_m");
+        if !(self.shrink.is_finite() && self.shrink >= 0.0) {
+            return bad("shrink", "must be a non-negative number");
         }
-        if self.hnsw_ef_search < self.neighbours {
-            return bad("hnsw_ef_search", "must be at least neighbours");
+        if !(self.min_similarity.is_finite() && (0.0..1.0).contains(&self.min_similarity)) {
+            return bad("min_similarity", "must be in [0, 1)");
+        }
+        if !(self.popularity_blend.is_finite() && (0.0..=1.0).contains(&self.popularity_blend)) {
+            return bad("popularity_blend", "must be in [0, 1]");
+        }
+        if self.scan_budget < 1000 {
+            return bad("scan_budget", "must be at least 1000 list entries");
         }
         if !(self.popularity_half_life_days.is_finite() && self.popularity_half_life_days >= 0.0) {
             return bad("popularity_half_life_days", "must be a non-negative number");
@@ -69,7 +112,18 @@ pub fn progress(label: &'static str) -> ProgressBar {
     pb
 }
 
+/// Build a model; its stored neighbours are checked against an exhaustive search for
+/// [`RECALL_SAMPLE`] users.
 pub fn build(data: &Dataset, params: &BuildParams) -> Result<Built, BuildError> {
+    build_sampled(data, params, RECALL_SAMPLE)
+}
+
+/// [`build`] with the recall checked on `recall_sample` users (0: not checked, recall 1).
+pub fn build_sampled(
+    data: &Dataset,
+    params: &BuildParams,
+    recall_sample: usize,
+) -> Result<Built, BuildError> {
     params.validate()?;
     if data.events.is_empty() {
         return Err(BuildError::Empty);
@@ -93,7 +147,7 @@ pub fn build(data: &Dataset, params: &BuildParams) -> Result<Built, BuildError> 
     let mut keyed: Vec<(u64, f32)> = Vec::with_capacity(data.events.len());
     for e in &data.events {
         let (u, i) = (user_map[e.user as usize], item_map[e.item as usize]);
-        let w = if params.binary { 1.0 } else { e.weight };
+        let w = params.weighting.apply(e.weight);
         let age = if e.ts == 0 { 0 } else { reference_ts - e.ts };
         popularity[i as usize] += f64::from(w) * decay(age, params.popularity_half_life_days);
         keyed.push(((u64::from(u) << 32) | u64::from(i), e.weight));
@@ -121,18 +175,6 @@ pub fn build(data: &Dataset, params: &BuildParams) -> Result<Built, BuildError> 
 
     let (item_names, categories, item_cat_offsets, item_cat_ids) = item_tables(data, &items, &item_map);
 
-    let vectors: Vec<Vec<Entry>> = (0..users.len())
-        .map(|u| {
-            let r = matrix.indptr().outer_inds_sz(u);
-            normalise(&matrix.indices()[r.clone()], &matrix.data()[r], params.binary)
-        })
-        .collect();
-    let shards = insert_shards(&vectors, &matrix, params, &progress("hnsw insert"));
-    lap("hnsw insert", &mut timings);
-    let graph = link_shards(&shards, &vectors, &matrix, params);
-    drop(shards);
-    lap("graph", &mut timings);
-
     let mut model = Model {
         params: params.clone(),
         reference_ts,
@@ -148,36 +190,83 @@ pub fn build(data: &Dataset, params: &BuildParams) -> Result<Built, BuildError> 
         neighbour_ids: Vec::new(),
         neighbour_sims: Vec::new(),
         popularity: popularity.into_iter().map(|p| p as f32).collect(),
-        graph,
+        derived: Derived::default(),
     };
-    let (offsets, ids, sims) = search_all(&model, &vectors, params.neighbours);
-    drop(vectors);
+    model.derive();
+    lap("item index", &mut timings);
+    if recall_sample == NO_NEIGHBOURS {
+        return Ok(Built { model, fingerprint, timings, search: SearchStats::default() });
+    }
+    let (offsets, ids, sims, mut search) = search_all(&model, params.neighbours);
     (model.neighbour_offsets, model.neighbour_ids, model.neighbour_sims) = (offsets, ids, sims);
-    lap("hnsw search", &mut timings);
-    Ok(Built { model, fingerprint, timings })
+    lap("neighbours", &mut timings);
+    (search.recall, search.recall_users) = stored_recall(&model, recall_sample, params.seed);
+    lap("recall check", &mut timings);
+    Ok(Built { model, fingerprint, timings, search })
 }
 
-/// Every user's neighbours through [`Model::knn`] with its own vector, itself left out, so a
-/// stored list is exactly what `knn` answers for that user; searched on every core, in an
-/// order that does not change the result. Returns (offsets, ids, similarities).
-fn search_all(model: &Model, vectors: &[Vec<Entry>], k: usize) -> (Vec<u64>, Vec<u32>, Vec<f32>) {
+/// `recall_sample` for a model without stored neighbours: the item index and everything else
+/// but no neighbour lists (every user has none). For benchmarks of the search itself.
+pub const NO_NEIGHBOURS: usize = usize::MAX;
+
+/// Users whose stored neighbours every build checks against an exhaustive search.
+pub const RECALL_SAMPLE: usize = 1000;
+
+/// Every user's neighbours through [`Model::knn_within`] with its own vector, itself left
+/// out, so a stored list is exactly what a request-time search answers for that user;
+/// searched on every core, in an order that does not change the result.
+fn search_all(model: &Model, k: usize) -> (Vec<u64>, Vec<u32>, Vec<f32>, SearchStats) {
     let pb = progress("neighbours");
-    pb.set_length(vectors.len() as u64);
-    let lists = par_map(vectors.len(), |u| {
+    let n = model.users.len();
+    pb.set_length(n as u64);
+    let budget = model.params.scan_budget;
+    let found = par_map(n, |u| {
         pb.inc(1);
-        model.knn(&vectors[u], k, Some(u as u32))
+        let q = model.user_vector(u as u32);
+        model.knn_within(&q, k, Some(u as u32), budget)
     });
     pb.finish_and_clear();
-    let mut offsets = Vec::with_capacity(vectors.len() + 1);
+    let mut stats = SearchStats::default();
+    let mut offsets = Vec::with_capacity(n + 1);
     offsets.push(0u64);
-    let total = lists.iter().map(Vec::len).sum();
+    let total = found.iter().map(|f| f.neighbours.len()).sum();
     let (mut ids, mut sims) = (Vec::with_capacity(total), Vec::with_capacity(total));
-    for list in lists {
-        ids.extend(list.iter().map(|n| n.0));
-        sims.extend(list.iter().map(|n| n.1));
+    for f in found {
+        match f.path {
+            SearchPath::Full => stats.full += 1,
+            SearchPath::Pruned => stats.pruned += 1,
+            SearchPath::Capped => stats.capped += 1,
+        }
+        stats.scanned += f.scanned;
+        ids.extend(f.neighbours.iter().map(|n| n.0));
+        sims.extend(f.neighbours.iter().map(|n| n.1));
         offsets.push(ids.len() as u64);
     }
-    (offsets, ids, sims)
+    (offsets, ids, sims, stats)
+}
+
+/// Mean recall@K of the model's stored neighbour lists against an exhaustive exact search
+/// (every list scanned, no pruning, no budget) on a seeded sample of users. A stored
+/// neighbour counts as found when its similarity reaches the K-th exact similarity, so ties
+/// at the boundary are not penalised. Users without any exact neighbour are not counted.
+pub fn stored_recall(model: &Model, sample: usize, seed: u64) -> (f64, usize) {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let k = model.params.neighbours;
+    let mut users: Vec<u32> = (0..model.users.len() as u32).collect();
+    users.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5EED));
+    users.truncate(sample);
+    let per_user = par_map(users.len(), |n| {
+        let u = users[n];
+        let q = model.user_vector(u);
+        let exact = search_exhaustive(&model.derived.index, &model.matrix, &q, k, Some(u));
+        let threshold = exact.last()?.1 - 1e-5;
+        let found = model.neighbours(u).filter(|&(_, s)| s >= threshold).count().min(exact.len());
+        Some(found as f64 / exact.len() as f64)
+    });
+    let counted: Vec<f64> = per_user.into_iter().flatten().collect();
+    let recall = if counted.is_empty() { 1.0 } else { counted.iter().sum::<f64>() / counted.len() as f64 };
+    (recall, counted.len())
 }
 
 /// Sorted unique ids among `used`, and a map from dataset index to sorted index.
@@ -279,13 +368,7 @@ mod tests {
     }
 
     fn params() -> BuildParams {
-        BuildParams {
-            neighbours: 5,
-            hnsw_m: 8,
-            hnsw_ef_construction: 32,
-            hnsw_ef_search: 16,
-            ..BuildParams::default()
-        }
+        BuildParams { neighbours: 5, ..BuildParams::default() }
     }
 
     #[test]
@@ -349,7 +432,7 @@ mod tests {
     #[test]
     fn empty_dataset_and_bad_params_are_refused() {
         assert!(matches!(build(&Dataset::default(), &params()), Err(BuildError::Empty)));
-        let bad = BuildParams { hnsw_ef_search: 1, ..params() };
-        assert!(build(&groups(), &bad).unwrap_err().to_string().contains("hnsw_ef_search"));
+        let bad = BuildParams { popularity_blend: 1.5, ..params() };
+        assert!(build(&groups(), &bad).unwrap_err().to_string().contains("popularity_blend"));
     }
 }

@@ -41,15 +41,58 @@ pub struct ItemMeta {
     pub categories: Vec<String>,
 }
 
-/// What an import read and what it could not use.
+/// What an import read and what it could not use. `rows_*` count the rows of the
+/// interaction files only (`rows_read = rows_ok + rows_bad + rows_dropped`); item metadata and
+/// lookup files are counted apart, in [`ImportReport::files`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ImportReport {
     pub source: String,
     pub rows_read: u64,
     pub rows_ok: u64,
     pub rows_bad: u64,
-    /// The first few bad rows: `file:line: reason`.
+    /// The first few bad rows of any file: `file:line: reason`.
     pub bad_examples: Vec<String>,
+    /// Interaction rows skipped on purpose (weight 0 with `--zero-weight drop`): neither ok
+    /// nor bad, but counted, never silently gone.
+    #[serde(default)]
+    pub rows_dropped: u64,
+    /// Interaction rows whose weight was 0, however they were handled: bad rows by default,
+    /// kept as implicit interactions (`rows_implicit`) or dropped (`rows_dropped`) when asked.
+    #[serde(default)]
+    pub rows_zero_weight: u64,
+    /// Interaction rows with weight 0 kept as implicit interactions (`--zero-weight implicit`),
+    /// part of `rows_ok`.
+    #[serde(default)]
+    pub rows_implicit: u64,
+    /// One tally per file read, in reading order.
+    #[serde(default)]
+    pub files: Vec<FileReport>,
+}
+
+/// What one file of an import held.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileReport {
+    /// File name.
+    pub file: String,
+    pub role: FileRole,
+    pub rows_read: u64,
+    pub rows_ok: u64,
+    pub rows_bad: u64,
+    #[serde(default)]
+    pub rows_dropped: u64,
+}
+
+/// What a file contributes to a dataset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileRole {
+    /// User-item interactions: its rows are the report's `rows_*`.
+    #[default]
+    Interactions,
+    /// Item names and categories.
+    Items,
+    /// A table joined to the interactions (e.g. Olist's orders and customers).
+    Lookup,
 }
 
 impl ImportReport {

@@ -1,46 +1,100 @@
-//! Offline evaluation: per-user time holdout, full ranking, three recommenders, and the
-//! recall of the HNSW neighbours against exact cosine neighbours.
+//! Offline evaluation: a per-user holdout (by time, or seeded at random when the data has no
+//! usable timestamps), full ranking over every item, the model against its untuned self and
+//! three baselines, each metric with its standard error, and the recall of the stored
+//! neighbours against an exhaustive exact search.
 
 use std::collections::{HashMap, HashSet};
 
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::build::{build, BuildError};
+use crate::build::{build, build_sampled, BuildError};
 use crate::dataset::{Dataset, Event};
-use crate::index::exact_neighbours;
-use crate::model::{top_k, BuildParams, Matrix, Model, Query, Scored};
+use crate::model::{BuildParams, Model, Query, Scored};
+use crate::par::par_map;
 
 /// How the data is split and what is measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Protocol {
-    /// Share of each user's distinct items, latest first, held out for testing.
+    /// Share of each user's distinct items held out for testing (the latest ones when the
+    /// split is by time).
     pub holdout: f64,
     /// Users with fewer distinct items than this stay entirely in training.
     pub min_items: usize,
     pub cutoffs: Vec<usize>,
     /// Users sampled to measure neighbour recall (all when fewer).
     pub recall_sample: usize,
+    /// How held-out items are chosen.
+    #[serde(default)]
+    pub split: SplitKind,
+    /// Seed of a random split.
+    #[serde(default)]
+    pub seed: u64,
 }
 
 impl Default for Protocol {
     fn default() -> Self {
-        Self { holdout: 0.2, min_items: 5, cutoffs: vec![10, 20], recall_sample: 1000 }
+        Self {
+            holdout: 0.2,
+            min_items: 5,
+            cutoffs: vec![10, 20],
+            recall_sample: 1000,
+            split: SplitKind::Auto,
+            seed: 42,
+        }
     }
 }
 
+/// Which of a user's items are held out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SplitKind {
+    /// By time when the data has timestamps that differ, at random otherwise.
+    #[default]
+    Auto,
+    /// The latest items by last interaction time (ties by input order).
+    Time,
+    /// Items drawn at random with the protocol's seed.
+    Random,
+}
+
+/// What a split did, in words an operator can check.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SplitReport {
+    /// `time` or `random`: the split actually used.
+    pub kind: String,
+    /// Why, when `auto` chose.
+    pub reason: String,
+    /// Set when the time values look like ordinals (order numbers) rather than unix seconds.
+    pub warning: Option<String>,
+}
+
+/// Unix seconds before this (1973-03-03) are unlikely to be real times in interaction data.
+const PLAUSIBLE_UNIX_SECONDS: i64 = 100_000_000;
+
 impl Protocol {
-    pub fn describe(&self) -> String {
+    pub fn describe(&self, split: &SplitReport) -> String {
+        let chosen = match split.kind.as_str() {
+            "time" => format!(
+                "the latest {:.0}% of their distinct items (by last interaction time, at least one)",
+                self.holdout * 100.0
+            ),
+            _ => format!(
+                "{:.0}% of their distinct items drawn at random (seed {}, at least one)",
+                self.holdout * 100.0,
+                self.seed
+            ),
+        };
         format!(
-            "per-user temporal holdout: for each user with >= {} distinct items, the latest {:.0}% \
-             of their distinct items (by last interaction time, at least one) form the test set; \
-             the model is built on the rest. Each test user gets a ranking over all items except \
-             their training items; an item is relevant if held out for that user. Metrics are \
-             averaged over test users.",
+            "per-user {} holdout ({}): for each user with >= {} distinct items, {chosen} form the \
+             test set; the model is built on the rest. Each test user gets a ranking over all items \
+             except their training items; an item is relevant if held out for that user. Metrics \
+             are averaged over test users, +- one standard error.",
+            if split.kind == "time" { "temporal" } else { "random" },
+            split.reason,
             self.min_items,
-            self.holdout * 100.0
         )
     }
 }
@@ -53,10 +107,24 @@ pub struct Metrics {
     pub ndcg: f64,
 }
 
+impl Metrics {
+    fn zip(&self, o: &Metrics, f: impl Fn(f64, f64) -> f64) -> Metrics {
+        Metrics {
+            precision: f(self.precision, o.precision),
+            recall: f(self.recall, o.recall),
+            hit_rate: f(self.hit_rate, o.hit_rate),
+            ndcg: f(self.ndcg, o.ndcg),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AtK {
     pub k: usize,
     pub metrics: Metrics,
+    /// Standard error of each mean (sample standard deviation / sqrt(users)).
+    #[serde(default)]
+    pub stderr: Metrics,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,20 +137,35 @@ impl RecommenderScores {
     pub fn at(&self, k: usize) -> Option<&Metrics> {
         self.at.iter().find(|a| a.k == k).map(|a| &a.metrics)
     }
+
+    pub fn stderr_at(&self, k: usize) -> Option<&Metrics> {
+        self.at.iter().find(|a| a.k == k).map(|a| &a.stderr)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Evaluation {
     pub protocol: Protocol,
     pub protocol_text: String,
+    #[serde(default)]
+    pub split: SplitReport,
+    /// The model's parameters, in one line.
+    #[serde(default)]
+    pub params_text: String,
     pub train_interactions: usize,
     pub test_users: usize,
     pub test_items: usize,
+    /// `user-knn` (the parameters given), `user-knn-untuned` (the defaults, when the given
+    /// parameters differ), `popularity` (users per item), `popularity-decayed` (what nodes
+    /// serve to unknown users), `random`.
     pub recommenders: Vec<RecommenderScores>,
-    /// Mean recall@K of the stored HNSW neighbours against exact cosine neighbours.
+    /// Mean recall@K of the stored neighbours against an exhaustive exact search.
     pub neighbour_recall: f64,
     pub neighbour_recall_users: usize,
     pub neighbours_k: usize,
+    /// Shares of users on each search path; see [`crate::build::SearchStats`].
+    #[serde(default)]
+    pub search_text: String,
 }
 
 impl Evaluation {
@@ -91,8 +174,30 @@ impl Evaluation {
     }
 }
 
-/// Split `data` per user by time: (training events, test items by user id).
-pub fn split(data: &Dataset, p: &Protocol) -> (Dataset, HashMap<String, HashSet<String>>) {
+/// The held-out items of each test user, by user id.
+pub type TestSet = HashMap<String, HashSet<String>>;
+
+/// Split `data` per user: (training events, test items by user id, what was done).
+pub fn split(data: &Dataset, p: &Protocol) -> (Dataset, TestSet, SplitReport) {
+    let (lo, hi) = data.events.iter().fold((i64::MAX, i64::MIN), |(lo, hi), e| (lo.min(e.ts), hi.max(e.ts)));
+    let varied = !data.events.is_empty() && lo != hi;
+    let (random, reason) = match p.split {
+        SplitKind::Time => (false, "by time, as asked".to_string()),
+        SplitKind::Random => (true, "at random, as asked".to_string()),
+        SplitKind::Auto if varied => (false, "the data has timestamps".to_string()),
+        SplitKind::Auto if data.events.is_empty() => (true, "no events".to_string()),
+        SplitKind::Auto => {
+            (true, format!("every event has the same time ({lo}): no order to split by, so at random"))
+        }
+    };
+    let warning = (varied && hi < PLAUSIBLE_UNIX_SECONDS).then(|| {
+        format!(
+            "time values run from {lo} to {hi}: they look like ordinals (order numbers), not unix seconds; \
+             the split orders by them, but recency decay in days means little"
+        )
+    });
+    let report = SplitReport { kind: if random { "random" } else { "time" }.to_string(), reason, warning };
+
     // Last interaction time of each (user, item); ties by input order keep it deterministic.
     let mut last: HashMap<(u32, u32), (i64, usize)> = HashMap::new();
     for (n, e) in data.events.iter().enumerate() {
@@ -106,12 +211,17 @@ pub fn split(data: &Dataset, p: &Protocol) -> (Dataset, HashMap<String, HashSet<
         by_user.entry(u).or_default().push((ts, n, i));
     }
     let mut held: HashSet<(u32, u32)> = HashSet::new();
-    let mut test: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut test: TestSet = HashMap::new();
     for (u, mut items) in by_user {
         if items.len() < p.min_items {
             continue;
         }
         items.sort_unstable();
+        if random {
+            // Seeded per user, so the draw does not depend on the order users are visited in.
+            let mut rng = ChaCha8Rng::seed_from_u64(p.seed ^ (u64::from(u) << 20) ^ 0x9E37_79B9);
+            items.shuffle(&mut rng);
+        }
         let n_test = ((items.len() as f64 * p.holdout).round() as usize).max(1);
         for &(_, _, i) in &items[items.len() - n_test..] {
             held.insert((u, i));
@@ -121,118 +231,161 @@ pub fn split(data: &Dataset, p: &Protocol) -> (Dataset, HashMap<String, HashSet<
     let mut train = data.clone();
     train.events =
         data.events.iter().filter(|e| !held.contains(&(e.user, e.item))).copied().collect::<Vec<Event>>();
-    (train, test)
+    (train, test, report)
 }
 
-/// Build on the training split and score user-KNN, Popularity and Random.
-pub fn evaluate(data: &Dataset, params: &BuildParams, p: &Protocol) -> Result<Evaluation, BuildError> {
-    let (train, test) = split(data, p);
-    let built = build(&train, params)?;
-    let model = &built.model;
-    let max_k = p.cutoffs.iter().copied().max().unwrap_or(10);
+/// A ranking function for one test user: (model user index, items to rank, how many).
+type Ranker<'a> = dyn Fn(u32, &Query<'_>) -> Vec<Scored> + Sync + 'a;
 
-    // Count-based popularity (number of users per item) for the TopPop baseline.
-    let mut pop_count = vec![0u32; model.items.len()];
-    for &i in model.matrix.indices() {
-        pop_count[i as usize] += 1;
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
+/// Per-user metrics of rankers over the test users the model knows: for each ranker and
+/// cutoff, the sums of each metric and of its square; and the number of users.
+pub(crate) struct Scoring {
+    pub sums: Vec<Vec<(Metrics, Metrics)>>,
+    pub users: usize,
+    pub items: usize,
+}
 
-    let mut users: Vec<(&String, &HashSet<String>)> = test.iter().collect();
-    users.sort_by(|a, b| a.0.cmp(b.0));
-    let names = ["user-knn", "popularity", "random"];
-    let mut sums: Vec<Vec<Metrics>> = vec![vec![Metrics::default(); p.cutoffs.len()]; names.len()];
-    let mut test_users = 0;
-    let mut test_items = 0;
+pub(crate) fn score_rankers(
+    model: &Model,
+    test: &TestSet,
+    cutoffs: &[usize],
+    rankers: &[&Ranker<'_>],
+) -> Scoring {
+    let max_k = cutoffs.iter().copied().max().unwrap_or(10);
+    let mut users: Vec<(u32, Vec<u32>)> = test
+        .iter()
+        .filter_map(|(user, relevant)| {
+            let u = model.user_index(user)?;
+            let mut r: Vec<u32> = relevant.iter().filter_map(|i| model.item_index(i)).collect();
+            r.sort_unstable();
+            // Held-out items the model never saw still count as relevant (and are unreachable).
+            let unknown = relevant.len() - r.len();
+            r.extend(std::iter::repeat_n(u32::MAX, unknown));
+            Some((u, r))
+        })
+        .collect();
+    users.sort_unstable();
     let q = Query { count: max_k, exclude: &[], categories: None };
-    for (user, relevant) in users {
-        let Some(u) = model.user_index(user) else { continue };
-        test_users += 1;
-        test_items += relevant.len();
-        let (seen, _) = model.user_items(u);
-        let knn = model.recommend(u, &q);
-        let pop = top_k(
-            (0..model.items.len() as u32)
-                .filter(|i| seen.binary_search(i).is_err())
-                .map(|i| Scored { item: i, score: pop_count[i as usize] as f32 }),
-            max_k,
-        );
-        let mut unseen: Vec<u32> =
-            (0..model.items.len() as u32).filter(|i| seen.binary_search(i).is_err()).collect();
-        unseen.shuffle(&mut rng);
-        let random: Vec<Scored> =
-            unseen.into_iter().take(max_k).map(|item| Scored { item, score: 0.0 }).collect();
-        for (r, ranked) in [knn, pop, random].iter().enumerate() {
-            let hits: Vec<bool> =
-                ranked.iter().map(|s| relevant.contains(&model.items[s.item as usize])).collect();
-            for (c, &k) in p.cutoffs.iter().enumerate() {
-                add(&mut sums[r][c], &hits, relevant.len(), k);
+    let per_user = par_map(users.len(), |n| {
+        let (u, relevant) = &users[n];
+        rankers
+            .iter()
+            .map(|rank| {
+                let ranked = rank(*u, &q);
+                let hits: Vec<bool> =
+                    ranked.iter().map(|s| relevant.binary_search(&s.item).is_ok()).collect();
+                cutoffs.iter().map(|&k| metrics(&hits, relevant.len(), k)).collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut sums = vec![vec![(Metrics::default(), Metrics::default()); cutoffs.len()]; rankers.len()];
+    for user in &per_user {
+        for (r, per_k) in user.iter().enumerate() {
+            for (c, m) in per_k.iter().enumerate() {
+                let (s, sq) = &mut sums[r][c];
+                *s = s.zip(m, |a, b| a + b);
+                *sq = sq.zip(m, |a, b| a + b * b);
             }
         }
     }
-    let recommenders = scores(&names, sums, &p.cutoffs, test_users);
-    let (neighbour_recall, neighbour_recall_users) = neighbour_recall(model, p.recall_sample, params.seed);
+    Scoring { sums, users: users.len(), items: users.iter().map(|u| u.1.len()).sum() }
+}
+
+/// Build on the training split and score the model, its untuned self and the baselines.
+pub fn evaluate(data: &Dataset, params: &BuildParams, p: &Protocol) -> Result<Evaluation, BuildError> {
+    let (train, test, split_report) = split(data, p);
+    let built = build(&train, params)?;
+    let model = &built.model;
+    let untuned = (params.similarity() != BuildParams::default().similarity()
+        || params.neighbours != BuildParams::default().neighbours
+        || params.popularity_blend != BuildParams::default().popularity_blend)
+        .then(|| build_sampled(&train, &BuildParams { seed: params.seed, ..BuildParams::default() }, 0))
+        .transpose()?;
+
+    // Count-based popularity (number of users per item) for the TopPop baseline.
+    let mut count = vec![0u32; model.items.len()];
+    for &i in model.matrix.indices() {
+        count[i as usize] += 1;
+    }
+    let mut by_count: Vec<u32> = (0..model.items.len() as u32).collect();
+    by_count.sort_by(|&a, &b| count[b as usize].cmp(&count[a as usize]).then(a.cmp(&b)));
+
+    let knn = |u: u32, q: &Query<'_>| model.recommend(u, q);
+    let untuned_knn = |u: u32, q: &Query<'_>| match &untuned {
+        Some(b) => b.model.recommend(u, q),
+        None => Vec::new(),
+    };
+    let popularity = |u: u32, q: &Query<'_>| {
+        let seen = model.user_items(u).0;
+        by_count
+            .iter()
+            .filter(|i| seen.binary_search(i).is_err())
+            .take(q.count)
+            .map(|&i| Scored { item: i, score: count[i as usize] as f32 })
+            .collect()
+    };
+    let decayed = |u: u32, q: &Query<'_>| model.popular(model.user_items(u).0, q);
+    let random = |u: u32, q: &Query<'_>| {
+        let seen = model.user_items(u).0;
+        let mut rng = ChaCha8Rng::seed_from_u64(params.seed ^ u64::from(u));
+        let n = model.items.len() as u32;
+        let mut out: Vec<u32> = Vec::with_capacity(q.count);
+        let available = model.items.len() - seen.len();
+        while out.len() < q.count.min(available) {
+            let i = rng.random_range(0..n);
+            if seen.binary_search(&i).is_err() && !out.contains(&i) {
+                out.push(i);
+            }
+        }
+        out.into_iter().map(|item| Scored { item, score: 0.0 }).collect()
+    };
+    let mut names = vec!["user-knn", "popularity", "popularity-decayed", "random"];
+    let mut rankers: Vec<&Ranker<'_>> = vec![&knn, &popularity, &decayed, &random];
+    if untuned.is_some() {
+        names.insert(1, "user-knn-untuned");
+        rankers.insert(1, &untuned_knn);
+    }
+    let scoring = score_rankers(model, &test, &p.cutoffs, &rankers);
+    let recommenders = scores(&names, &scoring, &p.cutoffs);
+    let (neighbour_recall, neighbour_recall_users) = if p.recall_sample == crate::build::RECALL_SAMPLE {
+        (built.search.recall, built.search.recall_users)
+    } else {
+        crate::build::stored_recall(model, p.recall_sample, params.seed)
+    };
     Ok(Evaluation {
         protocol: p.clone(),
-        protocol_text: p.describe(),
+        protocol_text: p.describe(&split_report),
+        split: split_report,
+        params_text: params.describe(),
         train_interactions: train.events.len(),
-        test_users,
-        test_items,
+        test_users: scoring.users,
+        test_items: scoring.items,
         recommenders,
         neighbour_recall,
         neighbour_recall_users,
         neighbours_k: params.neighbours,
+        search_text: built.search.describe(params.neighbours),
     })
 }
 
-fn add(m: &mut Metrics, hits: &[bool], relevant: usize, k: usize) {
+/// Precision, recall, hit rate and NDCG at `k` of one ranking.
+fn metrics(hits: &[bool], relevant: usize, k: usize) -> Metrics {
     let top = &hits[..hits.len().min(k)];
     let h = top.iter().filter(|&&x| x).count() as f64;
     let dcg: f64 =
         top.iter().enumerate().filter(|(_, &x)| x).map(|(r, _)| 1.0 / (r as f64 + 2.0).log2()).sum();
     let idcg: f64 = (0..relevant.min(k)).map(|r| 1.0 / (r as f64 + 2.0).log2()).sum();
-    m.precision += h / k as f64;
-    m.recall += h / relevant.max(1) as f64;
-    m.hit_rate += f64::from(u8::from(h > 0.0));
-    m.ndcg += if idcg > 0.0 { dcg / idcg } else { 0.0 };
+    Metrics {
+        precision: h / k as f64,
+        recall: h / relevant.max(1) as f64,
+        hit_rate: f64::from(u8::from(h > 0.0)),
+        ndcg: if idcg > 0.0 { dcg / idcg } else { 0.0 },
+    }
 }
 
-/// Mean recall@K of the model's neighbour lists against exact cosine neighbours on a seeded
-/// sample of users. A stored neighbour counts as found when its similarity reaches the
-/// K-th exact similarity, so ties at the boundary are not penalised.
-pub fn neighbour_recall(model: &Model, sample: usize, seed: u64) -> (f64, usize) {
-    let k = model.params.neighbours;
-    let normalised = normalised_matrix(model);
-    let csc = normalised.to_csc();
-    let mut users: Vec<u32> = (0..model.users.len() as u32).collect();
-    users.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x5EED));
-    users.truncate(sample);
-    let mut total = 0.0;
-    let mut counted = 0;
-    for u in users {
-        let exact = exact_neighbours(&normalised, &csc, u, k);
-        if exact.is_empty() {
-            continue;
-        }
-        let threshold = exact.last().map(|e| e.1).unwrap_or(0.0) - 1e-5;
-        let found = model.neighbours(u).filter(|&(_, s)| s >= threshold).count().min(exact.len());
-        total += found as f64 / exact.len() as f64;
-        counted += 1;
-    }
-    (if counted == 0 { 1.0 } else { total / counted as f64 }, counted)
-}
-
-/// Rows L2-normalised with the model's weighting, as the index sees them.
-pub fn normalised_matrix(model: &Model) -> Matrix {
-    let mut data = Vec::with_capacity(model.matrix.nnz());
-    for u in 0..model.users.len() as u32 {
-        let (items, weights) = model.user_items(u);
-        data.extend(crate::index::normalise(items, weights, model.params.binary).into_iter().map(|e| e.val));
-        // A user whose weights are all zero keeps zeros, so the structure stays aligned.
-        data.resize(data.len().max(model.matrix.indptr().outer_inds_sz(u as usize).end), 0.0);
-    }
-    let indptr = model.matrix.indptr().to_proper().into_owned();
-    Matrix::new((model.matrix.rows(), model.matrix.cols()), indptr, model.matrix.indices().to_vec(), data)
+fn add(m: &mut Metrics, hits: &[bool], relevant: usize, k: usize) {
+    let x = metrics(hits, relevant, k);
+    *m = m.zip(&x, |a, b| a + b);
 }
 
 /// How the live fold-in is measured: a global time split, with the first events after it
@@ -389,19 +542,14 @@ pub fn evaluate_live(
         train_interactions: train.events.len(),
         test_users,
         known_users,
-        recommenders: scores(&["live", "plain", "popular"], sums, &p.cutoffs, test_users),
+        recommenders: means(&["live", "plain", "popular"], sums, &p.cutoffs, test_users),
         live_p50_us: pct(0.5).unwrap_or(0.0),
         live_p99_us: pct(0.99).unwrap_or(0.0),
     })
 }
 
-/// Per-recommender sums of per-user metrics -> averages.
-fn scores(
-    names: &[&str],
-    sums: Vec<Vec<Metrics>>,
-    cutoffs: &[usize],
-    users: usize,
-) -> Vec<RecommenderScores> {
+/// Per-recommender sums of per-user metrics -> averages (no standard errors).
+fn means(names: &[&str], sums: Vec<Vec<Metrics>>, cutoffs: &[usize], users: usize) -> Vec<RecommenderScores> {
     let n = users.max(1) as f64;
     names
         .iter()
@@ -411,14 +559,32 @@ fn scores(
             at: cutoffs
                 .iter()
                 .zip(per_k)
-                .map(|(&k, m)| AtK {
-                    k,
-                    metrics: Metrics {
-                        precision: m.precision / n,
-                        recall: m.recall / n,
-                        hit_rate: m.hit_rate / n,
-                        ndcg: m.ndcg / n,
-                    },
+                .map(|(&k, m)| AtK { k, metrics: m.zip(&m, |a, _| a / n), stderr: Metrics::default() })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Sums and sums of squares -> means and their standard errors.
+pub(crate) fn scores(names: &[&str], s: &Scoring, cutoffs: &[usize]) -> Vec<RecommenderScores> {
+    let n = s.users.max(1) as f64;
+    names
+        .iter()
+        .zip(&s.sums)
+        .map(|(name, per_k)| RecommenderScores {
+            name: name.to_string(),
+            at: cutoffs
+                .iter()
+                .zip(per_k)
+                .map(|(&k, (sum, sq))| {
+                    let mean = sum.zip(sum, |a, _| a / n);
+                    // Sample variance (n - 1), then the standard error of the mean.
+                    let var =
+                        sq.zip(
+                            &mean,
+                            |q, m| if n > 1.0 { ((q - n * m * m) / (n - 1.0)).max(0.0) } else { 0.0 },
+                        );
+                    AtK { k, metrics: mean, stderr: var.zip(&var, |v, _| (v / n).sqrt()) }
                 })
                 .collect(),
         })

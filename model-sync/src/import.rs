@@ -1,27 +1,30 @@
-//! Importers: generic delimited files, MovieLens and Olist into a [`Dataset`].
+//! Importers: generic delimited files, MovieLens, Olist and Book-Crossing into a [`Dataset`].
 //!
 //! Importers are strict about rows they cannot use but never drop them silently: a bad row
 //! (wrong field count, empty id, bad weight or timestamp, dangling reference) is counted in
 //! the [`ImportReport`] with its file and 1-based line. A file whose rows are mostly bad fails
 //! the whole import, because that nearly always means a wrong format or column mapping, and a
-//! model built from the few surviving rows would be quietly wrong.
+//! model built from the few surviving rows would be quietly wrong. Rows skipped on purpose
+//! (weight 0 under [`ZeroWeight::Drop`]) are counted too. The report counts the rows of the
+//! interaction files; item metadata and lookup files have their own tallies.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use crate::dataset::{Dataset, DatasetBuilder, ItemMeta};
+use crate::dataset::{Dataset, DatasetBuilder, FileRole, ItemMeta};
 
+mod bookcrossing;
 mod movielens;
 mod olist;
 mod rows;
 #[cfg(test)]
 mod tests;
 
-pub use rows::parse_timestamp;
 use rows::{
-    absorb, field, id, optional_timestamp, parse_weight, required_timestamp, split_categories, Fields,
-    Layout, Table,
+    absorb, delimiter_name, field, first_line, id, optional_timestamp, parse_weight, required_timestamp,
+    sniff_delimiter, split_categories, weight, Fields, Layout, Reject, Table,
 };
+pub use rows::{parse_timestamp, zero_weight_hint};
 
 /// Where interactions come from.
 // One is built per import, so the size difference between variants does not matter.
@@ -35,6 +38,9 @@ pub enum Source {
     MovieLens(PathBuf),
     /// The Olist Brazilian e-commerce Kaggle directory.
     Olist(PathBuf),
+    /// A Book-Crossing directory: `BX-Book-Ratings.csv` (+ `BX-Books.csv` for titles), as
+    /// `scripts/fetch-bookcrossing` writes it.
+    BookCrossing(PathBuf),
 }
 
 /// A column by header name or 0-based index. Text made only of digits is an index, so a
@@ -109,37 +115,120 @@ impl FromStr for EventWeights {
 pub enum Strength {
     /// Every row weighs 1 (implicit feedback without a weight column).
     Constant,
-    /// A numeric column (rating, quantity, ...), which must be > 0.
+    /// A numeric column (rating, quantity, ...), which must be > 0; 0 is handled as
+    /// [`DelimitedSpec::zero_weight`] says.
     Weight(Column),
     /// An event-type column mapped through a weight table.
     Event { column: Column, weights: EventWeights },
+}
+
+/// What a weight of 0 means. Many rating exports (Book-Crossing, some shop exports) use 0
+/// for "interacted, did not rate", which is not a weight: it has to be read as something.
+/// (Variant docs are also the CLI's help.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ZeroWeight {
+    /// A bad row, like any weight that is not > 0: nothing is guessed
+    #[default]
+    Error,
+    /// An implicit interaction (seen, not rated), kept with the implicit weight
+    Implicit,
+    /// Skipped, and counted in the import report as dropped
+    Drop,
+}
+
+/// How the bytes of a file become text. (Variant docs are also the CLI's help.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Encoding {
+    /// Each field as UTF-8 when it is valid UTF-8, else as Latin-1: right for UTF-8, for
+    /// Latin-1 (whose accents almost never form valid UTF-8 by chance) and for files mixing both
+    #[default]
+    Auto,
+    /// UTF-8 only: a row that is not valid UTF-8 is a bad row
+    Utf8,
+    /// ISO-8859-1: every byte is one character
+    Latin1,
+}
+
+/// How quotes inside quoted fields are escaped. Doubled quotes (`""`) always work. (Variant
+/// docs are also the CLI's help.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Escape {
+    /// Only doubled quotes ("" inside a quoted field), as in RFC 4180
+    #[default]
+    None,
+    /// Also \" for a quote and \\ for a backslash, as in MySQL exports and Book-Crossing: a
+    /// backslash makes the next character literal
+    Backslash,
+}
+
+impl Escape {
+    fn byte(self) -> Option<u8> {
+        match self {
+            Escape::None => None,
+            Escape::Backslash => Some(b'\\'),
+        }
+    }
+}
+
+/// What the values of a time column are. (Variant docs are also the CLI's help.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TimeFormat {
+    /// Unix seconds (integer or decimal), YYYY-MM-DD[ HH:MM:SS] taken as UTC, or RFC 3339
+    #[default]
+    Auto,
+    /// Unix seconds, integer or decimal (rounded down)
+    Unix,
+    /// Unix milliseconds, integer or decimal (rounded down to seconds)
+    UnixMs,
+    /// RFC 3339 with a UTC offset: 2024-01-02T03:04:05Z, 2024-01-02 03:04:05.5+02:00
+    Rfc3339,
+    /// A whole number >= 0 that orders events but is no time (order_number, a sequence): n is
+    /// stored as unix second n. The order is kept, and the evaluation's split on each user's
+    /// latest items uses it; the popularity decay (half-life 14 days = 1,209,600 s by
+    /// default) moves weights by under 1% while values stay below 10,000, so it is
+    /// practically off. Live events carry real times: do not mix them with such data
+    Ordinal,
 }
 
 /// A generic delimited interactions file and how to read it.
 #[derive(Debug, Clone)]
 pub struct DelimitedSpec {
     pub path: PathBuf,
-    pub delimiter: char,
+    /// `None`: sniffed from the first line: the most frequent of `,` `;` tab `|` outside quotes,
+    /// `,` when none occurs.
+    pub delimiter: Option<char>,
     pub has_header: bool,
     pub user: Column,
     pub item: Column,
     pub strength: Strength,
     /// Without one every event gets ts 0; with one, an empty value also gives 0.
     pub time: Option<Column>,
+    pub time_format: TimeFormat,
+    /// What a weight of 0 in a [`Strength::Weight`] column means.
+    pub zero_weight: ZeroWeight,
+    /// The weight of a weight-0 row under [`ZeroWeight::Implicit`]; must be > 0.
+    pub implicit_weight: f32,
+    pub encoding: Encoding,
+    pub escape: Escape,
     pub items: Option<ItemFileSpec>,
 }
 
 impl DelimitedSpec {
-    /// A comma-separated file with a header, weight 1 and no timestamps.
+    /// A file with a header and a sniffed delimiter, weight 1 and no timestamps.
     pub fn new(path: impl Into<PathBuf>, user: Column, item: Column) -> Self {
         DelimitedSpec {
             path: path.into(),
-            delimiter: ',',
+            delimiter: None,
             has_header: true,
             user,
             item,
             strength: Strength::Constant,
             time: None,
+            time_format: TimeFormat::Auto,
+            zero_weight: ZeroWeight::Error,
+            implicit_weight: 1.0,
+            encoding: Encoding::Auto,
+            escape: Escape::None,
             items: None,
         }
     }
@@ -149,12 +238,34 @@ impl DelimitedSpec {
 #[derive(Debug, Clone)]
 pub struct ItemFileSpec {
     pub path: PathBuf,
-    pub delimiter: char,
+    /// `None`: sniffed from the first line, as [`DelimitedSpec::delimiter`].
+    pub delimiter: Option<char>,
     pub has_header: bool,
     pub id: Column,
     pub name: Option<Column>,
     /// Categories in this column may be `|`-separated; the first is the primary one.
     pub category: Option<Column>,
+    pub encoding: Encoding,
+    pub escape: Escape,
+    /// Decode HTML entities (`&amp;`, `&#233;`) in names and categories.
+    pub decode_html: bool,
+}
+
+impl ItemFileSpec {
+    /// A file with a header and a sniffed delimiter, ids in `id`, no names or categories yet.
+    pub fn new(path: impl Into<PathBuf>, id: Column) -> Self {
+        ItemFileSpec {
+            path: path.into(),
+            delimiter: None,
+            has_header: true,
+            id,
+            name: None,
+            category: None,
+            encoding: Encoding::Auto,
+            escape: Escape::None,
+            decode_html: false,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,13 +284,19 @@ pub enum ImportError {
     },
     #[error("{} not found; expected {expected}", path.display())]
     Missing { path: PathBuf, expected: String },
-    #[error("{}: {bad} of {read} data rows are bad (first: {}); expected {expected}",
-        path.display(), examples.join("; "))]
-    TooManyBad { path: PathBuf, read: u64, bad: u64, examples: Vec<String>, expected: String },
+    /// `hint` is empty or says what to do (e.g. about rows with weight 0).
+    #[error("{}: {bad} of {read} data rows are bad (first: {}); expected {expected}{}",
+        path.display(), examples.join("; "), if hint.is_empty() { String::new() } else { format!(". {hint}") })]
+    TooManyBad { path: PathBuf, read: u64, bad: u64, examples: Vec<String>, expected: String, hint: String },
     #[error("{}: no data rows; expected {expected}", path.display())]
     Empty { path: PathBuf, expected: String },
-    #[error("{}: no column {column} in header [{}]; expected {expected}", path.display(), header.join(", "))]
-    NoColumn { path: PathBuf, column: String, header: Vec<String>, expected: String },
+    #[error("{}: all {dropped} data rows have weight 0 and --zero-weight drop dropped them; nothing is left",
+        path.display())]
+    AllDropped { path: PathBuf, dropped: u64 },
+    /// `delimiter` says how the file was split and how its header line looks split.
+    #[error("{}: no column {column} in header [{}] ({delimiter}); expected {expected}",
+        path.display(), header.join(", "))]
+    NoColumn { path: PathBuf, column: String, header: Vec<String>, delimiter: String, expected: String },
     #[error("invalid import options: {0}")]
     Spec(String),
 }
@@ -187,9 +304,10 @@ pub enum ImportError {
 /// Read `source` into a dataset; see the module docs for how bad rows are handled.
 pub fn import(source: &Source) -> Result<Dataset, ImportError> {
     match source {
-        Source::Delimited(spec) => import_delimited(spec),
+        Source::Delimited(spec) => import_delimited(spec, format!("generic:{}", spec.path.display())),
         Source::MovieLens(path) => movielens::import(path),
         Source::Olist(path) => olist::import(path),
+        Source::BookCrossing(path) => bookcrossing::import(path),
     }
 }
 
@@ -222,41 +340,69 @@ fn ascii_delimiter(c: char) -> Result<u8, ImportError> {
     )
 }
 
-fn import_delimited(spec: &DelimitedSpec) -> Result<Dataset, ImportError> {
+/// `spec`'s delimiter, or the one its first line looks like it uses, `,` when none shows.
+fn resolve_delimiter(
+    path: &Path,
+    given: Option<char>,
+    expected: &str,
+) -> Result<(u8, &'static str), ImportError> {
+    if let Some(c) = given {
+        return Ok((ascii_delimiter(c)?, ""));
+    }
+    Ok(match sniff_delimiter(&first_line(path, expected)?) {
+        Some(d) => (d, " (sniffed from the first line)"),
+        None => (b',', " (the first line shows no , ; tab or |)"),
+    })
+}
+
+fn import_delimited(spec: &DelimitedSpec, source: String) -> Result<Dataset, ImportError> {
     let mut b = Dataset::builder();
-    b.report_mut().source = format!("generic:{}", spec.path.display());
-    let layout =
-        Layout { delimiter: ascii_delimiter(spec.delimiter)?, quoting: true, header: spec.has_header };
+    b.report_mut().source = source;
+    if !(spec.implicit_weight.is_finite() && spec.implicit_weight > 0.0) {
+        return Err(ImportError::Spec(format!("implicit weight {} must be > 0", spec.implicit_weight)));
+    }
     let strength = match &spec.strength {
         Strength::Constant => String::new(),
         Strength::Weight(c) => format!(", weight column {c}"),
         Strength::Event { column, .. } => format!(", event-type column {column}"),
     };
-    let expected = format!(
-        "{:?}-separated rows{} with user column {}, item column {}{strength}{}",
-        spec.delimiter,
+    let columns = format!(
+        "rows{} with user column {}, item column {}{strength}{}",
         if spec.has_header { " under a header" } else { "" },
         spec.user,
         spec.item,
         spec.time.as_ref().map(|t| format!(", time column {t}")).unwrap_or_default()
     );
+    let (delimiter, how) = resolve_delimiter(&spec.path, spec.delimiter, &columns)?;
+    let expected = format!("{}-separated{how} {columns}", delimiter_name(delimiter));
+    let layout = Layout {
+        escape: spec.escape.byte(),
+        encoding: spec.encoding,
+        ..Layout::new(delimiter, true, spec.has_header)
+    };
     let table = Table::open(&spec.path, layout, expected)?;
     let user = table.column(&spec.user)?;
     let item = table.column(&spec.item)?;
     let time = spec.time.as_ref().map(|c| table.column(c)).transpose()?;
-    let weight = match &spec.strength {
+    let weight_col = match &spec.strength {
         Strength::Constant => None,
         Strength::Weight(c) => Some((table.column(c)?, None)),
         Strength::Event { column, weights } => Some((table.column(column)?, Some(weights))),
     };
     let min =
-        [Some(user), Some(item), time, weight.map(|w| w.0)].into_iter().flatten().max().unwrap_or(0) + 1;
+        [Some(user), Some(item), time, weight_col.map(|w| w.0)].into_iter().flatten().max().unwrap_or(0) + 1;
+    let mut implicit = 0u64;
     let tally = table.rows(Fields::AtLeast(min), |rec| {
         let u = id(rec, user, "user")?;
         let i = id(rec, item, "item")?;
-        let w = match weight {
+        let mut zero = false;
+        let w = match weight_col {
             None => 1.0,
-            Some((col, None)) => parse_weight(&field(rec, col))?,
+            Some((col, None)) => {
+                let raw = field(rec, col);
+                zero = raw.parse::<f32>() == Ok(0.0);
+                weight(&raw, spec.zero_weight, spec.implicit_weight)?
+            }
             Some((col, Some(table))) => {
                 let ev = field(rec, col);
                 table.get(&ev).ok_or_else(|| format!("unknown event type {ev:?}"))?
@@ -264,12 +410,16 @@ fn import_delimited(spec: &DelimitedSpec) -> Result<Dataset, ImportError> {
         };
         let ts = match time {
             None => 0,
-            Some(col) => optional_timestamp(&field(rec, col))?,
+            Some(col) => optional_timestamp(&field(rec, col), spec.time_format)?,
         };
         b.push(&u, &i, w, ts);
+        // Dropped and bad zero-weight rows are counted by the table; kept ones here.
+        implicit += u64::from(zero);
         Ok(())
     })?;
-    absorb(&mut b, &tally);
+    absorb(&mut b, &tally, FileRole::Interactions);
+    b.report_mut().rows_zero_weight += implicit;
+    b.report_mut().rows_implicit += implicit;
     if let Some(items) = &spec.items {
         import_item_file(&mut b, items)?;
     }
@@ -277,21 +427,36 @@ fn import_delimited(spec: &DelimitedSpec) -> Result<Dataset, ImportError> {
 }
 
 fn import_item_file(b: &mut DatasetBuilder, spec: &ItemFileSpec) -> Result<(), ImportError> {
-    let layout =
-        Layout { delimiter: ascii_delimiter(spec.delimiter)?, quoting: true, header: spec.has_header };
-    let expected = format!("{:?}-separated item rows with id column {}", spec.delimiter, spec.id);
+    let columns = format!("item rows with id column {}", spec.id);
+    let (delimiter, how) = resolve_delimiter(&spec.path, spec.delimiter, &columns)?;
+    let expected = format!("{}-separated{how} {columns}", delimiter_name(delimiter));
+    let layout = Layout {
+        escape: spec.escape.byte(),
+        encoding: spec.encoding,
+        ..Layout::new(delimiter, true, spec.has_header)
+    };
     let table = Table::open(&spec.path, layout, expected)?;
     let id_col = table.column(&spec.id)?;
     let name_col = spec.name.as_ref().map(|c| table.column(c)).transpose()?;
     let cat_col = spec.category.as_ref().map(|c| table.column(c)).transpose()?;
     let min = [Some(id_col), name_col, cat_col].into_iter().flatten().max().unwrap_or(0) + 1;
+    let html = |s: &str| -> String {
+        if spec.decode_html {
+            html_escape::decode_html_entities(s).trim().to_string()
+        } else {
+            s.to_string()
+        }
+    };
     let tally = table.rows(Fields::AtLeast(min), |rec| {
         let item = id(rec, id_col, "item")?;
-        let name = name_col.map(|c| field(rec, c)).filter(|n| !n.is_empty()).map(|n| n.into_owned());
-        let categories = cat_col.map(|c| split_categories(&field(rec, c), '|')).unwrap_or_default();
+        let name = name_col.map(|c| html(&field(rec, c))).filter(|n| !n.is_empty());
+        let mut categories = cat_col.map(|c| split_categories(&field(rec, c), '|')).unwrap_or_default();
+        if spec.decode_html {
+            categories = categories.iter().map(|c| html(c)).filter(|c| !c.is_empty()).collect();
+        }
         b.meta(&item, ItemMeta { name, categories });
-        Ok(())
+        Ok::<(), Reject>(())
     })?;
-    absorb(b, &tally);
+    absorb(b, &tally, FileRole::Items);
     Ok(())
 }

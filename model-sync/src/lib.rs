@@ -5,8 +5,10 @@
 //! - [`dataset`]: interactions in memory and their normalised on-disk form.
 //! - [`manifest`]: the published layout of a model version (keys, manifest, pointer).
 //! - [`model`]: the user-similarity model and its scoring; [`blob`]: its `model.bin` encoding.
-//! - [`build`]: dataset -> model; [`index`]: HNSW over sparse user vectors; [`eval`]: offline metrics.
-//! - [`graph`]: the users' HNSW graph as stored in the model, searched by [`model::Model::knn`].
+//! - [`build`]: dataset -> model; [`eval`]: offline metrics; [`tune`]: parameters chosen on a
+//!   validation split.
+//! - [`neighbours`]: exact nearest users through the item -> users lists, searched by
+//!   [`model::Model::knn`] at build and request time.
 //! - [`live`]: request-time fold-in of a user's new interactions.
 //! - [`events`]: live events, the contract between region nodes (`POST /events`) and `ingest`.
 //! - [`ingest`]: region event streams -> verified batches in the primary bucket, and back;
@@ -20,15 +22,16 @@ pub mod config;
 pub mod dataset;
 pub mod eval;
 pub mod events;
-pub mod graph;
-pub mod index;
 pub mod ingest;
 pub mod live;
 pub mod manifest;
 pub mod model;
 pub mod model_dir;
+pub mod neighbours;
 pub mod pace;
+pub mod par;
 pub mod telemetry;
+pub mod tune;
 // store/reader/publish/admin: S3 buckets, verified reads, publish + status/rollback/gc.
 pub mod admin;
 pub mod generate;

@@ -2,12 +2,18 @@
 //! model, computed at request time from the model alone.
 //!
 //! The user's vector is their history in the model (if any) plus the new interactions,
-//! L2-normalised like every user of the index; its neighbours come from the model's HNSW
-//! graph ([`Model::knn`]); items are scored from those neighbours as for any user. Region
-//! nodes serve this as `user-knn-live`; [`crate::eval::evaluate_live`] measures it offline.
+//! weighted and L2-normalised like every user of the model; its neighbours are found exactly
+//! through the item lists ([`Model::knn_within`], at most [`LIVE_SCAN_BUDGET`] list entries
+//! read, so a request never pays for a full scan of the longest lists); items are scored
+//! from those neighbours as for any user. Region nodes serve this as `user-knn-live`;
+//! [`crate::eval::evaluate_live`] measures it offline.
 
-use crate::index::{normalise, Entry};
 use crate::model::{Model, Query, Scored};
+use crate::neighbours::Entry;
+
+/// List entries one request-time neighbour search reads at most before capping the longest
+/// lists: about a millisecond of work on one core.
+pub const LIVE_SCAN_BUDGET: u64 = 400_000;
 
 /// Pairs sorted by item, one per item, weights summed.
 pub fn sum_by_item(mut pairs: Vec<(u32, f32)>) -> Vec<(u32, f32)> {
@@ -37,12 +43,15 @@ pub fn live_vector(model: &Model, user: Option<u32>, fold: &[(u32, f32)]) -> Vec
     let merged: Vec<(u32, f32)> =
         items.iter().copied().zip(weights.iter().copied()).chain(fold.iter().copied()).collect();
     let (items, weights): (Vec<u32>, Vec<f32>) = sum_by_item(merged).into_iter().unzip();
-    normalise(&items, &weights, model.params.binary)
+    model.vector(&items, &weights)
 }
 
-/// Neighbours of the user's live vector through the model's graph (the user left out).
+/// Neighbours of the user's live vector (the user left out).
 pub fn live_neighbours(model: &Model, user: Option<u32>, fold: &[(u32, f32)]) -> Vec<(u32, f32)> {
-    model.knn(&live_vector(model, user, fold), model.params.neighbours, user)
+    let v = live_vector(model, user, fold);
+    model
+        .knn_within(&v, model.params.neighbours, user, LIVE_SCAN_BUDGET.min(model.params.scan_budget))
+        .neighbours
 }
 
 /// User-KNN from [`live_neighbours`], never returning `seen` (sorted) or `q.exclude`.

@@ -14,8 +14,15 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Payload format this build writes and reads (2: the users' HNSW graph is in the payload).
-pub const FORMAT_VERSION: u32 = 2;
+/// Payload format this build writes (3: neighbours searched exactly, no HNSW graph).
+pub const FORMAT_VERSION: u32 = 3;
+/// Oldest payload format this build still reads (2 carries an HNSW graph, which is skipped).
+pub const OLDEST_READABLE_FORMAT: u32 = 2;
+
+/// Whether this build reads payloads and manifests of format `v`.
+pub fn is_readable(v: u32) -> bool {
+    (OLDEST_READABLE_FORMAT..=FORMAT_VERSION).contains(&v)
+}
 pub const PAYLOAD_FILE: &str = "model.bin";
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const POINTER_FILE: &str = "current.json";

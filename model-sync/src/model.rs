@@ -3,33 +3,41 @@
 //! A model is immutable once built. Users and items are sorted by their string id, so an
 //! id is found by binary search and the same input always yields the same indices.
 
+use std::cell::RefCell;
 use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 use sprs::CsMatI;
 
-use crate::graph::Graph;
-use crate::index::Entry;
+use crate::neighbours::{self, Entry, ItemIndex, Similarity, Weighting};
 
 /// User-item weights: rows are users, columns items; `u32` indices, `usize` row pointers.
 pub type Matrix = CsMatI<f32, u32, usize>;
 
-/// Parameters of a build; stored in the model and the manifest.
+/// Parameters of a build; stored in the model and the manifest. `model-sync tune` chooses
+/// the similarity and scoring ones on a validation split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(from = "StoredParams")]
 pub struct BuildParams {
     /// Neighbours kept per user (the K of user-KNN).
     pub neighbours: usize,
-    /// HNSW links per node (M).
-    pub hnsw_m: usize,
-    /// HNSW candidate list size while building.
-    pub hnsw_ef_construction: usize,
-    /// HNSW candidate list size while searching (at least `neighbours`).
-    pub hnsw_ef_search: usize,
+    /// How interaction weights enter similarities and scores.
+    pub weighting: Weighting,
+    /// Exponent of each item's IDF factor `ln(1 + users / item_users)` in the user vectors
+    /// (0 = none): shared rare items make users more alike than shared bestsellers.
+    pub idf: f64,
+    /// Shrink a similarity by `n / (n + shrink)`, `n` the items two users share (0 = none).
+    pub shrink: f64,
+    /// Neighbours must be more similar than this (cosine after shrinkage).
+    pub min_similarity: f64,
+    /// Share of (recency-decayed) popularity in a user-KNN score, both scaled to 1 at their
+    /// best item: 0 = neighbours only, 1 = popularity only.
+    pub popularity_blend: f64,
+    /// List entries a neighbour search reads before it caps the longest lists (see
+    /// [`crate::neighbours`]); exact below it.
+    pub scan_budget: u64,
     /// Half-life of the recency decay of item popularity, in days.
     pub popularity_half_life_days: f64,
-    /// Treat every interaction as weight 1 (implicit feedback) instead of its weight.
-    pub binary: bool,
     /// Seed for every random choice made while building or evaluating.
     pub seed: u64,
 }
@@ -38,12 +46,102 @@ impl Default for BuildParams {
     fn default() -> Self {
         Self {
             neighbours: 50,
-            hnsw_m: 16,
-            hnsw_ef_construction: 100,
-            hnsw_ef_search: 64,
+            weighting: Weighting::Raw,
+            idf: 0.0,
+            shrink: 0.0,
+            min_similarity: 0.0,
+            popularity_blend: 0.0,
+            scan_budget: DEFAULT_SCAN_BUDGET,
             popularity_half_life_days: 14.0,
-            binary: false,
             seed: 42,
+        }
+    }
+}
+
+/// Default [`BuildParams::scan_budget`].
+pub const DEFAULT_SCAN_BUDGET: u64 = 4_000_000;
+
+impl BuildParams {
+    pub fn similarity(&self) -> Similarity {
+        Similarity {
+            weighting: self.weighting,
+            idf: self.idf as f32,
+            shrink: self.shrink as f32,
+            min_similarity: self.min_similarity as f32,
+        }
+    }
+
+    /// One line: the parameters that shape the answers.
+    pub fn describe(&self) -> String {
+        format!(
+            "k={} weighting={} idf={} shrink={} min_sim={} pop_blend={}",
+            self.neighbours,
+            self.weighting.name(),
+            self.idf,
+            self.shrink,
+            self.min_similarity,
+            self.popularity_blend
+        )
+    }
+}
+
+/// Parameters as stored: today's fields, and those of format 2 (`binary`, the HNSW
+/// settings), which still decode (`binary: true` is `weighting: binary`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct StoredParams {
+    neighbours: usize,
+    weighting: Option<Weighting>,
+    idf: f64,
+    shrink: f64,
+    min_similarity: f64,
+    popularity_blend: f64,
+    scan_budget: u64,
+    popularity_half_life_days: f64,
+    seed: u64,
+    binary: bool,
+    #[allow(dead_code)]
+    hnsw_m: Option<usize>,
+    #[allow(dead_code)]
+    hnsw_ef_construction: Option<usize>,
+    #[allow(dead_code)]
+    hnsw_ef_search: Option<usize>,
+}
+
+impl Default for StoredParams {
+    fn default() -> Self {
+        let d = BuildParams::default();
+        Self {
+            neighbours: d.neighbours,
+            weighting: None,
+            idf: d.idf,
+            shrink: d.shrink,
+            min_similarity: d.min_similarity,
+            popularity_blend: d.popularity_blend,
+            scan_budget: d.scan_budget,
+            popularity_half_life_days: d.popularity_half_life_days,
+            seed: d.seed,
+            binary: false,
+            hnsw_m: None,
+            hnsw_ef_construction: None,
+            hnsw_ef_search: None,
+        }
+    }
+}
+
+impl From<StoredParams> for BuildParams {
+    fn from(s: StoredParams) -> Self {
+        let legacy = if s.binary { Weighting::Binary } else { Weighting::Raw };
+        BuildParams {
+            neighbours: s.neighbours,
+            weighting: s.weighting.unwrap_or(legacy),
+            idf: s.idf,
+            shrink: s.shrink,
+            min_similarity: s.min_similarity,
+            popularity_blend: s.popularity_blend,
+            scan_budget: s.scan_budget,
+            popularity_half_life_days: s.popularity_half_life_days,
+            seed: s.seed,
         }
     }
 }
@@ -76,8 +174,17 @@ pub struct Model {
     pub neighbour_sims: Vec<f32>,
     /// Recency-decayed popularity by item.
     pub popularity: Vec<f32>,
-    /// The users' HNSW graph, searched by [`Model::knn`].
-    pub graph: Graph,
+    /// Derived from the fields above by [`Model::derive`], never stored.
+    pub derived: Derived,
+}
+
+/// What a model computes from its stored fields once, before serving: the item-major index
+/// searched for neighbours, and items in order of popularity.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Derived {
+    pub index: ItemIndex,
+    /// Items by descending popularity, ties by item index.
+    pub popularity_order: Vec<u32>,
 }
 
 /// One ranked item.
@@ -137,12 +244,39 @@ impl Model {
         self.neighbour_ids[range.clone()].iter().copied().zip(self.neighbour_sims[range].iter().copied())
     }
 
-    /// The `k` users most similar to `query` (an L2-normalised sparse vector from
-    /// [`crate::index::normalise`]) through the model's HNSW graph: (user, cosine similarity)
-    /// with similarity > 1e-6, best first, ties by user index, `skip` left out. Lock-free and
-    /// deterministic; beam width `max(params.hnsw_ef_search, k)`.
+    /// Compute [`Derived`] from the stored fields (paced, see [`crate::pace`]). Every
+    /// constructor of a model calls it before the model is used.
+    pub fn derive(&mut self) {
+        let index = ItemIndex::build(&self.matrix, self.params.similarity());
+        let mut order: Vec<u32> = (0..self.items.len() as u32).collect();
+        order.sort_by(|&a, &b| {
+            self.popularity[b as usize].total_cmp(&self.popularity[a as usize]).then(a.cmp(&b))
+        });
+        self.derived = Derived { index, popularity_order: order };
+    }
+
+    /// The normalised vector of `(item, weight)` pairs (sorted by item, unique) under the
+    /// model's similarity: a query for [`Model::knn`].
+    pub fn vector(&self, items: &[u32], weights: &[f32]) -> Vec<Entry> {
+        self.derived.index.vector(items, weights)
+    }
+
+    /// The normalised vector of a user of the model.
+    pub fn user_vector(&self, user: u32) -> Vec<Entry> {
+        let (items, weights) = self.user_items(user);
+        self.vector(items, weights)
+    }
+
+    /// The `k` users most similar to `query` (from [`Model::vector`]), `skip` left out:
+    /// exact unless the search reads more than `budget` list entries; see
+    /// [`crate::neighbours`]. Lock-free and deterministic.
+    pub fn knn_within(&self, query: &[Entry], k: usize, skip: Option<u32>, budget: u64) -> neighbours::Found {
+        neighbours::search(&self.derived.index, &self.matrix, query, k, skip, budget)
+    }
+
+    /// [`Model::knn_within`] with the build's budget: (user, similarity), best first.
     pub fn knn(&self, query: &[Entry], k: usize, skip: Option<u32>) -> Vec<(u32, f32)> {
-        self.graph.search(&self.matrix, query, k, self.params.hnsw_ef_search.max(k), skip)
+        self.knn_within(query, k, skip, self.params.scan_budget).neighbours
     }
 
     /// User-KNN: items of the user's neighbours weighted by similarity, minus the user's own.
@@ -153,49 +287,107 @@ impl Model {
     }
 
     /// Score items from a neighbour list (stored, or found at request time) excluding `seen`
-    /// (sorted item indices) and `q.exclude`.
+    /// (sorted item indices) and `q.exclude`: `sum over neighbours v of sim(u, v) * w(v, i)`,
+    /// blended with popularity by `popularity_blend` (both scaled to 1 at their best item).
+    /// Empty when no neighbour has an item: the caller decides what to serve instead.
     pub fn recommend_from(&self, neighbours: &[(u32, f32)], seen: &[u32], q: &Query<'_>) -> Vec<Scored> {
-        let mut scores = vec![0f32; self.items.len()];
-        for &(v, sim) in neighbours {
-            let (items, weights) = self.user_items(v);
-            for (&i, &w) in items.iter().zip(weights) {
-                scores[i as usize] += sim * self.effective_weight(w);
+        ITEM_SCRATCH.with_borrow_mut(|s| {
+            if s.scores.len() < self.items.len() {
+                s.scores.resize(self.items.len(), 0.0);
             }
-        }
-        let candidates = scores
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| **s > 0.0)
-            .map(|(i, s)| Scored { item: i as u32, score: *s });
-        self.top(candidates, seen, q)
+            let weighting = self.params.weighting;
+            for &(v, sim) in neighbours {
+                let (items, weights) = self.user_items(v);
+                for (&i, &w) in items.iter().zip(weights) {
+                    let add = sim * weighting.apply(w);
+                    if add.is_nan() || add <= 0.0 {
+                        continue;
+                    }
+                    let slot = &mut s.scores[i as usize];
+                    if *slot == 0.0 {
+                        s.touched.push(i);
+                    }
+                    *slot += add;
+                }
+            }
+            let blend = self.params.popularity_blend.clamp(0.0, 1.0) as f32;
+            let max_score = s.touched.iter().map(|&i| s.scores[i as usize]).fold(0f32, f32::max);
+            let out = if max_score <= 0.0 {
+                Vec::new()
+            } else if blend == 0.0 {
+                let c = s.touched.iter().map(|&i| Scored { item: i, score: s.scores[i as usize] });
+                self.top(c, seen, q)
+            } else {
+                let pop_scale = self.max_popularity().recip();
+                let blended = |i: u32, knn: f32| {
+                    let pop = self.popularity[i as usize] * pop_scale;
+                    (1.0 - blend) * knn / max_score + blend * if pop.is_finite() { pop } else { 0.0 }
+                };
+                let from_neighbours =
+                    s.touched.iter().map(|&i| Scored { item: i, score: blended(i, s.scores[i as usize]) });
+                // The best items no neighbour has are the most popular ones allowed.
+                let scores = &s.scores;
+                let allowed = self.allowed(seen, q);
+                let popular_only = self
+                    .derived
+                    .popularity_order
+                    .iter()
+                    .copied()
+                    .filter(|&i| scores[i as usize] == 0.0 && allowed(i))
+                    .take(q.count)
+                    .map(|i| Scored { item: i, score: blended(i, 0.0) });
+                self.top(from_neighbours.chain(popular_only), seen, q)
+            };
+            for &i in &s.touched {
+                s.scores[i as usize] = 0.0;
+            }
+            s.touched.clear();
+            out
+        })
+    }
+
+    fn max_popularity(&self) -> f32 {
+        self.derived.popularity_order.first().map_or(0.0, |&i| self.popularity[i as usize])
     }
 
     /// Recency-decayed popularity, for users the model does not know.
     pub fn popular(&self, seen: &[u32], q: &Query<'_>) -> Vec<Scored> {
-        let candidates =
-            self.popularity.iter().enumerate().map(|(i, s)| Scored { item: i as u32, score: *s });
-        self.top(candidates, seen, q)
+        let allowed = self.allowed(seen, q);
+        self.derived
+            .popularity_order
+            .iter()
+            .copied()
+            .filter(|&i| allowed(i))
+            .take(q.count)
+            .map(|i| Scored { item: i, score: self.popularity[i as usize] })
+            .collect()
     }
 
-    pub(crate) fn effective_weight(&self, w: f32) -> f32 {
-        if self.params.binary {
-            1.0
-        } else {
-            w
+    /// Whether an item may be returned: not in `seen` or `q.exclude`, within `q.categories`.
+    fn allowed<'a>(&'a self, seen: &'a [u32], q: &'a Query<'_>) -> impl Fn(u32) -> bool + 'a {
+        move |item: u32| {
+            seen.binary_search(&item).is_err()
+                && !q.exclude.contains(&item)
+                && q.categories.is_none_or(|cats| self.item_categories(item).iter().any(|c| cats.contains(c)))
         }
     }
 
     /// The best `q.count` candidates not in `seen`/`q.exclude` and within `q.categories`;
     /// ties broken by item id so answers are deterministic.
     fn top(&self, candidates: impl Iterator<Item = Scored>, seen: &[u32], q: &Query<'_>) -> Vec<Scored> {
-        let allowed = |s: &Scored| {
-            seen.binary_search(&s.item).is_err()
-                && !q.exclude.contains(&s.item)
-                && q.categories
-                    .is_none_or(|cats| self.item_categories(s.item).iter().any(|c| cats.contains(c)))
-        };
-        top_k(candidates.filter(allowed), q.count)
+        let allowed = self.allowed(seen, q);
+        top_k(candidates.filter(|s| allowed(s.item)), q.count)
     }
+}
+
+#[derive(Default)]
+struct ItemScratch {
+    scores: Vec<f32>,
+    touched: Vec<u32>,
+}
+
+thread_local! {
+    static ITEM_SCRATCH: RefCell<ItemScratch> = RefCell::new(ItemScratch::default());
 }
 
 /// Descending score, then ascending item index.
@@ -229,6 +421,60 @@ pub fn decay(age_secs: i64, half_life_days: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::build::build;
+    use crate::generate::{generate, GenerateParams};
+
+    fn model(blend: f64) -> Model {
+        let data = generate(&GenerateParams {
+            users: 300,
+            items: 80,
+            events_per_user: 6.0,
+            ..GenerateParams::default()
+        });
+        build(&data, &BuildParams { neighbours: 10, popularity_blend: blend, ..BuildParams::default() })
+            .unwrap()
+            .model
+    }
+
+    #[test]
+    fn the_popularity_blend_runs_from_neighbours_only_to_popularity_only() {
+        let (plain, half, full) = (model(0.0), model(0.5), model(1.0));
+        let q = Query { count: 10, exclude: &[], categories: None };
+        let mut differ = 0;
+        for u in (0..plain.users.len() as u32).step_by(7) {
+            let seen = plain.user_items(u).0;
+            let pop: Vec<u32> = plain.popular(seen, &q).iter().map(|s| s.item).collect();
+            let knn: Vec<u32> = plain.recommend(u, &q).iter().map(|s| s.item).collect();
+            let all_pop: Vec<u32> = full.recommend(u, &q).iter().map(|s| s.item).collect();
+            if knn.is_empty() {
+                // No neighbour has anything new: nothing to blend, the caller serves popularity.
+                assert!(all_pop.is_empty());
+                continue;
+            }
+            assert_eq!(all_pop, pop, "user {u}: blend 1 is popularity");
+            let mixed = half.recommend(u, &q);
+            assert_eq!(mixed.len(), 10);
+            assert!(mixed.iter().all(|s| seen.binary_search(&s.item).is_err() && s.score <= 1.0 + 1e-6));
+            differ += usize::from(mixed.iter().map(|s| s.item).collect::<Vec<_>>() != knn);
+        }
+        assert!(differ > 0, "a half blend changes some answers");
+    }
+
+    #[test]
+    fn parameters_of_format_2_still_read() {
+        let old = r#"{"neighbours":20,"hnsw_m":16,"hnsw_ef_construction":100,"hnsw_ef_search":64,"popularity_half_life_days":7.0,"binary":true,"seed":1}"#;
+        let p: BuildParams = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (p.neighbours, p.weighting, p.popularity_half_life_days, p.seed),
+            (20, Weighting::Binary, 7.0, 1)
+        );
+        let today = serde_json::to_string(&p).unwrap();
+        assert_eq!(serde_json::from_str::<BuildParams>(&today).unwrap(), p);
+        assert!(
+            serde_json::from_str::<BuildParams>(r#"{"neighbors":5}"#).is_err(),
+            "unknown fields are refused"
+        );
+    }
 
     #[test]
     fn top_k_breaks_ties_by_item() {

@@ -154,7 +154,7 @@ pub async fn read_manifest(bucket: &Bucket, version: &str) -> Result<Manifest, R
         return Err(ReadError::NotFound { bucket: label, version: version.to_string(), key });
     };
     // Format first: a newer format may not even parse as today's Manifest.
-    if let Some(found) = format_of(&bytes).filter(|f| *f != manifest::FORMAT_VERSION) {
+    if let Some(found) = format_of(&bytes).filter(|f| !manifest::is_readable(*f)) {
         let (version, supported) = (version.to_string(), manifest::FORMAT_VERSION);
         return Err(ReadError::UnsupportedFormat { bucket: label, version, found, supported });
     }

@@ -17,7 +17,7 @@ pub enum Strategy {
     /// Items of the user's nearest neighbours, weighted by similarity.
     UserKnn,
     /// User-KNN with the user's events newer than the model folded into their vector and
-    /// neighbours found through the model's HNSW graph at request time.
+    /// neighbours found exactly through the model's item lists at request time.
     UserKnnLive,
     /// Recency-decayed popularity: unknown users, users without neighbours, trending.
     Popular,

@@ -5,8 +5,8 @@
 //! - [`settings`]: what a node runs with, resolved from `regions.toml` + CLI by `main`.
 //! - [`background`]: decode and build threads below the request workers' CPU priority.
 //! - [`loader`]: download + verify + decode one version (the only code touching payload bytes).
-//! - [`snapshot`]: one immutable model version with its derived indices; [`similar`]: the
-//!   item-major index and item-item cosine.
+//! - [`snapshot`]: one immutable model version; [`similar`]: item-item cosine from the
+//!   model's item-major index.
 //! - [`swap`]: the [`swap::ModelSlot`] (one `ArcSwap`) and the poller that replaces its snapshot.
 //! - [`cache`]: cache-aside in Redis behind timeouts and a [`breaker`]; [`flight`]: single-flight.
 //! - [`answer`]: queries and ranked answers; [`service`]: snapshot + cache + single-flight.

@@ -1,8 +1,8 @@
 //! One immutable, fully built model version: what a request reads from start to finish.
 //!
-//! Everything a request needs that is derived from the model (the item-major index for
-//! similar items) is built in [`ModelSnapshot::new`], before the snapshot is published, so
-//! the request path never builds or locks anything. Answers come from the model's own
+//! Everything a request needs that is derived from the model (the item-major index that
+//! neighbour searches and similar items read) is built when the payload is decoded, before
+//! the snapshot is published, so the request path never builds or locks anything. Answers come from the model's own
 //! `recommend` / `popular`, so they match what model-sync computes offline.
 
 use std::borrow::Cow;
@@ -13,7 +13,7 @@ use model_sync::manifest::Manifest;
 use model_sync::model::{Model, Query, Scored};
 
 use crate::answer::{Ranked, RankedItem, RecommendQuery, Strategy};
-use crate::similar::ItemUsers;
+use crate::similar;
 
 #[derive(Debug)]
 pub struct ModelSnapshot {
@@ -23,7 +23,6 @@ pub struct ModelSnapshot {
     pub model: Model,
     /// Unix seconds when this snapshot was built.
     pub loaded_at: i64,
-    item_users: ItemUsers,
 }
 
 /// A user's recent events in the terms of one model. Events on items the model does not
@@ -83,8 +82,7 @@ impl ModelSnapshot {
         if model.users.is_empty() || model.items.is_empty() {
             return Err(SnapshotError::Empty { version });
         }
-        let item_users = ItemUsers::build(&model);
-        Ok(Self { version, manifest, model, loaded_at, item_users })
+        Ok(Self { version, manifest, model, loaded_at })
     }
 
     /// User-KNN for known users with neighbours; popularity otherwise. The user's own items
@@ -96,7 +94,7 @@ impl ModelSnapshot {
     /// [`Self::recommend`] with the user's recent events: items of every recent event are
     /// never returned (unless `include_seen`), and events newer than the model are added to
     /// the user's vector (history + events, or events alone for a user the model does not
-    /// know), whose neighbours come from the model's HNSW graph now (`user-knn-live`).
+    /// know), whose neighbours are searched in the model's item lists now (`user-knn-live`).
     pub fn recommend_live(&self, q: &RecommendQuery, live: &LiveHistory) -> Ranked {
         let m = &self.model;
         let exclude: Vec<u32> = q.exclude.iter().filter_map(|id| m.item_index(id)).collect();
@@ -125,9 +123,9 @@ impl ModelSnapshot {
         self.describe(strategy, knn)
     }
 
-    /// Items most often chosen together with `item`; see [`ItemUsers::similar`].
+    /// Items most often chosen together with `item`; see [`similar::similar`].
     pub fn similar(&self, item: u32, count: usize) -> Ranked {
-        self.describe(Strategy::ItemCosine, self.item_users.similar(&self.model, item, count))
+        self.describe(Strategy::ItemCosine, similar::similar(&self.model, item, count))
     }
 
     /// Recency-decayed popularity, optionally within one category.
@@ -191,7 +189,7 @@ impl ModelSnapshot {
         std::hint::black_box(self.trending(10, m.categories.first().map(String::as_str)));
         tracing::debug!(
             version = %self.version,
-            item_index_bytes = self.item_users.heap_bytes(),
+            item_index_bytes = self.model.derived.index.heap_bytes(),
             "snapshot warmed up"
         );
     }

@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::dataset::{write_dir, Dataset};
+use crate::dataset::{write_dir, Dataset, FileRole};
 use crate::generate::GenerateParams;
-use crate::import::{self, Column, DelimitedSpec, EventWeights, ItemFileSpec, Source, Strength};
+use crate::import::{
+    self, Column, DelimitedSpec, Encoding, Escape, EventWeights, ItemFileSpec, Source, Strength, TimeFormat,
+    ZeroWeight,
+};
 
 // Long help goes after the options: the variant doc comments in `cli/mod.rs` set `about` and
 // reset `long_about`, so a struct-level `long_about` would never be shown.
@@ -18,14 +21,19 @@ const IMPORT_HELP: &str = "Import interactions into a dataset directory (interac
 dataset.json) that `build` and `evaluate` read.
 
 Bad rows (wrong field count, empty ids, non-positive weights, bad timestamps) are counted and the first \
-ones shown with file and line; a file with more than half bad rows fails the import.
+ones shown with file and line; a file with more than half bad rows fails the import. Rows with weight 0 \
+are bad rows unless --zero-weight says what 0 means; dropped ones are counted too.
 
 Examples:
   model-sync import --format movielens --input data/ml-100k --out data/ml100k-ds
   model-sync import --format olist --input data/olist --out data/olist-ds
+  model-sync import --format bookcrossing --input data/bookcrossing --out data/bx-ds
   model-sync import --format generic --input events.csv --out data/shop-ds \\
       --user-col visitorid --item-col itemid --event-col event --time-col timestamp \\
-      --event-weights view=1,addtocart=3,transaction=5";
+      --event-weights view=1,addtocart=3,transaction=5
+  model-sync import --format generic --input BX-Book-Ratings.csv --out data/bx-explicit \\
+      --user-col User-ID --item-col ISBN --weight-col Book-Rating --zero-weight drop \\
+      --escape backslash --items BX-Books.csv --items-id-col ISBN --items-name-col Book-Title --decode-html";
 
 const GENERATE_HELP: &str = "Generate a deterministic synthetic shop: items in categories with Zipf-like \
 popularity, users who spend ~90% of their events in one or two preferred categories, views / add-to-cart \
@@ -44,6 +52,9 @@ pub enum ImportFormat {
     Movielens,
     /// Olist Brazilian e-commerce Kaggle directory (olist_*.csv).
     Olist,
+    /// Book-Crossing directory (BX-Book-Ratings.csv + BX-Books.csv), as scripts/fetch-bookcrossing
+    /// writes it; a rating of 0 is an implicit interaction of weight 1.
+    Bookcrossing,
 }
 
 #[derive(Debug, clap::Args)]
@@ -52,7 +63,7 @@ pub struct ImportArgs {
     /// Layout of the input.
     #[arg(long, value_enum)]
     pub format: ImportFormat,
-    /// Input file (generic) or directory (movielens, olist).
+    /// Input file (generic) or directory (movielens, olist, bookcrossing).
     #[arg(long)]
     pub input: PathBuf,
     /// Dataset directory to write (created if missing; files in it are replaced).
@@ -68,7 +79,8 @@ pub struct ImportArgs {
 #[derive(Debug, clap::Args)]
 #[command(next_help_heading = "Generic format")]
 pub struct GenericArgs {
-    /// Field delimiter: one character, or "tab" / "\t" [default: ,].
+    /// Field delimiter: one character, or "tab" / "\t" [default: sniffed from the first line: the
+    /// most frequent of , ; tab | outside quotes, else ,].
     #[arg(long, value_parser = delimiter)]
     pub delimiter: Option<char>,
     /// The file has no header line; give columns as 0-based indexes.
@@ -80,18 +92,34 @@ pub struct GenericArgs {
     /// Item id column: header name or 0-based index.
     #[arg(long)]
     pub item_col: Option<Column>,
-    /// Numeric weight column (rating, quantity; must be > 0). Without it or --event-col every row weighs 1.
+    /// Numeric weight column (rating, quantity; must be > 0, see --zero-weight for 0). Without it or
+    /// --event-col every row weighs 1.
     #[arg(long, conflicts_with = "event_col")]
     pub weight_col: Option<Column>,
+    /// What weight 0 in --weight-col means [default: error].
+    #[arg(long, value_enum)]
+    pub zero_weight: Option<ZeroWeight>,
+    /// Weight of weight-0 rows under --zero-weight implicit (> 0) [default: 1].
+    #[arg(long, value_parser = positive)]
+    pub implicit_weight: Option<f32>,
     /// Event-type column, weighted by --event-weights; unknown types are bad rows.
     #[arg(long)]
     pub event_col: Option<Column>,
     /// Weight of each event type (case-insensitive), used with --event-col.
     #[arg(long, default_value = "view=1,add_to_cart=3,purchase=5")]
     pub event_weights: EventWeights,
-    /// Timestamp column: unix seconds, YYYY-MM-DD, or YYYY-MM-DD[ T]HH:MM:SS[Z] (UTC); empty means 0.
+    /// Timestamp column, read as --time-format says; empty means 0 (unknown).
     #[arg(long)]
     pub time_col: Option<Column>,
+    /// What the values of --time-col are [default: auto].
+    #[arg(long, value_enum)]
+    pub time_format: Option<TimeFormat>,
+    /// Text encoding of --input and --items [default: auto].
+    #[arg(long, value_enum)]
+    pub encoding: Option<Encoding>,
+    /// How quotes are escaped inside quoted fields of --input and --items [default: none].
+    #[arg(long, value_enum)]
+    pub escape: Option<Escape>,
     /// Item metadata file (id, optional name and '|'-separated categories).
     #[arg(long)]
     pub items: Option<PathBuf>,
@@ -110,6 +138,9 @@ pub struct GenericArgs {
     /// --items has no header line.
     #[arg(long)]
     pub items_no_header: bool,
+    /// Decode HTML entities (&amp; &#233; ...) in the item names and categories of --items.
+    #[arg(long)]
+    pub decode_html: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -145,6 +176,13 @@ fn delimiter(s: &str) -> Result<char, String> {
     import::parse_delimiter(s).map_err(|e| e.to_string())
 }
 
+fn positive(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(w) if w.is_finite() && w > 0.0 => Ok(w),
+        _ => Err(format!("{s:?} is not a number > 0")),
+    }
+}
+
 fn mean(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(m) if m.is_finite() && m >= 1.0 => Ok(m),
@@ -162,7 +200,7 @@ impl ImportArgs {
     fn source(&self) -> anyhow::Result<Source> {
         let g = &*self.generic;
         match self.format {
-            ImportFormat::Movielens | ImportFormat::Olist => {
+            ImportFormat::Movielens | ImportFormat::Olist | ImportFormat::Bookcrossing => {
                 let generic = g.delimiter.is_some()
                     || g.no_header
                     || g.user_col.is_some()
@@ -170,10 +208,22 @@ impl ImportArgs {
                     || g.weight_col.is_some()
                     || g.event_col.is_some()
                     || g.time_col.is_some()
-                    || g.items.is_some();
-                anyhow::ensure!(!generic, "column and file options only apply to --format generic");
+                    || g.items.is_some()
+                    || g.zero_weight.is_some()
+                    || g.implicit_weight.is_some()
+                    || g.time_format.is_some()
+                    || g.encoding.is_some()
+                    || g.escape.is_some()
+                    || g.decode_html;
+                anyhow::ensure!(
+                    !generic,
+                    "column, file and parsing options only apply to --format generic; --format {} \
+                     knows its files' layout",
+                    format!("{:?}", self.format).to_lowercase()
+                );
                 Ok(match self.format {
                     ImportFormat::Olist => Source::Olist(self.input.clone()),
+                    ImportFormat::Bookcrossing => Source::BookCrossing(self.input.clone()),
                     _ => Source::MovieLens(self.input.clone()),
                 })
             }
@@ -183,7 +233,23 @@ impl ImportArgs {
                         "--format generic needs --user-col and --item-col (header names or 0-based indexes)"
                     );
                 };
-                let delimiter = g.delimiter.unwrap_or(',');
+                // Options that would otherwise be ignored without a word.
+                anyhow::ensure!(
+                    g.weight_col.is_some() || (g.zero_weight.is_none() && g.implicit_weight.is_none()),
+                    "--zero-weight and --implicit-weight apply to the weights of --weight-col"
+                );
+                anyhow::ensure!(
+                    g.implicit_weight.is_none() || g.zero_weight == Some(ZeroWeight::Implicit),
+                    "--implicit-weight is the weight of weight-0 rows under --zero-weight implicit"
+                );
+                anyhow::ensure!(
+                    g.time_col.is_some() || g.time_format.is_none(),
+                    "--time-format applies to the values of --time-col"
+                );
+                anyhow::ensure!(
+                    g.items.is_some() || !g.decode_html,
+                    "--decode-html applies to the names and categories of --items"
+                );
                 let strength = match (&g.weight_col, &g.event_col) {
                     (Some(w), _) => Strength::Weight(w.clone()),
                     (None, Some(e)) => {
@@ -191,21 +257,31 @@ impl ImportArgs {
                     }
                     (None, None) => Strength::Constant,
                 };
+                let encoding = g.encoding.unwrap_or_default();
+                let escape = g.escape.unwrap_or_default();
                 Ok(Source::Delimited(DelimitedSpec {
                     path: self.input.clone(),
-                    delimiter,
+                    delimiter: g.delimiter,
                     has_header: !g.no_header,
                     user: user.clone(),
                     item: item.clone(),
                     strength,
                     time: g.time_col.clone(),
+                    time_format: g.time_format.unwrap_or_default(),
+                    zero_weight: g.zero_weight.unwrap_or_default(),
+                    implicit_weight: g.implicit_weight.unwrap_or(1.0),
+                    encoding,
+                    escape,
                     items: g.items.as_ref().map(|path| ItemFileSpec {
                         path: path.clone(),
-                        delimiter: g.items_delimiter.unwrap_or(delimiter),
+                        delimiter: g.items_delimiter.or(g.delimiter),
                         has_header: !g.items_no_header,
                         id: g.items_id_col.clone(),
                         name: g.items_name_col.clone(),
                         category: g.items_category_col.clone(),
+                        encoding,
+                        escape,
+                        decode_html: g.decode_html,
                     }),
                 }))
             }
@@ -262,8 +338,18 @@ fn write(data: &Dataset, out: &Path) -> anyhow::Result<()> {
 fn finish(verb: &str, data: &Dataset, out: &Path, elapsed: Duration) {
     let r = &data.report;
     tracing::info!(users = data.users.len(), items = data.items.len(), events = data.events.len(),
-        rows_bad = r.rows_bad, out = %out.display(), elapsed_ms = elapsed.as_millis() as u64, "{verb} dataset");
+        rows_bad = r.rows_bad, rows_dropped = r.rows_dropped, out = %out.display(),
+        elapsed_ms = elapsed.as_millis() as u64, "{verb} dataset");
+    let hint = zero_weight_bad(r);
+    if hint > 0 {
+        tracing::warn!(rows = hint, "rows with weight 0 were counted as bad; see --zero-weight");
+    }
     print!("{}", summary(verb, data, out, elapsed));
+}
+
+/// Rows with weight 0 that became bad rows (neither kept as implicit nor dropped).
+fn zero_weight_bad(r: &crate::dataset::ImportReport) -> u64 {
+    r.rows_zero_weight.saturating_sub(r.rows_implicit + r.rows_dropped)
 }
 
 /// The human summary printed to stdout.
@@ -286,12 +372,41 @@ fn summary(verb: &str, data: &Dataset, out: &Path, elapsed: Duration) -> String 
         data.item_meta.len()
     );
     let _ = writeln!(s, "  events  {}", data.events.len());
-    let _ = writeln!(s, "  rows    {} read, {} bad", r.rows_read, r.rows_bad);
+    let mut rows = format!("  rows    {} read, {} bad", r.rows_read, r.rows_bad);
+    if r.rows_implicit > 0 {
+        let _ = write!(rows, ", {} with weight 0 kept as implicit", r.rows_implicit);
+    }
+    if r.rows_dropped > 0 {
+        let _ = write!(rows, ", {} with weight 0 dropped", r.rows_dropped);
+    }
+    let _ = writeln!(s, "{rows}");
+    // Per file when there is more than one, so item files are not mistaken for interactions.
+    if r.files.len() > 1 {
+        for f in &r.files {
+            let role = match f.role {
+                FileRole::Interactions => "interactions",
+                FileRole::Items => "items",
+                FileRole::Lookup => "lookup",
+            };
+            let dropped =
+                if f.rows_dropped > 0 { format!(", {} dropped", f.rows_dropped) } else { String::new() };
+            let _ = writeln!(s, "    {} ({role}): {} read, {} bad{dropped}", f.file, f.rows_read, f.rows_bad);
+        }
+    }
+    let total_bad: u64 =
+        if r.files.is_empty() { r.rows_bad } else { r.files.iter().map(|f| f.rows_bad).sum() };
+    if total_bad > 0 {
+        let _ = writeln!(s, "  bad rows (first {}):", r.bad_examples.len());
+    }
     for ex in &r.bad_examples {
         let _ = writeln!(s, "    {ex}");
     }
-    if r.rows_bad > r.bad_examples.len() as u64 {
-        let _ = writeln!(s, "    ... and {} more", r.rows_bad - r.bad_examples.len() as u64);
+    if total_bad > r.bad_examples.len() as u64 {
+        let _ = writeln!(s, "    ... and {} more", total_bad - r.bad_examples.len() as u64);
+    }
+    let zero = zero_weight_bad(r);
+    if zero > 0 {
+        let _ = writeln!(s, "  note    {}", import::zero_weight_hint(zero));
     }
     let _ = writeln!(s, "  out     {}", out.display());
     let _ = writeln!(s, "  elapsed {:.2}s", elapsed.as_secs_f64());
@@ -343,10 +458,10 @@ mod tests {
         let Source::Delimited(spec) = a.source().unwrap() else { panic!() };
         assert_eq!(
             (spec.delimiter, spec.user, spec.item),
-            ('\t', Column::Index(0), Column::Name("sku".into()))
+            (Some('\t'), Column::Index(0), Column::Name("sku".into()))
         );
         assert!(matches!(spec.strength, Strength::Event { column: Column::Index(2), .. }));
-        assert_eq!(spec.items.unwrap().delimiter, ',');
+        assert_eq!(spec.items.unwrap().delimiter, Some(','));
 
         let Cmd::Import(a) = Cmd::parse_from([
             "x",
@@ -378,6 +493,138 @@ mod tests {
             "2"
         ])
         .is_err());
+    }
+
+    fn import_args(extra: &[&str]) -> Result<ImportArgs, clap::Error> {
+        let base = ["x", "import", "--input", "r.csv", "--out", "o"];
+        match Cmd::try_parse_from(base.iter().chain(extra))? {
+            Cmd::Import(a) => Ok(a),
+            Cmd::Generate(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn parsing_options_become_a_spec_and_are_refused_where_they_would_be_ignored() {
+        let a = import_args(&[
+            "--format",
+            "generic",
+            "--user-col",
+            "u",
+            "--item-col",
+            "i",
+            "--weight-col",
+            "w",
+            "--zero-weight",
+            "implicit",
+            "--implicit-weight",
+            "2.5",
+            "--time-col",
+            "order_number",
+            "--time-format",
+            "ordinal",
+            "--encoding",
+            "latin1",
+            "--escape",
+            "backslash",
+            "--items",
+            "b.csv",
+            "--decode-html",
+        ])
+        .unwrap();
+        let Source::Delimited(spec) = a.source().unwrap() else { panic!() };
+        assert_eq!(spec.delimiter, None);
+        assert_eq!((spec.zero_weight, spec.implicit_weight), (ZeroWeight::Implicit, 2.5));
+        assert_eq!(spec.time_format, TimeFormat::Ordinal);
+        assert_eq!((spec.encoding, spec.escape), (Encoding::Latin1, Escape::Backslash));
+        let items = spec.items.unwrap();
+        assert_eq!(
+            (items.delimiter, items.encoding, items.escape, items.decode_html),
+            (None, Encoding::Latin1, Escape::Backslash, true)
+        );
+
+        // Defaults keep the old behaviour.
+        let a = import_args(&["--format", "generic", "--user-col", "u", "--item-col", "i"]).unwrap();
+        let Source::Delimited(spec) = a.source().unwrap() else { panic!() };
+        assert_eq!(
+            (spec.zero_weight, spec.time_format, spec.encoding),
+            (ZeroWeight::Error, TimeFormat::Auto, Encoding::Auto)
+        );
+
+        let a = import_args(&["--format", "bookcrossing"]).unwrap();
+        assert!(matches!(a.source().unwrap(), Source::BookCrossing(p) if p == Path::new("r.csv")));
+
+        let generic = ["--format", "generic", "--user-col", "u", "--item-col", "i"];
+        for (extra, why) in [
+            (&["--zero-weight", "drop"][..], "--weight-col"),
+            (&["--weight-col", "w", "--implicit-weight", "2"], "--zero-weight implicit"),
+            (&["--time-format", "unix-ms"], "--time-col"),
+            (&["--decode-html"], "--items"),
+        ] {
+            let a = import_args(&[&generic[..], extra].concat()).unwrap();
+            let err = a.source().unwrap_err().to_string();
+            assert!(err.contains(why), "{extra:?}: {err}");
+        }
+        let err =
+            import_args(&["--format", "bookcrossing", "--encoding", "utf8"]).unwrap().source().unwrap_err();
+        assert!(err.to_string().contains("--format bookcrossing knows its files' layout"), "{err}");
+        assert!(import_args(&["--format", "generic", "--implicit-weight", "0"]).is_err());
+        assert!(import_args(&["--format", "generic", "--zero-weight", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn summary_counts_item_files_apart_and_explains_zero_weights() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("r.csv"), "u;i;w\r\nu1;a;0\r\nu1;b;5\r\nu2;a;4\r\n").unwrap();
+        std::fs::write(dir.path().join("b.csv"), "id;name\na;\"A &amp; B\"\nb;\nc;C\n").unwrap();
+        let (input, items) = (dir.path().join("r.csv"), dir.path().join("b.csv"));
+        let (input, items) = (input.to_str().unwrap(), items.to_str().unwrap());
+        let args = |extra: &[&str]| {
+            let mut a = import_args(
+                &[
+                    &[
+                        "--format",
+                        "generic",
+                        "--user-col",
+                        "u",
+                        "--item-col",
+                        "i",
+                        "--weight-col",
+                        "w",
+                        "--items",
+                        items,
+                        "--items-id-col",
+                        "id",
+                        "--items-name-col",
+                        "name",
+                    ][..],
+                    extra,
+                ]
+                .concat(),
+            )
+            .unwrap();
+            a.input = input.into();
+            a.source().unwrap()
+        };
+        let d = import::import(&args(&[])).unwrap();
+        let s = summary("imported", &d, Path::new("out"), Duration::from_millis(5));
+        assert!(s.contains("  rows    3 read, 1 bad\n"), "{s}");
+        assert!(
+            s.contains("    r.csv (interactions): 3 read, 1 bad\n    b.csv (items): 3 read, 0 bad\n"),
+            "{s}"
+        );
+        assert!(s.contains("r.csv:2: weight \"0\" is 0 (see --zero-weight)"), "{s}");
+        assert!(s.contains("  note    1 row has weight 0; if 0 means an implicit interaction"), "{s}");
+
+        let d = import::import(&args(&["--zero-weight", "implicit", "--decode-html"])).unwrap();
+        let s = summary("imported", &d, Path::new("out"), Duration::from_millis(5));
+        assert!(s.contains("  rows    3 read, 0 bad, 1 with weight 0 kept as implicit\n"), "{s}");
+        assert!(!s.contains("note"), "{s}");
+        assert_eq!(d.item_meta[&0].name.as_deref(), Some("A & B"));
+
+        let d = import::import(&args(&["--zero-weight", "drop"])).unwrap();
+        let s = summary("imported", &d, Path::new("out"), Duration::from_millis(5));
+        assert!(s.contains("  rows    3 read, 0 bad, 1 with weight 0 dropped\n"), "{s}");
+        assert!(s.contains("    r.csv (interactions): 3 read, 0 bad, 1 dropped\n"), "{s}");
     }
 
     #[test]

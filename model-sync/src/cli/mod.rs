@@ -40,8 +40,10 @@ pub enum Command {
     Generate(data::GenerateArgs),
     /// Build a model from a dataset directory and/or ingested events into a local model directory.
     Build(model::BuildArgs),
-    /// Evaluate user-KNN against Popularity and Random baselines on a time split (--data, --events).
+    /// Evaluate user-KNN against its untuned self, Popularity and Random on a per-user holdout.
     Evaluate(model::EvaluateArgs),
+    /// Choose similarity and scoring parameters on a validation split; writes DATA/params.json.
+    Tune(model::TuneArgs),
     /// Upload a built model, replicate it to every region, verify, then flip pointers.
     Publish(store::PublishArgs),
     /// Drain every region's live-event stream into verified batches in the primary bucket.
@@ -118,6 +120,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             model::build(a, model::load_input(&cli, &a.input).await?, started)
         }
         Command::Evaluate(a) => model::evaluate(a, model::load_input(&cli, &a.input).await?),
+        Command::Tune(a) => model::tune(a, model::load_input(&cli, &a.input).await?),
         Command::Inspect(a) => model::inspect(a),
         Command::Config(a) => show_config(&cli.load_config()?, a),
         Command::Publish(a) => store::publish(&cli.load_config()?, a).await,

@@ -8,49 +8,106 @@ use tracing::info;
 
 use crate::build::build as build_model;
 use crate::dataset::Dataset;
-use crate::eval::{evaluate as run_evaluation, Evaluation, LiveProtocol, Protocol, RecommenderScores};
+use crate::eval::{
+    evaluate as run_evaluation, Evaluation, LiveProtocol, Protocol, RecommenderScores, SplitKind,
+};
 use crate::manifest::{self, Manifest, MANIFEST_FILE, PAYLOAD_FILE};
 use crate::model::BuildParams;
+use crate::neighbours::Weighting;
 use crate::store::Credentials;
+use crate::tune::{tune as run_tuning, Grid};
 use crate::{blob, dataset, ingest, model_dir};
 
-/// Model parameters shared by `build` and `evaluate`.
-#[derive(Debug, Clone, clap::Args)]
+/// Model parameters shared by `build`, `evaluate`, `tune` and `run`. They start from the
+/// defaults, or from a parameters file (`tune` writes `DATA/params.json`, which is read when
+/// present unless `--untuned`); any flag given overrides the file.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct ParamArgs {
-    /// Neighbours kept per user (K of user-KNN).
-    #[arg(long, default_value_t = BuildParams::default().neighbours)]
-    pub neighbours: usize,
-    /// HNSW links per node (M).
-    #[arg(long, default_value_t = BuildParams::default().hnsw_m)]
-    pub hnsw_m: usize,
-    /// HNSW candidate list size while building.
-    #[arg(long, default_value_t = BuildParams::default().hnsw_ef_construction)]
-    pub ef_construction: usize,
-    /// HNSW candidate list size while searching (>= --neighbours).
-    #[arg(long, default_value_t = BuildParams::default().hnsw_ef_search)]
-    pub ef_search: usize,
-    /// Half-life of item popularity decay, in days (0 = no decay).
-    #[arg(long, default_value_t = BuildParams::default().popularity_half_life_days)]
-    pub half_life_days: f64,
-    /// Treat every interaction as weight 1 instead of its rating/event weight.
+    /// Parameters file (JSON, as `tune` writes it); default: DATA/params.json when it exists.
+    #[arg(long, value_name = "FILE")]
+    pub params: Option<PathBuf>,
+    /// Ignore DATA/params.json: start from the defaults.
+    #[arg(long, conflicts_with = "params")]
+    pub untuned: bool,
+    /// Neighbours kept per user (K of user-KNN) [default: 50].
     #[arg(long)]
+    pub neighbours: Option<usize>,
+    /// How interaction weights enter similarities and scores [default: raw].
+    #[arg(long, value_enum)]
+    pub weighting: Option<Weighting>,
+    /// Same as --weighting binary.
+    #[arg(long, conflicts_with = "weighting")]
     pub binary: bool,
-    /// Seed for every random choice.
-    #[arg(long, default_value_t = BuildParams::default().seed)]
-    pub seed: u64,
+    /// Exponent of the items' IDF factor in user vectors, 0..=4 (0 = none) [default: 0].
+    #[arg(long)]
+    pub idf: Option<f64>,
+    /// Shrink similarities by n/(n+S), n = items two users share (0 = none) [default: 0].
+    #[arg(long)]
+    pub shrink: Option<f64>,
+    /// Neighbours must be more similar than this [default: 0].
+    #[arg(long)]
+    pub min_similarity: Option<f64>,
+    /// Share of popularity in user-KNN scores, 0..=1 [default: 0].
+    #[arg(long)]
+    pub popularity_blend: Option<f64>,
+    /// List entries a neighbour search reads before capping the longest lists [default: 4000000].
+    #[arg(long)]
+    pub scan_budget: Option<u64>,
+    /// Half-life of item popularity decay, in days (0 = no decay) [default: 14].
+    #[arg(long)]
+    pub half_life_days: Option<f64>,
+    /// Seed for every random choice [default: 42].
+    #[arg(long)]
+    pub seed: Option<u64>,
 }
 
+/// Where the parameters came from, for the output.
+pub const TUNED_FILE: &str = "params.json";
+
 impl ParamArgs {
-    pub fn params(&self) -> BuildParams {
-        BuildParams {
-            neighbours: self.neighbours,
-            hnsw_m: self.hnsw_m,
-            hnsw_ef_construction: self.ef_construction,
-            hnsw_ef_search: self.ef_search.max(self.neighbours),
-            popularity_half_life_days: self.half_life_days,
-            binary: self.binary,
-            seed: self.seed,
+    /// The parameters in effect, and where they started from (the file read, if any).
+    pub fn resolve(&self, data: Option<&Path>) -> anyhow::Result<(BuildParams, Option<PathBuf>)> {
+        let file = match (&self.params, data) {
+            (Some(f), _) => Some(f.clone()),
+            (None, Some(dir)) if !self.untuned && dir.join(TUNED_FILE).is_file() => {
+                Some(dir.join(TUNED_FILE))
+            }
+            _ => None,
+        };
+        let mut p = match &file {
+            Some(f) => {
+                let text = std::fs::read(f).with_context(|| format!("reading parameters {}", f.display()))?;
+                serde_json::from_slice::<BuildParams>(&text)
+                    .with_context(|| format!("parsing parameters {}", f.display()))?
+            }
+            None => BuildParams::default(),
+        };
+        fn set<T>(slot: &mut T, v: Option<T>) {
+            if let Some(v) = v {
+                *slot = v;
+            }
         }
+        set(&mut p.neighbours, self.neighbours);
+        set(&mut p.weighting, self.weighting.or(self.binary.then_some(Weighting::Binary)));
+        set(&mut p.idf, self.idf);
+        set(&mut p.shrink, self.shrink);
+        set(&mut p.min_similarity, self.min_similarity);
+        set(&mut p.popularity_blend, self.popularity_blend);
+        set(&mut p.scan_budget, self.scan_budget);
+        set(&mut p.popularity_half_life_days, self.half_life_days);
+        set(&mut p.seed, self.seed);
+        p.validate()?;
+        Ok((p, file))
+    }
+
+    /// [`ParamArgs::resolve`], saying on stderr which file the parameters came from.
+    pub fn resolve_and_say(&self, data: Option<&Path>) -> anyhow::Result<BuildParams> {
+        let (p, file) = self.resolve(data)?;
+        match file {
+            Some(f) => eprintln!("parameters from {} (with any flags given): {}", f.display(), p.describe()),
+            None => eprintln!("parameters: {}", p.describe()),
+        }
+        Ok(p)
     }
 }
 
@@ -93,9 +150,13 @@ pub struct EvaluateArgs {
     /// Share of each user's latest distinct items held out for testing.
     #[arg(long, default_value_t = 0.2)]
     pub holdout: f64,
-    /// Users sampled to measure HNSW neighbour recall.
+    /// Users sampled to measure neighbour recall against an exhaustive exact search.
     #[arg(long, default_value_t = 1000)]
     pub recall_sample: usize,
+    /// How held-out items are chosen: by time when the data has timestamps that differ,
+    /// at random (seeded) otherwise.
+    #[arg(long, value_enum, default_value_t = SplitKind::Auto)]
+    pub split: SplitKind,
     /// Measure the live fold-in instead (what region nodes serve as `user-knn-live`): a
     /// global time split; each test user's first new items after it are folded in as live
     /// events, their later items are predicted. Compared with the plain model and popularity.
@@ -149,7 +210,7 @@ pub async fn load_input(cli: &super::Cli, a: &InputArgs) -> anyhow::Result<Datas
 
 /// Build from `data`, read since `started` (so the read time is reported).
 pub fn build(a: &BuildArgs, data: Dataset, started: Instant) -> anyhow::Result<()> {
-    let params = a.params.params();
+    let params = a.params.resolve_and_say(a.input.data.as_deref())?;
     if let Some(v) = a.model_version.as_deref().filter(|v| !manifest::valid_version(v)) {
         anyhow::bail!("invalid --model-version {v:?}: use letters, digits, '-', '_' and '.' (max 64)");
     }
@@ -183,6 +244,7 @@ pub fn build(a: &BuildArgs, data: Dataset, started: Instant) -> anyhow::Result<(
     if let Some(peak) = peak_rss() {
         println!("  peak memory {}", human_bytes(peak));
     }
+    println!("  {}", built.search.describe(params.neighbours));
     if let Some(e) = &evaluation {
         print_evaluation(e);
     }
@@ -196,8 +258,14 @@ pub fn evaluate(a: &EvaluateArgs, data: Dataset) -> anyhow::Result<()> {
     if a.live {
         return evaluate_live(a, &data);
     }
-    let protocol = Protocol { holdout: a.holdout, recall_sample: a.recall_sample, ..Protocol::default() };
-    let e = run_evaluation(&data, &a.params.params(), &protocol)?;
+    let protocol = Protocol {
+        holdout: a.holdout,
+        recall_sample: a.recall_sample,
+        split: a.split,
+        ..Protocol::default()
+    };
+    let params = a.params.resolve_and_say(a.input.data.as_deref())?;
+    let e = run_evaluation(&data, &params, &protocol)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&e)?);
     } else {
@@ -211,7 +279,8 @@ fn evaluate_live(a: &EvaluateArgs, data: &Dataset) -> anyhow::Result<()> {
         anyhow::bail!("--reveal must be at least 1");
     }
     let protocol = LiveProtocol { train_share: 1.0 - a.holdout, reveal: a.reveal, ..LiveProtocol::default() };
-    let e = crate::eval::evaluate_live(data, &a.params.params(), &protocol)?;
+    let params = a.params.resolve_and_say(a.input.data.as_deref())?;
+    let e = crate::eval::evaluate_live(data, &params, &protocol)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&e)?);
         return Ok(());
@@ -228,7 +297,7 @@ fn evaluate_live(a: &EvaluateArgs, data: &Dataset) -> anyhow::Result<()> {
     );
     print_scores(&e.protocol.cutoffs, &e.recommenders);
     println!(
-        "live fold-in per user (vector + HNSW search + scoring): p50 {:.0} us, p99 {:.0} us",
+        "live fold-in per user (vector + neighbour search + scoring): p50 {:.0} us, p99 {:.0} us",
         e.live_p50_us, e.live_p99_us
     );
     Ok(())
@@ -236,38 +305,133 @@ fn evaluate_live(a: &EvaluateArgs, data: &Dataset) -> anyhow::Result<()> {
 
 pub fn print_evaluation(e: &Evaluation) {
     println!("protocol: {}", e.protocol_text);
+    if let Some(w) = &e.split.warning {
+        println!("warning: {w}");
+    }
+    println!("parameters: {}", e.params_text);
     println!(
         "test users {}, held-out items {}, training interactions {}",
         e.test_users, e.test_items, e.train_interactions
     );
     print_scores(&e.protocol.cutoffs, &e.recommenders);
-    println!(
-        "HNSW neighbour recall@{} vs exact cosine: {:.4} ({} users)",
-        e.neighbours_k, e.neighbour_recall, e.neighbour_recall_users
-    );
+    println!("{}", e.search_text);
 }
 
-/// P/R/HR/NDCG at each cutoff, one row per recommender.
+/// P/R/HR/NDCG at each cutoff, one row per recommender, NDCG with its standard error.
 fn print_scores(cutoffs: &[usize], recommenders: &[RecommenderScores]) {
-    print!("{:<12}", "recommender");
+    print!("{:<19}", "recommender");
     for k in cutoffs {
         print!(
-            " {:>8} {:>8} {:>8} {:>8}",
+            " {:>8} {:>8} {:>8} {:>17}",
             format!("P@{k}"),
             format!("R@{k}"),
             format!("HR@{k}"),
-            format!("NDCG@{k}")
+            format!("NDCG@{k} (+-se)")
         );
     }
     println!();
     for r in recommenders {
-        print!("{:<12}", r.name);
+        print!("{:<19}", r.name);
         for a in &r.at {
             let m = &a.metrics;
-            print!(" {:>8.4} {:>8.4} {:>8.4} {:>8.4}", m.precision, m.recall, m.hit_rate, m.ndcg);
+            let ndcg = if a.stderr.ndcg > 0.0 {
+                format!("{:.4} +-{:.4}", m.ndcg, a.stderr.ndcg)
+            } else {
+                format!("{:.4}", m.ndcg)
+            };
+            print!(" {:>8.4} {:>8.4} {:>8.4} {:>17}", m.precision, m.recall, m.hit_rate, ndcg);
         }
         println!();
     }
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  model-sync tune --data data/bookcrossing-ds\n  \
+model-sync tune --data data/ml100k --small --json")]
+pub struct TuneArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Where to write the chosen parameters (JSON); default: DATA/params.json.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Share of each user's distinct items held out (test, then validation).
+    #[arg(long, default_value_t = 0.2)]
+    pub holdout: f64,
+    /// How held-out items are chosen (see `evaluate --split`).
+    #[arg(long, value_enum, default_value_t = SplitKind::Auto)]
+    pub split: SplitKind,
+    /// A smaller grid (20 settings per weighting, 2 weightings): for a quick run.
+    #[arg(long)]
+    pub small: bool,
+    /// Print the trials as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Parameters not in the grid (half-life, scan budget, seed, ...) come from here.
+    #[command(flatten)]
+    pub params: ParamArgs,
+}
+
+pub fn tune(a: &TuneArgs, data: Dataset) -> anyhow::Result<()> {
+    if !(a.holdout > 0.0 && a.holdout < 1.0) {
+        anyhow::bail!("--holdout must be between 0 and 1 (exclusive), got {}", a.holdout);
+    }
+    let out = match (&a.out, &a.input.data) {
+        (Some(f), _) => f.clone(),
+        (None, Some(dir)) => dir.join(TUNED_FILE),
+        (None, None) => anyhow::bail!("--out FILE is needed when there is no --data directory"),
+    };
+    // The base: defaults and flags, never an earlier tuning's choice.
+    let base = ParamArgs { untuned: a.params.params.is_none(), ..a.params.clone() }.resolve(None)?.0;
+    let grid = if a.small { Grid::small() } else { Grid::default() };
+    let protocol = Protocol { holdout: a.holdout, split: a.split, ..Protocol::default() };
+    eprintln!("tuning over {} settings ...", grid.size());
+    let started = Instant::now();
+    let json = a.json;
+    let mut header = false;
+    let t = run_tuning(&data, &base, &protocol, &grid, |trial| {
+        if json {
+            return;
+        }
+        if !header {
+            println!("{:<70} {:>17} {:>8} {:>8}", "setting", "NDCG@10 (+-se)", "R@10", "HR@10");
+            header = true;
+        }
+        println!(
+            "{:<70} {:>17} {:>8.4} {:>8.4}",
+            trial.params.describe(),
+            format!("{:.4} +-{:.4}", trial.ndcg, trial.ndcg_stderr),
+            trial.recall,
+            trial.hit_rate
+        );
+    })?;
+    let chosen = t.chosen().clone();
+    std::fs::write(&out, serde_json::to_vec_pretty(&chosen)?)
+        .with_context(|| format!("writing {}", out.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&t)?);
+        return Ok(());
+    }
+    println!(
+        "protocol (validation split carved from the training part; the test part is never read): {}",
+        t.protocol_text
+    );
+    if let Some(w) = &t.split.warning {
+        println!("warning: {w}");
+    }
+    println!(
+        "fit on {} interactions, {} validation users, {} settings in {:.1}s",
+        t.fit_interactions,
+        t.validation_users,
+        t.trials.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let best = &t.trials[t.best];
+    println!("chosen: {} (validation NDCG@10 {:.4} +-{:.4})", chosen.describe(), best.ndcg, best.ndcg_stderr);
+    if let Some(u) = t.untuned() {
+        println!("untuned defaults: validation NDCG@10 {:.4} +-{:.4}", u.ndcg, u.ndcg_stderr);
+    }
+    println!("written to {} (`build` and `evaluate` with --data read it from there)", out.display());
+    Ok(())
 }
 
 pub fn inspect(a: &InspectArgs) -> anyhow::Result<()> {
@@ -334,5 +498,34 @@ pub fn human_bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_come_from_the_tuned_file_and_flags_override_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ParamArgs::default();
+        assert_eq!(args.resolve(Some(dir.path())).unwrap(), (BuildParams::default(), None));
+        let tuned = BuildParams {
+            weighting: Weighting::Binary,
+            idf: 1.0,
+            popularity_blend: 0.3,
+            ..BuildParams::default()
+        };
+        std::fs::write(dir.path().join(TUNED_FILE), serde_json::to_vec(&tuned).unwrap()).unwrap();
+        let (p, file) = args.resolve(Some(dir.path())).unwrap();
+        assert_eq!((p, file), (tuned.clone(), Some(dir.path().join(TUNED_FILE))));
+        let flags = ParamArgs { popularity_blend: Some(0.0), neighbours: Some(20), ..ParamArgs::default() };
+        let (p, _) = flags.resolve(Some(dir.path())).unwrap();
+        assert_eq!(p, BuildParams { popularity_blend: 0.0, neighbours: 20, ..tuned });
+        let untuned = ParamArgs { untuned: true, ..ParamArgs::default() };
+        assert_eq!(untuned.resolve(Some(dir.path())).unwrap().0, BuildParams::default());
+        let bad = ParamArgs { popularity_blend: Some(2.0), ..ParamArgs::default() };
+        let e = bad.resolve(None).unwrap_err().to_string();
+        assert!(e.contains("popularity_blend"), "{e}");
     }
 }

@@ -95,7 +95,7 @@ pub async fn run(c: &ClusterConfig, a: &RunArgs) -> anyhow::Result<()> {
     };
     let settings = RunSettings {
         data: a.data.clone(),
-        params: a.params.params(),
+        params: a.params.resolve_and_say(a.data.as_deref())?,
         protocol: Protocol::default(),
         max_ndcg_drop: a.max_ndcg_drop,
         work_dir: a.work_dir.clone(),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::{
     absorb, field, id, parse_weight, required_timestamp, split_categories, Fields, ImportError, Layout, Table,
 };
-use crate::dataset::{Dataset, DatasetBuilder, ItemMeta};
+use crate::dataset::{Dataset, DatasetBuilder, FileRole, ItemMeta};
 
 /// The 19 genre flags of `u.item`, in file order.
 pub const GENRES: [&str; 19] = [
@@ -72,13 +72,13 @@ pub(super) fn import(path: &Path) -> Result<Dataset, ImportError> {
     b.report_mut().source = format!("movielens:{}", path.display());
     match layout {
         Layouts::Classic(data, items) => {
-            ratings(&mut b, &data, Layout { delimiter: b'\t', quoting: false, header: false }, U_DATA)?;
+            ratings(&mut b, &data, Layout::new(b'\t', false, false), U_DATA)?;
             if let Some(items) = items {
                 u_item(&mut b, &items)?;
             }
         }
         Layouts::Csv(data, items) => {
-            ratings(&mut b, &data, Layout { delimiter: b',', quoting: true, header: true }, RATINGS)?;
+            ratings(&mut b, &data, Layout::new(b',', true, true), RATINGS)?;
             if let Some(items) = items {
                 movies_csv(&mut b, &items)?;
             }
@@ -120,13 +120,13 @@ fn ratings(b: &mut DatasetBuilder, path: &Path, layout: Layout, expected: &str) 
         b.push(&user, &item, w, ts);
         Ok(())
     })?;
-    absorb(b, &tally);
+    absorb(b, &tally, FileRole::Interactions);
     Ok(())
 }
 
-/// `u.item`: titles are Latin-1 (decoded by [`super::text`]); genres are 0/1 flags.
+/// `u.item`: titles are Latin-1 (decoded by [`super::rows::decode`]); genres are 0/1 flags.
 fn u_item(b: &mut DatasetBuilder, path: &Path) -> Result<(), ImportError> {
-    let table = Table::open(path, Layout { delimiter: b'|', quoting: false, header: false }, U_ITEM)?;
+    let table = Table::open(path, Layout::new(b'|', false, false), U_ITEM)?;
     let tally = table.rows(Fields::Exactly(5 + GENRES.len()), |rec| {
         let item = id(rec, 0, "movie")?;
         let mut categories = Vec::new();
@@ -134,7 +134,7 @@ fn u_item(b: &mut DatasetBuilder, path: &Path) -> Result<(), ImportError> {
             match &*field(rec, 5 + k) {
                 "1" => categories.push(genre.to_string()),
                 "0" => {}
-                v => return Err(format!("genre flag {} ({genre}) is {v:?}, expected 0 or 1", k + 1)),
+                v => return Err(format!("genre flag {} ({genre}) is {v:?}, expected 0 or 1", k + 1).into()),
             }
         }
         let title = field(rec, 1);
@@ -142,13 +142,13 @@ fn u_item(b: &mut DatasetBuilder, path: &Path) -> Result<(), ImportError> {
         b.meta(&item, ItemMeta { name, categories });
         Ok(())
     })?;
-    absorb(b, &tally);
+    absorb(b, &tally, FileRole::Items);
     Ok(())
 }
 
 /// `movies.csv`: `movieId,title,genres`; "(no genres listed)" means none.
 fn movies_csv(b: &mut DatasetBuilder, path: &Path) -> Result<(), ImportError> {
-    let table = Table::open(path, Layout { delimiter: b',', quoting: true, header: true }, MOVIES)?;
+    let table = Table::open(path, Layout::new(b',', true, true), MOVIES)?;
     let [m, t, g] = ["movieId", "title", "genres"].map(|c| table.column(&super::Column::Name(c.into())));
     let (m, t, g) = (m?, t?, g?);
     let tally = table.rows(Fields::AtLeast(3), |rec| {
@@ -159,7 +159,7 @@ fn movies_csv(b: &mut DatasetBuilder, path: &Path) -> Result<(), ImportError> {
         b.meta(&item, ItemMeta { name: (!title.is_empty()).then(|| title.into_owned()), categories });
         Ok(())
     })?;
-    absorb(b, &tally);
+    absorb(b, &tally, FileRole::Items);
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::{absorb, field, id, required_timestamp, Column, Fields, ImportError, Layout, Table};
-use crate::dataset::{Dataset, DatasetBuilder, ItemMeta};
+use crate::dataset::{Dataset, DatasetBuilder, FileRole, ItemMeta};
 
 const ITEMS: &str = "olist_order_items_dataset.csv";
 const ORDERS: &str = "olist_orders_dataset.csv";
@@ -15,7 +15,7 @@ const CUSTOMERS: &str = "olist_customers_dataset.csv";
 const PRODUCTS: &str = "olist_products_dataset.csv";
 const TRANSLATION: &str = "product_category_name_translation.csv";
 const WEIGHT: f32 = 5.0;
-const CSV: Layout = Layout { delimiter: b',', quoting: true, header: true };
+const CSV: Layout = Layout::new(b',', true, true);
 const DIR: &str = "an Olist directory (Kaggle \"Brazilian E-Commerce Public Dataset by Olist\") holding \
                    olist_order_items_dataset.csv, olist_orders_dataset.csv and olist_customers_dataset.csv \
                    (olist_products_dataset.csv and product_category_name_translation.csv optional)";
@@ -38,7 +38,7 @@ pub(super) fn import(dir: &Path) -> Result<Dataset, ImportError> {
         customers.insert(id(rec, c, "customer")?.into_owned(), id(rec, u, "customer_unique")?.into_owned());
         Ok(())
     })?;
-    absorb(&mut b, &tally);
+    absorb(&mut b, &tally, FileRole::Lookup);
 
     // order_id -> (customer_id, purchase time)
     let mut orders: HashMap<String, (String, i64)> = HashMap::new();
@@ -49,7 +49,7 @@ pub(super) fn import(dir: &Path) -> Result<Dataset, ImportError> {
         orders.insert(id(rec, o, "order")?.into_owned(), (id(rec, c, "customer")?.into_owned(), ts));
         Ok(())
     })?;
-    absorb(&mut b, &tally);
+    absorb(&mut b, &tally, FileRole::Lookup);
 
     let table = open(dir, ITEMS, "order_id, order_item_id, product_id, ...")?;
     let [o, p] = cols(&table, ["order_id", "product_id"])?;
@@ -62,7 +62,7 @@ pub(super) fn import(dir: &Path) -> Result<Dataset, ImportError> {
         b.push(user, &product, WEIGHT, *ts);
         Ok(())
     })?;
-    absorb(&mut b, &tally);
+    absorb(&mut b, &tally, FileRole::Interactions);
 
     if dir.join(PRODUCTS).is_file() {
         let english = translations(&mut b, dir)?;
@@ -83,7 +83,8 @@ fn cols<const N: usize>(table: &Table, names: [&str; N]) -> Result<[usize; N], I
     Ok(out)
 }
 
-/// Portuguese category name -> English; empty when the translation file is absent.
+/// Portuguese category name -> English; empty when the translation file is absent. Counted as
+/// an item metadata file, since it only names categories.
 fn translations(b: &mut DatasetBuilder, dir: &Path) -> Result<HashMap<String, String>, ImportError> {
     let mut english = HashMap::new();
     if !dir.join(TRANSLATION).is_file() {
@@ -99,7 +100,7 @@ fn translations(b: &mut DatasetBuilder, dir: &Path) -> Result<HashMap<String, St
         english.insert(pt.into_owned(), en.into_owned());
         Ok(())
     })?;
-    absorb(b, &tally);
+    absorb(b, &tally, FileRole::Items);
     Ok(english)
 }
 
@@ -120,7 +121,7 @@ fn products(
         }
         Ok(())
     })?;
-    absorb(b, &tally);
+    absorb(b, &tally, FileRole::Items);
     Ok(())
 }
 

@@ -22,7 +22,7 @@ impl LocalModel {
         let bytes = tokio::fs::read(&path).await.map_err(|e| read(&path, e))?;
         let m = Manifest::from_json(&bytes)
             .map_err(|source| PublishError::LocalManifest { path: path.clone(), source })?;
-        if m.format_version != manifest::FORMAT_VERSION {
+        if !manifest::is_readable(m.format_version) {
             let (found, supported) = (m.format_version, manifest::FORMAT_VERSION);
             return Err(PublishError::LocalFormat { path, found, supported });
         }

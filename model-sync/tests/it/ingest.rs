@@ -239,7 +239,7 @@ async fn ingested_events_extend_the_dataset_with_new_users() {
         (known_user.as_str(), 3.0, TS + 2)
     );
 
-    let params = BuildParams { neighbours: 10, hnsw_ef_search: 16, ..BuildParams::default() };
+    let params = BuildParams { neighbours: 10, ..BuildParams::default() };
     let model = build(&data, &params).expect("build").model;
     let u = model.user_index("newcomer").expect("the new user is in the model");
     let (seen, weights) = model.user_items(u);

@@ -8,13 +8,8 @@ use model_sync::model::BuildParams;
 
 #[test]
 fn movielens_100k_live_fold_in_beats_the_plain_model() {
-    let Some(dir) = std::env::var_os("GEOREC_ML100K") else {
-        eprintln!(
-            "SKIPPED: set GEOREC_ML100K to a MovieLens-100K directory (scripts/fetch-movielens fetches it)"
-        );
-        return;
-    };
-    let data = import(&Source::MovieLens(dir.into())).expect("MovieLens-100K imports");
+    let Some(dir) = crate::quality::real_data("GEOREC_ML100K", "scripts/fetch-movielens") else { return };
+    let data = import(&Source::MovieLens(dir)).expect("MovieLens-100K imports");
     let e = evaluate_live(&data, &BuildParams::default(), &LiveProtocol::default()).expect("evaluation runs");
     let ndcg = |name: &str| e.recommender(name).and_then(|r| r.at(10)).map(|m| m.ndcg).expect("figures");
     let (live, plain, popular) = (ndcg("live"), ndcg("plain"), ndcg("popular"));

@@ -1,6 +1,7 @@
 //! model-sync integration tests: one binary (link time on 2 cores), real servers on port 0.
 
 mod admin;
+mod bookcrossing_import;
 mod helpers;
 mod ingest;
 mod live;

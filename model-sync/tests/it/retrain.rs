@@ -22,7 +22,7 @@ use crate::ingest::{connect, event, push, PRIMARY, TS};
 
 const REGIONS: [&str; 2] = ["eu-west", "us-east"];
 /// Small enough for a debug build to build and evaluate in about a second.
-const BUILD_FLAGS: [&str; 6] = ["--neighbours", "20", "--hnsw-m", "8", "--ef-construction", "32"];
+const BUILD_FLAGS: [&str; 2] = ["--neighbours", "20"];
 
 /// An s3s-fs server with the primary and two region buckets, a redis-server per region, and a
 /// regions.toml naming them.
@@ -63,7 +63,7 @@ impl Site {
         let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_model-sync"));
         c.arg("--config").arg(self.path("regions.toml")).args(args);
         c.env("AWS_ACCESS_KEY_ID", ACCESS_KEY).env("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
-        c.env_remove("AWS_SESSION_TOKEN").env("RUST_LOG", "info,hnsw_rs=warn").kill_on_drop(true);
+        c.env_remove("AWS_SESSION_TOKEN").env("RUST_LOG", "info").kill_on_drop(true);
         c
     }
 

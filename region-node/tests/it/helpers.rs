@@ -59,13 +59,7 @@ pub fn dataset(variant: u32) -> Dataset {
 }
 
 pub fn params() -> BuildParams {
-    BuildParams {
-        neighbours: 8,
-        hnsw_m: 8,
-        hnsw_ef_construction: 32,
-        hnsw_ef_search: 16,
-        ..BuildParams::default()
-    }
+    BuildParams { neighbours: 8, ..BuildParams::default() }
 }
 
 /// A model directory exactly as `model-sync build` writes it.
