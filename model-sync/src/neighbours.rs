@@ -400,9 +400,14 @@ pub fn search(
     skip: Option<u32>,
     budget: u64,
 ) -> Found {
+    with_scratch(matrix.rows(), |s| search_in(s, index, matrix, query, k, skip, budget, true, READING))
+}
+
+/// `f` with this thread's scratch space sized for `users`, left clean afterwards.
+fn with_scratch(users: usize, f: impl FnOnce(&mut Scratch) -> Found) -> Found {
     SCRATCH.with_borrow_mut(|s| {
-        s.prepare(matrix.rows());
-        let found = search_in(s, index, matrix, query, k, skip, budget, true, READING);
+        s.prepare(users);
+        let found = f(s);
         s.reset();
         found
     })
@@ -417,12 +422,8 @@ pub fn search_exhaustive(
     k: usize,
     skip: Option<u32>,
 ) -> Vec<(u32, f32)> {
-    SCRATCH.with_borrow_mut(|s| {
-        s.prepare(matrix.rows());
-        let found = search_in(s, index, matrix, query, k, skip, u64::MAX, false, READING);
-        s.reset();
-        found.neighbours
-    })
+    with_scratch(matrix.rows(), |s| search_in(s, index, matrix, query, k, skip, u64::MAX, false, READING))
+        .neighbours
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -677,12 +678,8 @@ mod tests {
         skip: Option<u32>,
         budget: u64,
     ) -> Found {
-        SCRATCH.with_borrow_mut(|s| {
-            s.prepare(m.rows());
-            let found = search_in(s, index, m, q, k, skip, budget, true, Reading { short_list: 4, block: 3 });
-            s.reset();
-            found
-        })
+        let reading = Reading { short_list: 4, block: 3 };
+        with_scratch(m.rows(), |s| search_in(s, index, m, q, k, skip, budget, true, reading))
     }
 
     #[test]
