@@ -296,9 +296,7 @@ pub fn evaluate(data: &Dataset, params: &BuildParams, p: &Protocol) -> Result<Ev
     let (train, test, split_report) = split(data, p);
     let built = build(&train, params)?;
     let model = &built.model;
-    let untuned = (params.similarity() != BuildParams::default().similarity()
-        || params.neighbours != BuildParams::default().neighbours
-        || params.popularity_blend != BuildParams::default().popularity_blend)
+    let untuned = (!params.is_untuned())
         .then(|| build_sampled(&train, &BuildParams { seed: params.seed, ..BuildParams::default() }, 0))
         .transpose()?;
 

@@ -373,14 +373,8 @@ fn import_delimited(spec: &DelimitedSpec, source: String) -> Result<Dataset, Imp
         spec.item,
         spec.time.as_ref().map(|t| format!(", time column {t}")).unwrap_or_default()
     );
-    let (delimiter, how) = resolve_delimiter(&spec.path, spec.delimiter, &columns)?;
-    let expected = format!("{}-separated{how} {columns}", delimiter_name(delimiter));
-    let layout = Layout {
-        escape: spec.escape.byte(),
-        encoding: spec.encoding,
-        ..Layout::new(delimiter, true, spec.has_header)
-    };
-    let table = Table::open(&spec.path, layout, expected)?;
+    let table =
+        open_table(&spec.path, spec.delimiter, spec.escape, spec.encoding, spec.has_header, &columns)?;
     let user = table.column(&spec.user)?;
     let item = table.column(&spec.item)?;
     let time = spec.time.as_ref().map(|c| table.column(c)).transpose()?;
@@ -426,16 +420,26 @@ fn import_delimited(spec: &DelimitedSpec, source: String) -> Result<Dataset, Imp
     Ok(b.finish())
 }
 
+/// Open a delimited file: the delimiter given or sniffed, the layout asked for, and what its
+/// rows should hold (`columns`) for the error when they do not.
+fn open_table(
+    path: &std::path::Path,
+    delimiter: Option<char>,
+    escape: Escape,
+    encoding: Encoding,
+    has_header: bool,
+    columns: &str,
+) -> Result<Table, ImportError> {
+    let (delimiter, how) = resolve_delimiter(path, delimiter, columns)?;
+    let expected = format!("{}-separated{how} {columns}", delimiter_name(delimiter));
+    let layout = Layout { escape: escape.byte(), encoding, ..Layout::new(delimiter, true, has_header) };
+    Table::open(path, layout, expected)
+}
+
 fn import_item_file(b: &mut DatasetBuilder, spec: &ItemFileSpec) -> Result<(), ImportError> {
     let columns = format!("item rows with id column {}", spec.id);
-    let (delimiter, how) = resolve_delimiter(&spec.path, spec.delimiter, &columns)?;
-    let expected = format!("{}-separated{how} {columns}", delimiter_name(delimiter));
-    let layout = Layout {
-        escape: spec.escape.byte(),
-        encoding: spec.encoding,
-        ..Layout::new(delimiter, true, spec.has_header)
-    };
-    let table = Table::open(&spec.path, layout, expected)?;
+    let table =
+        open_table(&spec.path, spec.delimiter, spec.escape, spec.encoding, spec.has_header, &columns)?;
     let id_col = table.column(&spec.id)?;
     let name_col = spec.name.as_ref().map(|c| table.column(c)).transpose()?;
     let cat_col = spec.category.as_ref().map(|c| table.column(c)).transpose()?;

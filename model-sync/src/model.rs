@@ -71,6 +71,14 @@ impl BuildParams {
         }
     }
 
+    /// Whether the parameters that shape the answers (similarity, K, blend) are the defaults.
+    pub fn is_untuned(&self) -> bool {
+        let d = BuildParams::default();
+        self.similarity() == d.similarity()
+            && self.neighbours == d.neighbours
+            && self.popularity_blend == d.popularity_blend
+    }
+
     /// One line: the parameters that shape the answers.
     pub fn describe(&self) -> String {
         format!(

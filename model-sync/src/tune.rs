@@ -88,12 +88,7 @@ impl Tuning {
 
     /// The trial with the defaults (the untuned model), when the grid holds it.
     pub fn untuned(&self) -> Option<&Trial> {
-        let d = BuildParams::default();
-        self.trials.iter().find(|t| {
-            t.params.similarity() == d.similarity()
-                && t.params.neighbours == d.neighbours
-                && t.params.popularity_blend == d.popularity_blend
-        })
+        self.trials.iter().find(|t| t.params.is_untuned())
     }
 }
 
