@@ -85,6 +85,7 @@ pub async fn run(
     let probers = health::spawn_probers(&state).map_err(std::io::Error::other)?;
     let limits = front::Limits {
         max_connections: state.settings.max_connections,
+        request_timeout: state.settings.client_timeout,
         ..front::Limits::new(state.settings.max_body_bytes)
     };
     let workers = state.settings.workers;

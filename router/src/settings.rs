@@ -66,6 +66,10 @@ pub struct Tuning {
     /// Shortest adaptive attempt timeout.
     #[arg(long, default_value_t = 100)]
     pub attempt_timeout_floor_ms: u64,
+    /// A client's request (head and body) must arrive within this, else 408; a connection
+    /// with no request under way is closed after this long.
+    #[arg(long, default_value_t = 10_000)]
+    pub client_timeout_ms: u64,
 }
 
 impl Default for Tuning {
@@ -81,6 +85,7 @@ impl Default for Tuning {
             max_connections: 10_000,
             attempt_timeout_factor: 20,
             attempt_timeout_floor_ms: 100,
+            client_timeout_ms: 10_000,
         }
     }
 }
@@ -97,6 +102,8 @@ pub struct Settings {
     pub attempt_timeout_floor: Duration,
     pub max_body_bytes: usize,
     pub max_connections: usize,
+    /// See [`Tuning::client_timeout_ms`].
+    pub client_timeout: Duration,
     pub health: HealthSettings,
     pub budget: BudgetSettings,
     pub ewma: EwmaSettings,
@@ -161,6 +168,7 @@ impl Settings {
             ("--default-rtt-ms", tuning.default_rtt_ms),
             ("--max-body-bytes", tuning.max_body_bytes as u64),
             ("--max-connections", tuning.max_connections as u64),
+            ("--client-timeout-ms", tuning.client_timeout_ms),
         ] {
             if value == 0 {
                 problems.push(format!("{flag}: must be greater than 0"));
@@ -185,6 +193,7 @@ impl Settings {
             attempt_timeout_floor: ms(tuning.attempt_timeout_floor_ms),
             max_body_bytes: tuning.max_body_bytes,
             max_connections: tuning.max_connections,
+            client_timeout: ms(tuning.client_timeout_ms),
             health: HealthSettings {
                 interval: ms(h.interval_ms),
                 timeout: ms(h.timeout_ms),
