@@ -129,7 +129,8 @@ pub fn regions(state: &AppState) -> Response {
         retry_budget: state.budget.available(),
         probe_interval_ms: state.settings.health.interval.as_millis() as u64,
     };
-    Response::json(200, &view).with_header("cache-control", "no-store")
+    Response::json(200, &view)
+        .with_header(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"))
 }
 
 #[cfg(test)]

@@ -4,15 +4,25 @@
 //! nodes do not line up). `fall` failed probes in a row mark it down, `rise` good ones bring
 //! it back. Real traffic counts too: `eject_after` consecutive connect errors, timeouts or
 //! 5xx eject the node at once, and an ejected node also needs `rise` good probes to return.
+//! Two rules keep one bad request from ejecting everything: only a request's first failure
+//! counts (its retries fail elsewhere because of the request, not the node: see
+//! [`crate::proxy`]), and ejections stop at `max_ejection_percent` of the nodes
+//! ([`crate::regions::Regions::may_eject`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 
 use crate::regions::ProbeRecord;
 use crate::settings::HealthSettings;
+use crate::upstream::connect::{Connector, Endpoint};
 use crate::AppState;
 
 /// Path every region node answers readiness on.
@@ -94,9 +104,11 @@ impl NodeHealth {
         }
     }
 
-    pub fn request_failed(&self, s: &HealthSettings) -> Option<Change> {
+    /// A request failed here. After `eject_after` in a row the node is ejected, if it is up
+    /// and `may_eject` (the cap on ejected nodes) allows.
+    pub fn request_failed(&self, s: &HealthSettings, may_eject: impl FnOnce() -> bool) -> Option<Change> {
         let fails = self.traffic_failures.fetch_add(1, Ordering::AcqRel).saturating_add(1);
-        if fails >= s.eject_after && self.flip(false) {
+        if fails >= s.eject_after && self.is_up() && may_eject() && self.flip(false) {
             // Good probes from before the ejection do not count towards coming back.
             self.probe_successes.store(0, Ordering::Relaxed);
             return Some(Change::Ejected);
@@ -110,27 +122,21 @@ impl NodeHealth {
 }
 
 /// Start one probe loop per node; they run until aborted.
-pub fn spawn_probers(state: &AppState) -> Result<Vec<JoinHandle<()>>, reqwest::Error> {
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .tcp_nodelay(true)
-        .pool_idle_timeout(crate::upstream::POOL_IDLE_TIMEOUT)
-        .build()?;
+pub fn spawn_probers(state: &AppState) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
     for (r, region) in state.regions.iter().enumerate() {
         for n in 0..region.nodes.len() {
-            tasks.push(tokio::spawn(probe_loop(state.clone(), client.clone(), r, n)));
+            tasks.push(tokio::spawn(probe_loop(state.clone(), r, n)));
         }
     }
-    Ok(tasks)
+    tasks
 }
 
-async fn probe_loop(state: AppState, client: reqwest::Client, region: usize, node: usize) {
+async fn probe_loop(state: AppState, region: usize, node: usize) {
     let health = state.settings.health;
     let r = state.regions.get(region);
-    let url = format!("{}{READY_PATH}", r.nodes[node].url);
     loop {
-        let record = probe(&client, &url, health.timeout).await;
+        let record = probe(&state.settings.connector, &r.nodes[node].endpoint, health.timeout).await;
         r.record_probe(node, record, &health, &state.metrics);
         tokio::time::sleep(jittered(health.interval)).await;
     }
@@ -143,29 +149,54 @@ struct Ready {
     model_version: Option<serde_json::Value>,
 }
 
-async fn probe(client: &reqwest::Client, url: &str, timeout: Duration) -> ProbeRecord {
+/// Readiness answers longer than this are not read.
+const MAX_READY_BODY: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    #[error("connection refused or unreachable: {0}")]
+    Connect(std::io::Error),
+    #[error("probe failed: {0}")]
+    Http(#[from] hyper::Error),
+    #[error("probe failed: {0}")]
+    Body(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// One `GET /health/ready` on a connection of its own (through the same TCP or TLS path as
+/// requests), so a probe also proves a new connection can be made.
+async fn probe(connector: &Connector, endpoint: &Endpoint, timeout: Duration) -> ProbeRecord {
     let at = SystemTime::now();
     let started = Instant::now();
-    let outcome = async {
-        let resp = client.get(url).timeout(timeout).send().await?;
+    let outcome = tokio::time::timeout(timeout, async {
+        let io = connector.connect(endpoint).await.map_err(ProbeError::Connect)?;
+        let (mut sender, conn) = http1::handshake(TokioIo::new(io)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut req = http::Request::new(Empty::<Bytes>::new());
+        *req.uri_mut() =
+            format!("{}{READY_PATH}", endpoint.prefix).parse().map_err(|e| ProbeError::Body(Box::new(e)))?;
+        req.headers_mut().insert(header::HOST, endpoint.authority.clone());
+        req.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        let resp = sender.send_request(req).await?;
         let status = resp.status();
-        let body = resp.bytes().await?;
-        Ok::<_, reqwest::Error>((status, body))
-    }
+        let body =
+            Limited::new(resp.into_body(), MAX_READY_BODY).collect().await.map_err(ProbeError::Body)?;
+        Ok::<_, ProbeError>((status, body.to_bytes()))
+    })
     .await;
     let took = started.elapsed();
     let (ok, detail, model_version) = match outcome {
-        Ok((status, body)) => {
+        Ok(Ok((status, body))) => {
             let version =
                 serde_json::from_slice::<Ready>(&body).ok().and_then(|r| r.model_version).map(|v| match v {
                     serde_json::Value::String(s) => s,
                     other => other.to_string(),
                 });
-            (status == reqwest::StatusCode::OK, format!("HTTP {}", status.as_u16()), version)
+            (status == http::StatusCode::OK, format!("HTTP {}", status.as_u16()), version)
         }
-        Err(e) if e.is_timeout() => (false, format!("no answer within {timeout:?}"), None),
-        Err(e) if e.is_connect() => (false, "connection refused or unreachable".to_string(), None),
-        Err(e) => (false, format!("probe failed: {e}"), None),
+        Err(_) => (false, format!("no answer within {timeout:?}"), None),
+        Ok(Err(e)) => (false, e.to_string(), None),
     };
     ProbeRecord { ok, at, took, detail, model_version }
 }
@@ -185,6 +216,7 @@ mod tests {
         fall: 2,
         rise: 3,
         eject_after: 3,
+        max_ejection_percent: 50,
     };
 
     #[test]
@@ -219,14 +251,16 @@ mod tests {
         let h = NodeHealth::default();
         h.probe_succeeded(&S);
         h.probe_succeeded(&S);
-        h.request_failed(&S);
+        h.request_failed(&S, || true);
         h.request_succeeded();
-        h.request_failed(&S);
-        h.request_failed(&S);
+        h.request_failed(&S, || true);
+        h.request_failed(&S, || true);
         assert!(h.is_up(), "streak was broken by a success");
-        assert_eq!(h.request_failed(&S), Some(Change::Ejected));
+        assert_eq!(h.request_failed(&S, || false), None, "the cap holds it in");
+        assert!(h.is_up());
+        assert_eq!(h.request_failed(&S, || true), Some(Change::Ejected));
         assert!(!h.is_up());
-        assert_eq!(h.consecutive_failures(), 3);
+        assert_eq!(h.consecutive_failures(), 4);
         assert_eq!(h.probe_succeeded(&S), None, "earlier good probes do not count");
         assert_eq!(h.probe_succeeded(&S), None);
         assert_eq!(h.probe_succeeded(&S), Some(Change::Up));

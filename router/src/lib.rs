@@ -8,19 +8,20 @@
 //! - [`health`]: the fall/rise/eject state machine and the active `/health/ready` prober.
 //! - [`ewma`]: peak-sensitive latency estimate per node; [`budget`]: the retry budget.
 //! - [`upstream`]: one attempt to one node and its typed errors, over each worker's own
-//!   keep-alive HTTP/1.1 connections ([`upstream::h1`]); [`proxy`]: hint, failover loop, relay.
+//!   keep-alive connections (hyper's HTTP/1.1 client, TCP or TLS: [`upstream::connect`]);
+//!   [`proxy`]: hint, failover loop, relay.
 //! - [`admin`]: `POST /failover`, `GET /regions`; [`status`]: `GET /`; [`metrics`]: `GET /metrics`.
-//! - [`front`]: the HTTP/1.1 server clients talk to: worker threads, connections, framing.
-//! - [`http::error`]: how every error becomes an HTTP response.
+//! - [`front`]: the HTTP/1.1 server clients talk to (hyper's): worker threads, limits, timeouts.
+//! - [`error`]: how every error becomes an HTTP response.
 //!
 //! `main` parses flags, loads settings and calls [`run`]; tests bind port 0 and do the same.
 
 pub mod admin;
 pub mod budget;
+pub mod error;
 pub mod ewma;
 pub mod front;
 pub mod health;
-pub mod http;
 pub mod metrics;
 pub mod proxy;
 pub mod regions;
@@ -80,9 +81,7 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    // Fail here, not inside a worker, if no HTTP client can be built.
-    let fallback_client = upstream::client().map_err(std::io::Error::other)?;
-    let probers = health::spawn_probers(&state).map_err(std::io::Error::other)?;
+    let probers = health::spawn_probers(&state);
     let limits = front::Limits {
         max_connections: state.settings.max_connections,
         request_timeout: state.settings.client_timeout,
@@ -92,8 +91,8 @@ pub async fn run(
     let app_state = state.clone();
     let make = move || {
         // Connections per worker: they live on the worker's own single-threaded runtime.
-        let client = upstream::client().unwrap_or_else(|_| fallback_client.clone());
-        let upstream = Upstream::new(client);
+        let settings = &app_state.settings;
+        let upstream = Upstream::new(settings.connector.clone(), settings.stream_idle_timeout);
         upstream.spawn_idle_sweeper();
         Routes(Proxy { upstream, state: app_state.clone() })
     };
@@ -132,14 +131,10 @@ impl front::Handler for Routes {
                 } else if POST_PATHS.contains(&path) || user_route {
                     "POST"
                 } else {
-                    return http::error::plain_error(404, "not_found", format_args!("no route for {path}"));
+                    return error::plain_error(404, "not_found", format_args!("no route for {path}"));
                 };
-                http::error::plain_error(
-                    405,
-                    "method_not_allowed",
-                    format_args!("{method} {path}: use {allow}"),
-                )
-                .with_header("allow", allow)
+                error::plain_error(405, "method_not_allowed", format_args!("{method} {path}: use {allow}"))
+                    .with_header(http::header::ALLOW, http::HeaderValue::from_static(allow))
             }
         }
     }

@@ -4,23 +4,30 @@
 //! The region hint comes from `X-Region-Hint` (or `Region-Hint`), else from the JSON body's
 //! `region` field; the body is parsed only when no header hint was sent, and a body that is
 //! not JSON is forwarded untouched so the node can reject it.
+//!
+//! Two rules keep a request that fails everywhere (a "request of death") from hurting anyone
+//! else: only its first failure counts towards ejecting a node (the others say more about
+//! the request than about the nodes), and its retries come out of the shared budget.
+//!
+//! Every request carries an `x-request-id` and a W3C `traceparent` to the node: the client's
+//! own when they are valid, else fresh ones; both are logged and returned.
 
 use std::time::Instant;
 
-use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use tracing::{debug, warn};
 
 use crate::front::request::Request;
-use crate::front::response::{Body, Response};
+use crate::front::response::Response;
 use crate::metrics::NO_REGION;
 use crate::regions::RegionState;
-use crate::upstream::{Answer, AnswerBody, Outgoing, Upstream, UpstreamError, REQUEST_ID};
+use crate::upstream::{Answer, Outgoing, Upstream, UpstreamError, REQUEST_ID, TRACEPARENT};
 use crate::AppState;
 
 pub const HINT_HEADERS: [&str; 2] = ["x-region-hint", "region-hint"];
-pub const SERVED_BY: &str = "x-served-by";
-pub const FAILOVER_FROM: &str = "x-failover-from";
+pub const SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
+pub const FAILOVER_FROM: HeaderName = HeaderName::from_static("x-failover-from");
 /// Nodes of one region tried for one request before moving to the next region.
 const NODES_TRIED_PER_REGION: usize = 2;
 /// Longest client-supplied request id passed on; longer ones are replaced.
@@ -34,7 +41,7 @@ pub struct Proxy {
     pub state: AppState,
 }
 
-/// Why a request could not be served. Mapped to HTTP in `http::error`.
+/// Why a request could not be served. Mapped to HTTP in `crate::error`.
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
     #[error("unknown region {hint:?}; valid regions: {}", known.join(", "))]
@@ -58,32 +65,30 @@ pub enum RouteError {
 pub async fn forward(proxy: &Proxy, req: Request) -> Response {
     let started = Instant::now();
     let state = &proxy.state;
-    let request_id = request_id(&req);
-    let (mut resp, region) = match route(proxy, &req, &request_id).await {
+    let ids = Ids::of(&req);
+    let (mut resp, region) = match route(proxy, &req, &ids).await {
         Ok(served) => served,
         Err(e) => {
+            let (request_id, trace_id) = (ids.request_id(), ids.trace_id());
             match &e {
                 // Expected outcomes, or (no healthy region) already logged as state changes:
                 // a log line per request would flood the log during an outage.
                 RouteError::UnknownRegion { .. } | RouteError::NoHealthyRegion { .. } => {
-                    debug!(request_id, error = %e, "not routed")
+                    debug!(request_id, trace_id, error = %e, "not routed")
                 }
-                _ => warn!(request_id, error = %e, "request failed"),
+                _ => warn!(request_id, trace_id, error = %e, "request failed"),
             }
             (e.response(), NO_REGION)
         }
     };
-    resp.set_header(REQUEST_ID, request_id);
+    resp.set_header(REQUEST_ID, ids.request_id.clone());
+    resp.set_header(TRACEPARENT, ids.traceparent.clone());
     state.metrics.request_served(region, resp.status);
     state.metrics.request_seconds.observe(started.elapsed().as_secs_f64());
     resp
 }
 
-async fn route<'a>(
-    proxy: &'a Proxy,
-    req: &Request,
-    request_id: &str,
-) -> Result<(Response, &'a str), RouteError> {
+async fn route<'a>(proxy: &'a Proxy, req: &Request, ids: &Ids) -> Result<(Response, &'a str), RouteError> {
     let state = &proxy.state;
     let regions = &state.regions;
     let hint = match hint(req) {
@@ -99,10 +104,10 @@ async fn route<'a>(
     // Events are appended, not looked up: after an attempt the node may have acted on, another
     // region would store them twice. Only failures that did nothing are retried.
     let at_most_once = req.path() == "/events";
-    let out = Outgoing::new(req, request_id);
+    let out = Outgoing::new(req, ids.request_id.clone(), ids.traceparent.clone());
+    let (request_id, trace_id) = (ids.request_id(), ids.trace_id());
     state.budget.deposit();
     let mut failures: Vec<UpstreamError> = Vec::new();
-    let mut _retry = None;
     let mut budget_spent = false;
     'plan: for idx in plan {
         let region = regions.get(idx);
@@ -114,12 +119,11 @@ async fn route<'a>(
             let Some(n) = region.pick(failed_node) else { continue 'plan };
             let node = &region.nodes[n];
             if let Some(last) = failures.last() {
-                let Some(permit) = state.budget.try_retry() else {
+                if !state.budget.try_retry() {
                     state.metrics.retries_refused.inc();
                     budget_spent = true;
                     break 'plan;
-                };
-                _retry = Some(permit);
+                }
                 state.metrics.retries.with_label_values(&[last.region.as_str()]).inc();
             }
             let attempt = {
@@ -136,7 +140,7 @@ async fn route<'a>(
                     let from = failed_over_from(hinted, &failures, &region.name);
                     if let Some(from) = from {
                         state.metrics.failovers.with_label_values(&[from, region.name.as_str()]).inc();
-                        debug!(request_id, from, to = %region.name, "failed over");
+                        debug!(request_id, trace_id, from, to = %region.name, "failed over");
                     }
                     return Ok((relay(answer, &region.name, from), region.name.as_str()));
                 }
@@ -146,10 +150,14 @@ async fn route<'a>(
                     if !err.is_retryable() {
                         return Err(RouteError::Upstream(err));
                     }
-                    region.record_failure(n, took, &state.settings.health, &state.metrics);
+                    // Only a request's first failure says something about the node.
+                    if failures.is_empty() {
+                        let may_eject = || regions.may_eject();
+                        region.record_failure(n, took, &state.settings.health, &state.metrics, may_eject);
+                    }
                     latency.observe(took.as_secs_f64());
                     let (node, error) = (&node.url, err.kind.detail());
-                    warn!(request_id, region = %region.name, node, error, "attempt failed");
+                    warn!(request_id, trace_id, region = %region.name, node, error, "attempt failed");
                     if at_most_once && !err.kind.nothing_done() {
                         return Err(RouteError::MaybeApplied(err));
                     }
@@ -191,34 +199,92 @@ fn no_healthy_region(state: &AppState) -> RouteError {
 /// The node's answer as the client gets it: status, end-to-end headers and body unchanged,
 /// plus `x-served-by` (overwriting the node's own) and `x-failover-from` when it applies.
 fn relay(answer: Answer, served_by: &str, failed_over_from: Option<&str>) -> Response {
-    let body = match answer.body {
-        AnswerBody::Full(bytes) => Body::Full(bytes),
-        AnswerBody::Stream(stream, len) => Body::Stream(stream, len),
-    };
-    // Already without hop-by-hop headers and those set here (`upstream::is_relayed`).
+    // Already without hop-by-hop headers and those set here (`upstream::Upstream::answer`).
     let mut headers = answer.headers;
-    headers.push((Bytes::from_static(SERVED_BY.as_bytes()), Bytes::copy_from_slice(served_by.as_bytes())));
+    // Region names are checked to be plain tokens when the configuration loads.
+    let value = |name: &str| HeaderValue::from_str(name).unwrap_or(HeaderValue::from_static("?"));
+    headers.insert(SERVED_BY, value(served_by));
     if let Some(from) = failed_over_from {
-        headers.push((Bytes::from_static(FAILOVER_FROM.as_bytes()), Bytes::copy_from_slice(from.as_bytes())));
+        headers.insert(FAILOVER_FROM, value(from));
     }
-    Response { status: answer.status, headers, body }
+    Response { status: answer.status, headers, body: answer.body }
 }
 
-/// The client's `x-request-id` if it is sensible, else a fresh random one.
-/// Only printable ASCII is kept, so the id is a valid header value wherever it goes.
-pub fn request_id(req: &Request) -> String {
-    req.header_str(REQUEST_ID)
-        .filter(|v| {
-            !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
-        })
-        .map_or_else(random_id, str::to_string)
+/// A request's identity across the hops: its request id and W3C trace context.
+#[derive(Debug, Clone)]
+pub struct Ids {
+    pub request_id: HeaderValue,
+    pub traceparent: HeaderValue,
 }
 
-/// 128 random bits as 32 hex digits (without `format!`: this runs for most requests).
-fn random_id() -> String {
+impl Ids {
+    /// The client's `x-request-id` and `traceparent` when they are sensible, else fresh ones.
+    pub fn of(req: &Request) -> Self {
+        let request_id = req
+            .header_str(REQUEST_ID.as_str())
+            .filter(|v| {
+                !v.is_empty()
+                    && v.len() <= MAX_REQUEST_ID
+                    && v.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+            })
+            .and_then(|v| HeaderValue::from_str(v).ok())
+            .unwrap_or_else(|| {
+                HeaderValue::from_str(&hex(rand::random::<u128>(), 32))
+                    .unwrap_or(HeaderValue::from_static("0"))
+            });
+        let traceparent = req
+            .header_str(TRACEPARENT.as_str())
+            .filter(|v| valid_traceparent(v))
+            .and_then(|v| HeaderValue::from_str(v).ok())
+            .unwrap_or_else(new_traceparent);
+        Self { request_id, traceparent }
+    }
+
+    pub fn request_id(&self) -> &str {
+        self.request_id.to_str().unwrap_or_default()
+    }
+
+    /// The trace id part of the trace context (32 hex digits).
+    pub fn trace_id(&self) -> &str {
+        self.traceparent.to_str().ok().and_then(|t| t.get(3..35)).unwrap_or_default()
+    }
+}
+
+/// `version-traceid-parentid-flags` as W3C Trace Context level 1 defines it: lower-case hex,
+/// ids not all zeros, version `ff` invalid. Later versions may append fields.
+fn valid_traceparent(v: &str) -> bool {
+    let parts: Vec<&str> = v.split('-').collect();
+    let hex_of = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let nonzero = |s: &str| s.bytes().any(|b| b != b'0');
+    match parts.as_slice() {
+        [version, trace, parent, flags, rest @ ..] => {
+            hex_of(version, 2)
+                && *version != "ff"
+                && (rest.is_empty() || *version != "00")
+                && hex_of(trace, 32)
+                && nonzero(trace)
+                && hex_of(parent, 16)
+                && nonzero(parent)
+                && hex_of(flags, 2)
+        }
+        _ => false,
+    }
+}
+
+/// A new sampled trace context: random trace and parent ids.
+fn new_traceparent() -> HeaderValue {
+    let (trace, parent) = (rand::random::<u128>() | 1, rand::random::<u64>() | 1);
+    let text = format!("00-{}-{}-01", hex(trace, 32), hex(u128::from(parent), 16));
+    HeaderValue::from_str(&text)
+        .unwrap_or(HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-01"))
+}
+
+/// The low `digits` hex digits of `bits` (without `format!`: this runs for most requests).
+fn hex(bits: u128, digits: usize) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bits = rand::random::<u128>();
-    (0..32).rev().map(|i| char::from(HEX[(bits >> (i * 4)) as usize & 0xf])).collect()
+    (0..digits).rev().map(|i| char::from(HEX[(bits >> (i * 4)) as usize & 0xf])).collect()
 }
 
 /// The hinted region name, if any: headers first, then the JSON body's `region`.
@@ -249,23 +315,28 @@ fn hint_from_body(body: &[u8]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use http::{HeaderMap, Method};
+
     use super::*;
 
-    /// A POST with `headers` (`Name: value` lines) and `body`.
-    fn post(headers: &str, body: &str) -> Request {
-        let raw = format!(
-            "POST /recommendations HTTP/1.1\r\n{headers}content-length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        Request::from_bytes(raw.as_bytes()).expect("valid request")
+    /// A POST with `headers` and `body`.
+    fn post(headers: &[(&str, &str)], body: &str) -> Request {
+        let mut map = HeaderMap::new();
+        for (n, v) in headers {
+            map.append(
+                HeaderName::from_bytes(n.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        Request::new(Method::POST, "/recommendations", map, body.to_string())
     }
 
     #[test]
     fn header_hint_wins_and_body_is_the_fallback() {
         let body = r#"{"user_id": 1, "region": "eu-west"}"#;
-        assert_eq!(hint(&post("Region-Hint:  us-east \r\n", body)).as_deref(), Some("us-east"));
-        assert_eq!(hint(&post("X-Region-Hint: ap-south\r\n", body)).as_deref(), Some("ap-south"));
-        assert_eq!(hint(&post("", body)).as_deref(), Some("eu-west"));
+        assert_eq!(hint(&post(&[("region-hint", "  us-east ")], body)).as_deref(), Some("us-east"));
+        assert_eq!(hint(&post(&[("x-region-hint", "ap-south")], body)).as_deref(), Some("ap-south"));
+        assert_eq!(hint(&post(&[], body)).as_deref(), Some("eu-west"));
     }
 
     #[test]
@@ -279,16 +350,38 @@ mod tests {
 
     #[test]
     fn request_ids_are_kept_or_generated() {
-        assert_eq!(request_id(&post("X-Request-Id: abc-123\r\n", "")), "abc-123");
-        let a = request_id(&post("", ""));
-        let b = request_id(&post("", ""));
+        let id = |headers: &[(&str, &str)]| Ids::of(&post(headers, "")).request_id().to_string();
+        assert_eq!(id(&[("x-request-id", "abc-123")]), "abc-123");
+        let (a, b) = (id(&[]), id(&[]));
         assert_eq!(a.len(), 32);
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{a}");
         assert_ne!(a, b);
-        let long = format!("x-request-id: {}\r\n", "x".repeat(MAX_REQUEST_ID + 1));
-        assert_eq!(request_id(&post(&long, "")).len(), 32);
-        assert_eq!(request_id(&post("x-request-id: a b\r\n", "")), "a b");
-        assert_eq!(request_id(&post("x-request-id: caf\u{e9}\r\n", "")).len(), 32, "not ASCII");
+        assert_eq!(id(&[("x-request-id", &"x".repeat(MAX_REQUEST_ID + 1))]).len(), 32);
+        assert_eq!(id(&[("x-request-id", "a b")]), "a b");
+    }
+
+    #[test]
+    fn trace_context_is_passed_on_when_valid_and_created_when_not() {
+        let given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let ids = Ids::of(&post(&[("traceparent", given)], ""));
+        assert_eq!(ids.traceparent, given);
+        assert_eq!(ids.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "garbage",
+        ] {
+            let made = Ids::of(&post(&[("traceparent", bad)], ""));
+            assert_ne!(made.traceparent, bad);
+            assert!(valid_traceparent(made.traceparent.to_str().expect("text")), "{:?}", made.traceparent);
+        }
+        assert!(
+            valid_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-later"),
+            "future versions may add fields"
+        );
     }
 }
 

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use model_sync::config::ClusterConfig;
 
+use crate::upstream::connect::{Connector, Endpoint};
+
 /// `router [--config regions.toml] [--listen ADDR] [tuning flags]`.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "router", version, about = "georec front door: region-hinted, latency-aware failover")]
@@ -36,9 +38,18 @@ pub struct Tuning {
     /// Retries allowed as a fraction of requests (0.2 = at most one retry per five requests).
     #[arg(long, default_value_t = 0.2)]
     pub retry_budget_ratio: f64,
-    /// Retries always allowed in flight at once, even with the budget spent.
-    #[arg(long, default_value_t = 3)]
-    pub retry_min_concurrent: u32,
+    /// Retries allowed per second on top of the ratio, so a quiet router can still fail over
+    /// the odd request (counted over the budget's window, like the ratio).
+    #[arg(long, default_value_t = 10)]
+    pub retry_min_per_sec: u32,
+    /// The window the retry budget counts requests and retries over.
+    #[arg(long, default_value_t = 10_000)]
+    pub retry_budget_window_ms: u64,
+    /// Failing requests may eject at most this share of all nodes; past it, nodes stay in
+    /// rotation until probes find them down (a request that fails everywhere cannot take
+    /// every region out).
+    #[arg(long, default_value_t = 50)]
+    pub max_ejection_percent: u8,
     /// Time constant of the latency EWMA: how long an old observation keeps its weight.
     #[arg(long, default_value_t = 10_000)]
     pub ewma_decay_ms: u64,
@@ -70,13 +81,22 @@ pub struct Tuning {
     /// with no request under way is closed after this long.
     #[arg(long, default_value_t = 10_000)]
     pub client_timeout_ms: u64,
+    /// A node's streamed answer (over 256 KiB or of unknown length) may pause this long
+    /// between pieces, however long the whole takes.
+    #[arg(long, default_value_t = 10_000)]
+    pub stream_idle_timeout_ms: u64,
+    /// PEM certificates to trust for `https://` nodes besides the public roots (a private CA).
+    #[arg(long, env = "GEOREC_NODE_CA")]
+    pub node_ca: Option<PathBuf>,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
         Self {
             retry_budget_ratio: 0.2,
-            retry_min_concurrent: 3,
+            retry_min_per_sec: 10,
+            retry_budget_window_ms: 10_000,
+            max_ejection_percent: 50,
             ewma_decay_ms: 10_000,
             error_penalty_ms: 1_000,
             default_rtt_ms: 30,
@@ -86,6 +106,8 @@ impl Default for Tuning {
             attempt_timeout_factor: 20,
             attempt_timeout_floor_ms: 100,
             client_timeout_ms: 10_000,
+            stream_idle_timeout_ms: 10_000,
+            node_ca: None,
         }
     }
 }
@@ -104,6 +126,9 @@ pub struct Settings {
     pub max_connections: usize,
     /// See [`Tuning::client_timeout_ms`].
     pub client_timeout: Duration,
+    pub stream_idle_timeout: Duration,
+    /// Opens connections to the nodes (TLS roots included).
+    pub connector: Connector,
     pub health: HealthSettings,
     pub budget: BudgetSettings,
     pub ewma: EwmaSettings,
@@ -122,12 +147,15 @@ pub struct HealthSettings {
     pub rise: u32,
     /// Consecutive failures on real traffic that eject a node at once.
     pub eject_after: u32,
+    /// Largest share of all nodes (percent) failing traffic may hold ejected.
+    pub max_ejection_percent: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BudgetSettings {
     pub ratio: f64,
-    pub min_concurrent: u32,
+    pub min_per_sec: u32,
+    pub window: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -137,11 +165,11 @@ pub struct EwmaSettings {
     pub default_rtt: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct RegionSettings {
     pub name: String,
-    /// Node base URLs without a trailing '/': a request path is appended as-is.
-    pub urls: Vec<String>,
+    /// The nodes, from their base URLs.
+    pub nodes: Vec<Endpoint>,
     /// Regions to fail over to, best first (may be empty: then latency alone decides).
     pub failover: Vec<String>,
 }
@@ -169,6 +197,8 @@ impl Settings {
             ("--max-body-bytes", tuning.max_body_bytes as u64),
             ("--max-connections", tuning.max_connections as u64),
             ("--client-timeout-ms", tuning.client_timeout_ms),
+            ("--stream-idle-timeout-ms", tuning.stream_idle_timeout_ms),
+            ("--retry-budget-window-ms", tuning.retry_budget_window_ms),
         ] {
             if value == 0 {
                 problems.push(format!("{flag}: must be greater than 0"));
@@ -177,7 +207,26 @@ impl Settings {
         if tuning.workers == Some(0) {
             problems.push("--workers: must be greater than 0".to_string());
         }
-        let (Ok(listen), true) = (listen, problems.is_empty()) else {
+        if tuning.max_ejection_percent > 100 {
+            problems.push(format!(
+                "--max-ejection-percent: {} is not within 0..=100",
+                tuning.max_ejection_percent
+            ));
+        }
+        let connector = Connector::new(tuning.node_ca.as_deref())
+            .map_err(|e| problems.push(format!("--node-ca (GEOREC_NODE_CA): {e}")));
+        let mut regions = Vec::new();
+        for (name, r) in &cluster.regions {
+            let mut nodes = Vec::new();
+            for (i, url) in r.urls.iter().enumerate() {
+                match Endpoint::parse(url) {
+                    Ok(e) => nodes.push(e),
+                    Err(e) => problems.push(format!("regions.{name}.urls[{i}]: {e}")),
+                }
+            }
+            regions.push(RegionSettings { name: name.clone(), nodes, failover: r.failover.clone() });
+        }
+        let (Ok(listen), Ok(connector), true) = (listen, connector, problems.is_empty()) else {
             return Err(SettingsError { problems });
         };
 
@@ -194,31 +243,27 @@ impl Settings {
             max_body_bytes: tuning.max_body_bytes,
             max_connections: tuning.max_connections,
             client_timeout: ms(tuning.client_timeout_ms),
+            stream_idle_timeout: ms(tuning.stream_idle_timeout_ms),
+            connector,
             health: HealthSettings {
                 interval: ms(h.interval_ms),
                 timeout: ms(h.timeout_ms),
                 fall: h.fall,
                 rise: h.rise,
                 eject_after: h.eject_after,
+                max_ejection_percent: tuning.max_ejection_percent,
             },
             budget: BudgetSettings {
                 ratio: tuning.retry_budget_ratio,
-                min_concurrent: tuning.retry_min_concurrent,
+                min_per_sec: tuning.retry_min_per_sec,
+                window: ms(tuning.retry_budget_window_ms),
             },
             ewma: EwmaSettings {
                 decay: ms(tuning.ewma_decay_ms),
                 error_penalty: ms(tuning.error_penalty_ms),
                 default_rtt: ms(tuning.default_rtt_ms),
             },
-            regions: cluster
-                .regions
-                .iter()
-                .map(|(name, r)| RegionSettings {
-                    name: name.clone(),
-                    urls: r.urls.iter().map(|u| u.trim_end_matches('/').to_string()).collect(),
-                    failover: r.failover.clone(),
-                })
-                .collect(),
+            regions,
         })
     }
 }
@@ -258,7 +303,8 @@ mod tests {
         assert_eq!(s.request_timeout, Duration::from_millis(1000));
         assert_eq!(s.health.interval, Duration::from_secs(1));
         assert_eq!((s.health.fall, s.health.rise, s.health.eject_after), (2, 2, 3));
-        assert_eq!(s.budget, BudgetSettings { ratio: 0.2, min_concurrent: 3 });
+        assert_eq!(s.budget, BudgetSettings { ratio: 0.2, min_per_sec: 10, window: Duration::from_secs(10) });
+        assert_eq!(s.health.max_ejection_percent, 50);
         let names: Vec<_> = s.regions.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["ap-south", "eu-west", "us-east", "us-west"]);
         assert_eq!(s.regions[3].failover, ["us-east", "eu-west", "ap-south"]);
@@ -271,11 +317,13 @@ mod tests {
             ewma_decay_ms: 0,
             workers: Some(0),
             max_connections: 0,
+            max_ejection_percent: 101,
             ..Tuning::default()
         };
         let err = Settings::new(&cluster(), Some("nowhere"), &tuning).expect_err("invalid");
         let text = err.to_string();
-        assert!(text.contains("5 problem(s)"), "{text}");
+        assert!(text.contains("6 problem(s)"), "{text}");
+        assert!(text.contains("--max-ejection-percent"), "{text}");
         assert!(text.contains("--listen: invalid socket address \"nowhere\""), "{text}");
         assert!(text.contains("--retry-budget-ratio"), "{text}");
         assert!(text.contains("--ewma-decay-ms: must be greater than 0"), "{text}");
@@ -290,6 +338,6 @@ mod tests {
         let c = ClusterConfig::from_toml_str(&text, Vec::new()).expect("valid");
         let s = Settings::new(&c, Some("0.0.0.0:9999"), &Tuning::default()).expect("valid");
         assert_eq!(s.listen.port(), 9999);
-        assert_eq!(s.regions[3].urls, ["http://127.0.0.1:8000"]);
+        assert_eq!(s.regions[3].nodes[0].url, "http://127.0.0.1:8000");
     }
 }

@@ -6,5 +6,6 @@ use crate::front::response::Response;
 const PAGE: &str = include_str!("status.html");
 
 pub fn page() -> Response {
-    Response::new(200, "text/html; charset=utf-8", PAGE).with_header("cache-control", "no-store")
+    Response::new(200, "text/html; charset=utf-8", PAGE)
+        .with_header(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"))
 }

@@ -1,43 +1,59 @@
-//! The router's HTTP/1.1 server: what clients connect to.
+//! The router's HTTP/1.1 server: what clients connect to. The protocol is hyper's
+//! (`hyper::server::conn::http1`): parsing, body framing (`content-length`, chunked),
+//! keep-alive, pipelining, `Expect: 100-continue`, `HEAD`, and the automatic 400/414/431 for
+//! heads it cannot parse. What is ours is around it:
 //!
-//! Built for a proxy's hot path. One acceptor hands each connection to one of N worker
-//! threads, round robin. Each worker runs a single-threaded runtime that owns its
-//! connections, its handler and (through the handler) its keep-alive connections to the
-//! nodes, so nothing on the request path takes a lock or wakes another thread. A request is
-//! parsed in place (`httparse`; headers stay slices of the received bytes, never copied into
-//! a map) and its answer is written with one `write` when it fits.
-//!
-//! What it speaks: HTTP/1.0 and 1.1, keep-alive and pipelined requests (answered in order),
-//! bodies framed by `content-length` or `transfer-encoding: chunked`, `Expect: 100-continue`,
-//! `HEAD`. What it refuses, each with a JSON body saying why and the connection closed after:
-//! malformed heads (400), both a length and a transfer coding (400, a request-smuggling
-//! pattern), other transfer codings (501), heads over 64 KiB or 100 headers (431), bodies over
-//! the limit (413, before reading them when the length is announced), requests not complete
-//! within the request timeout (408).
-//!
-//! Shutdown: the listener closes at once; idle connections close; a connection in the middle
-//! of a request finishes it, answers with `connection: close`, and closes; after the grace
-//! period whatever is left is dropped.
+//! - Threads: one acceptor hands each connection to one of N worker threads, round robin.
+//!   Each worker runs a single-threaded runtime that owns its connections, its handler and
+//!   (through the handler) its connections to the nodes, so nothing on the request path takes
+//!   a lock or wakes another thread.
+//! - Limits: `--max-connections` (the acceptor waits for a slot), heads of at most
+//!   [`MAX_HEAD_BYTES`] and [`MAX_HEADERS`] headers (431), targets of at most 65,534 bytes
+//!   (414), bodies of at most `--max-body-bytes` (413 with a JSON body, before reading when
+//!   the length is announced), the `Host` rules ([`request`]).
+//! - Time: a request's head must arrive within `--client-timeout-ms` of the connection (or
+//!   of the previous answer), and its body within as long again. A client that opened a
+//!   connection or started a request and did not finish it in time gets `408` with a JSON
+//!   body; hyper only closes the connection, so the 408 is written here, after hyper gave the
+//!   connection back. A keep-alive connection with no new request for that long is closed
+//!   without a word (RFC 9112 section 9.5). A client that stops reading an answer is cut off
+//!   after [`Limits::write_timeout`].
+//! - Shutdown: the listener closes at once; idle connections close; a connection in the
+//!   middle of a request finishes it, answers with `connection: close`, and closes; after the
+//!   grace period whatever is left is dropped.
 
 pub mod request;
 pub mod response;
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http::header::{HeaderValue, CONNECTION};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Notify};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tracing::{debug, warn};
 
-use self::request::{head_len, BodyFraming, ChunkedDecoder, Head, Refusal, Request, MAX_HEAD_BYTES};
-use self::response::{http_date, reason, Body, Response};
+use self::request::{Refusal, Request};
+use self::response::{Body, Response};
+
+/// Request heads larger than this are refused (431).
+pub const MAX_HEAD_BYTES: usize = 96 * 1024;
+/// Request heads with more headers than this are refused (431).
+pub const MAX_HEADERS: usize = 100;
+/// hyper's read buffer: room for the largest head, so that a long target is refused as such
+/// (414) rather than as a large head.
+const READ_BUFFER: usize = 128 * 1024;
 
 /// Answers requests on one worker thread; made once per worker, never shared across threads.
 pub trait Handler: 'static {
@@ -48,11 +64,10 @@ pub trait Handler: 'static {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_body: usize,
-    /// From the first byte of a request to its last.
+    /// For a request's head (from the connection or the previous answer), and again for its
+    /// body; also how long a connection may sit idle.
     pub request_timeout: Duration,
-    /// A keep-alive connection with no request for this long is closed.
-    pub idle_timeout: Duration,
-    /// Writing one answer, for clients that stop reading.
+    /// Writing stalls for longer than this (a client that stopped reading) end the connection.
     pub write_timeout: Duration,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
@@ -66,7 +81,6 @@ impl Limits {
         Self {
             max_body,
             request_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(75),
             write_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
             max_connections: 10_000,
@@ -74,14 +88,12 @@ impl Limits {
     }
 }
 
-/// Answers up to this size go out in the same `write` as their head.
-const INLINE_BODY: usize = 16 * 1024;
-/// Room kept in a connection's read buffer.
-const READ_CHUNK: usize = 8 * 1024;
 /// After a failed `accept` (out of file descriptors, say), wait this long before the next.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// At the connection limit the acceptor looks again after this long at the latest.
 const FULL_RECHECK: Duration = Duration::from_millis(50);
+/// Writing the 408 of a timed-out request may take this long.
+const TIMEOUT_ANSWER_WRITE: Duration = Duration::from_secs(1);
 
 /// Serve `listener` with `workers` threads, each with the handler `make` builds on it, until
 /// `shutdown` completes; then stop as the module doc says.
@@ -212,11 +224,15 @@ async fn worker<H: Handler>(
     open: Arc<Open>,
 ) {
     let live = Rc::new(Live::default());
+    let http = Rc::new(builder(&limits));
     let for_connections = stop.clone();
     let spawn = |stream| {
-        let conn =
-            connection(stream, handler.clone(), limits.clone(), for_connections.clone(), live.enter(&open));
-        tokio::task::spawn_local(conn);
+        let guard = live.enter(&open);
+        let conn = connection(stream, http.clone(), handler.clone(), limits.clone(), for_connections.clone());
+        tokio::task::spawn_local(async move {
+            conn.await;
+            drop(guard);
+        });
     };
     loop {
         tokio::select! {
@@ -237,264 +253,218 @@ async fn worker<H: Handler>(
     }
 }
 
+fn builder(limits: &Limits) -> http1::Builder {
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(limits.request_timeout)
+        .max_headers(MAX_HEADERS)
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_buf_size(READ_BUFFER)
+        // A client may shut its sending side once its request is out and still get the answer.
+        .half_close(true);
+    b
+}
+
+/// What a connection's requests tell the code around hyper.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Bytes received on the connection.
+    received: Cell<u64>,
+    /// `received` when the last request's body was complete: later bytes start another one.
+    received_at_last_body: Cell<u64>,
+    requests: Cell<u64>,
+    /// A request was refused: the client may still be sending its body.
+    refused: Cell<bool>,
+}
+
+impl Progress {
+    /// Whether a request was begun and not finished, or none was ever sent: what earns a 408
+    /// rather than a silent close when time runs out.
+    fn owes_timeout_answer(&self) -> bool {
+        self.requests.get() == 0 || self.received.get() > self.received_at_last_body.get()
+    }
+}
+
 async fn connection<H: Handler>(
     stream: std::net::TcpStream,
+    http: Rc<http1::Builder>,
     handler: Rc<H>,
     limits: Rc<Limits>,
     mut stop: watch::Receiver<bool>,
-    _live: LiveGuard,
 ) {
-    let Ok(io) = TcpStream::from_std(stream) else { return };
-    let _ = io.set_nodelay(true);
-    let mut conn = Conn { io, buf: BytesMut::with_capacity(READ_CHUNK), out: Vec::with_capacity(1024) };
-    loop {
-        let request = match conn.read_request(&limits, &mut stop).await {
-            Ok(Some(request)) => request,
-            Ok(None) => return,
-            Err(refusal) => {
-                debug!(error = %refusal, "request refused");
-                conn.refuse(&refusal, &limits).await;
-                return;
+    let Ok(tcp) = TcpStream::from_std(stream) else { return };
+    let _ = tcp.set_nodelay(true);
+    let progress = Rc::new(Progress::default());
+    let io =
+        Watched { io: tcp, progress: progress.clone(), write_timeout: limits.write_timeout, stalled: None };
+    let service = {
+        let (progress, limits) = (progress.clone(), limits.clone());
+        hyper::service::service_fn(move |req| {
+            let (handler, limits, progress) = (handler.clone(), limits.clone(), progress.clone());
+            Box::pin(async move {
+                Ok::<_, std::convert::Infallible>(answer(req, &*handler, &limits, &progress).await)
+            }) as Pin<Box<dyn Future<Output = _>>>
+        })
+    };
+    let mut conn = http.serve_connection(TokioIo::new(io), service);
+    let mut stopping = *stop.borrow();
+    if stopping {
+        Pin::new(&mut conn).graceful_shutdown();
+    }
+    let served = loop {
+        tokio::select! {
+            served = &mut conn => break served,
+            changed = stop.changed(), if !stopping => {
+                stopping = true;
+                if changed.is_ok() {
+                    Pin::new(&mut conn).graceful_shutdown();
+                }
             }
-        };
-        let wants_more = request.keep_alive;
-        let version = request.minor_version;
-        let head_only = request.method() == "HEAD";
-        let response = handler.handle(request).await;
-        // Shutdown may have begun while the request ran: then this is its last answer.
-        let keep_alive = wants_more && !*stop.borrow();
-        let written = tokio::time::timeout(
-            limits.write_timeout,
-            conn.write_response(response, keep_alive, version, head_only),
-        )
-        .await;
-        match written {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) | Ok(Err(_)) | Err(_) => {
-                let _ = conn.io.shutdown().await;
-                return;
+        }
+    };
+    let mut io = conn.into_parts().io.into_inner().io;
+    match served {
+        Err(e) if e.is_timeout() && progress.owes_timeout_answer() => {
+            let answer = timeout_answer(limits.request_timeout);
+            let _ = tokio::time::timeout(TIMEOUT_ANSWER_WRITE, io.write_all(&answer)).await;
+            progress.refused.set(true);
+        }
+        Err(e) => debug!(error = %e, "client connection ended"),
+        Ok(()) => {}
+    }
+    let _ = tokio::time::timeout(TIMEOUT_ANSWER_WRITE, io.shutdown()).await;
+    if progress.refused.get() {
+        linger(&mut io).await;
+    }
+}
+
+/// After refusing a request, read and drop what the client still sends, for a while, before
+/// closing: closing a socket with unread data makes the kernel reset the connection, and the
+/// client may then lose the answer that says why (nginx's lingering close).
+async fn linger(io: &mut TcpStream) {
+    const LINGER: Duration = Duration::from_secs(1);
+    const MAX_DRAINED: usize = 1 << 20;
+    let mut sink = vec![0u8; 16 * 1024];
+    let mut drained = 0;
+    let _ = tokio::time::timeout(LINGER, async {
+        while drained < MAX_DRAINED {
+            match tokio::io::AsyncReadExt::read(io, &mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => drained += n,
             }
+        }
+    })
+    .await;
+}
+
+/// The 408 for a request whose head did not arrive in time, written once hyper has given the
+/// connection up (it closes without answering). A fixed message: no parsing involved.
+fn timeout_answer(timeout: Duration) -> Vec<u8> {
+    let refusal = Refusal::Timeout(timeout.as_millis());
+    let body = serde_json::json!({ "error": refusal.code(), "message": refusal.to_string() }).to_string();
+    format!(
+        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         connection: close\r\ndate: {}\r\n\r\n{body}",
+        body.len(),
+        httpdate::fmt_http_date(std::time::SystemTime::now()),
+    )
+    .into_bytes()
+}
+
+/// One request: read and checked ([`Request::read`]), then handled; refusals answer with a
+/// JSON reason and close the connection.
+async fn answer<H: Handler>(
+    req: http::Request<hyper::body::Incoming>,
+    handler: &H,
+    limits: &Limits,
+    progress: &Progress,
+) -> http::Response<Body> {
+    let deadline = Instant::now() + limits.request_timeout;
+    let read = Request::read(req, limits.max_body, deadline, limits.request_timeout.as_millis()).await;
+    progress.requests.set(progress.requests.get() + 1);
+    progress.received_at_last_body.set(progress.received.get());
+    match read {
+        Ok(request) => handler.handle(request).await.into(),
+        Err(refusal) => {
+            debug!(error = %refusal, "request refused");
+            progress.refused.set(true);
+            let body = serde_json::json!({ "error": refusal.code(), "message": refusal.to_string() });
+            let mut resp: http::Response<Body> = Response::json(refusal.status(), &body).into();
+            resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+            resp
         }
     }
 }
 
-struct Conn {
+/// The client's socket as hyper uses it: counts what arrives (for [`Progress`]) and ends the
+/// connection when a write makes no progress for the write timeout.
+struct Watched {
     io: TcpStream,
-    /// Bytes read and not consumed yet (the start of the next request, when pipelined).
-    buf: BytesMut,
-    /// The answer being written, kept for its capacity.
-    out: Vec<u8>,
+    progress: Rc<Progress>,
+    write_timeout: Duration,
+    /// Running while a write waits for the client to read.
+    stalled: Option<Pin<Box<Sleep>>>,
 }
 
-impl Conn {
-    async fn fill(&mut self) -> io::Result<usize> {
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-            self.buf.reserve(READ_CHUNK);
-        }
-        self.io.read_buf(&mut self.buf).await
-    }
-
-    /// The next request, whole; `None` when the client closed, went idle or shutdown began
-    /// while no request was under way.
-    async fn read_request(
-        &mut self,
-        limits: &Limits,
-        stop: &mut watch::Receiver<bool>,
-    ) -> Result<Option<Request>, Refusal> {
-        if self.buf.is_empty() {
-            if *stop.borrow() {
-                return Ok(None);
-            }
-            let first = tokio::select! {
-                biased;
-                read = tokio::time::timeout(limits.idle_timeout, self.fill()) => read,
-                _ = stop.changed() => return Ok(None),
-            };
-            if !matches!(first, Ok(Ok(n)) if n > 0) {
-                return Ok(None);
-            }
-        }
-        let deadline = Instant::now() + limits.request_timeout;
-        let timed_out = || Refusal::Timeout(limits.request_timeout.as_secs());
-        let mut scanned = 0;
-        let head = loop {
-            if let Some(len) = head_len(&self.buf, scanned) {
-                if len > MAX_HEAD_BYTES {
-                    return Err(Refusal::HeadTooLarge);
-                }
-                break Head::parse(self.buf.split_to(len).freeze(), limits.max_body)?;
-            }
-            if self.buf.len() > MAX_HEAD_BYTES {
-                return Err(Refusal::HeadTooLarge);
-            }
-            scanned = self.buf.len();
-            match tokio::time::timeout_at(deadline, self.fill()).await {
-                Err(_) => return Err(timed_out()),
-                Ok(Ok(0) | Err(_)) => return Ok(None), // gone mid-head: nobody to answer
-                Ok(Ok(_)) => {}
-            }
-        };
-        let Head { mut request, framing, expects_continue } = head;
-        match framing {
-            BodyFraming::Length(0) => {}
-            BodyFraming::Length(n) => {
-                if expects_continue && self.buf.len() < n {
-                    self.go_ahead().await?;
-                }
-                if self.buf.capacity() < n {
-                    self.buf.reserve(n - self.buf.len());
-                }
-                while self.buf.len() < n {
-                    self.fill_before(deadline, &timed_out).await?;
-                }
-                request.body = self.buf.split_to(n).freeze();
-            }
-            BodyFraming::Chunked => {
-                if expects_continue && self.buf.is_empty() {
-                    self.go_ahead().await?;
-                }
-                let (mut decoder, mut body) = (ChunkedDecoder::default(), BytesMut::new());
-                while !decoder.decode(&mut self.buf, &mut body, limits.max_body)? {
-                    self.fill_before(deadline, &timed_out).await?;
-                }
-                request.body = body.freeze();
-            }
-        }
-        Ok(Some(request))
-    }
-
-    /// Read more of a body before `deadline`.
-    async fn fill_before(
-        &mut self,
-        deadline: Instant,
-        timed_out: &impl Fn() -> Refusal,
-    ) -> Result<(), Refusal> {
-        match tokio::time::timeout_at(deadline, self.fill()).await {
-            Err(_) => Err(timed_out()),
-            Ok(Ok(0)) => Err(Refusal::Malformed("connection closed before the body was complete".into())),
-            Ok(Err(e)) => Err(Refusal::Malformed(format!("reading the body failed: {e}"))),
-            Ok(Ok(_)) => Ok(()),
-        }
-    }
-
-    /// `100 Continue` for a client that waits for it before sending the body.
-    async fn go_ahead(&mut self) -> Result<(), Refusal> {
-        self.io
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .await
-            .map_err(|e| Refusal::Malformed(format!("cannot answer 100-continue: {e}")))
-    }
-
-    /// Answer a refused request and leave the connection to be closed.
-    async fn refuse(&mut self, refusal: &Refusal, limits: &Limits) {
-        let body = serde_json::json!({ "error": refusal.code(), "message": refusal.to_string() });
-        let response = Response::json(refusal.status(), &body);
-        let _ =
-            tokio::time::timeout(limits.write_timeout, self.write_response(response, false, 1, false)).await;
-        let _ = self.io.shutdown().await;
-    }
-
-    /// Write `response`; `Ok(true)` when the connection can carry the next request.
-    async fn write_response(
-        &mut self,
-        response: Response,
-        keep_alive: bool,
-        minor_version: u8,
-        head_only: bool,
-    ) -> io::Result<bool> {
-        let Response { status, headers, body } = response;
-        let bodiless = head_only || status < 200 || status == 204 || status == 304;
-        // HTTP/1.0 clients cannot take chunks: an unknown length ends with the connection.
-        let chunked = !bodiless && minor_version >= 1 && matches!(body, Body::Stream(_, None));
-        let keep_alive = keep_alive && (bodiless || !matches!(body, Body::Stream(_, None)) || chunked);
-        let out = &mut self.out;
-        out.clear();
-        out.extend_from_slice(b"HTTP/1.1 ");
-        push_number(out, u64::from(status));
-        out.push(b' ');
-        out.extend_from_slice(reason(status).as_bytes());
-        out.extend_from_slice(b"\r\n");
-        let mut dated = false;
-        for (name, value) in &headers {
-            dated |= name.eq_ignore_ascii_case(b"date");
-            for part in [&name[..], b": ", value, b"\r\n"] {
-                out.extend_from_slice(part);
-            }
-        }
-        if !dated {
-            for part in [&b"date: "[..], &http_date(), b"\r\n"] {
-                out.extend_from_slice(part);
-            }
-        }
-        let length = match &body {
-            Body::Full(b) => Some(b.len() as u64),
-            Body::Stream(_, len) => *len,
-        };
-        if let (Some(len), false) = (length, status < 200 || status == 204 || status == 304) {
-            out.extend_from_slice(b"content-length: ");
-            push_number(out, len);
-            out.extend_from_slice(b"\r\n");
-        } else if chunked {
-            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-        }
-        if !keep_alive {
-            out.extend_from_slice(b"connection: close\r\n");
-        } else if minor_version == 0 {
-            out.extend_from_slice(b"connection: keep-alive\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
-        match body {
-            _ if bodiless => self.io.write_all(&self.out).await?,
-            Body::Full(bytes) if bytes.len() <= INLINE_BODY => {
-                self.out.extend_from_slice(&bytes);
-                self.io.write_all(&self.out).await?;
-            }
-            Body::Full(bytes) => {
-                self.io.write_all(&self.out).await?;
-                self.io.write_all(&bytes).await?;
-            }
-            Body::Stream(mut stream, _) => {
-                use futures::StreamExt as _;
-                self.io.write_all(&self.out).await?;
-                while let Some(chunk) = stream.next().await {
-                    // A node failing mid-body: the client sees a truncated answer and a
-                    // closed connection; nothing else can tell it at this point.
-                    let chunk: Bytes = chunk?;
-                    if chunk.is_empty() {
-                        continue;
-                    }
-                    if chunked {
-                        self.out.clear();
-                        self.out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
-                        self.io.write_all(&self.out).await?;
-                        self.io.write_all(&chunk).await?;
-                        self.io.write_all(b"\r\n").await?;
-                    } else {
-                        self.io.write_all(&chunk).await?;
-                    }
-                }
-                if chunked {
-                    self.io.write_all(b"0\r\n\r\n").await?;
-                }
-            }
-        }
-        Ok(keep_alive)
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        let got = (buf.filled().len() - before) as u64;
+        self.progress.received.set(self.progress.received.get() + got);
+        polled
     }
 }
 
-/// `n` in decimal, without the formatting machinery (this runs for every answer).
-fn push_number(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+impl Watched {
+    fn watch_write<T>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let timeout = self.write_timeout;
+        let stalled = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the client read nothing for {timeout:?}"),
+            ))),
+            Poll::Pending => Poll::Pending,
         }
     }
-    out.extend_from_slice(&digits[i..]);
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.watch_write(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.watch_write(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.io).poll_flush(cx);
+        self.watch_write(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]

@@ -1,34 +1,25 @@
-//! A client's request: read off its connection, framed and checked; refused with the 4xx/5xx
-//! that says what is wrong when it is not a request the router can pass on safely.
+//! A client's request as the handlers see it: method, origin-form target, headers and the
+//! whole body. hyper frames and parses it ([`super`]); what is checked here is what hyper
+//! leaves to the application: the `Host` rules of RFC 9112 section 3.2, transfer codings other
+//! than `chunked`, and the body's length and time, each refused with the status that says
+//! what is wrong.
 
-use std::mem::MaybeUninit;
-use std::ops::Range;
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::{HeaderMap, Method, Version};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use tokio::time::Instant;
 
-use bytes::{Bytes, BytesMut};
-
-pub use crate::http::wire::head_len;
-use crate::http::wire::tokens;
-
-/// Request heads with more headers than this are refused (431).
-pub const MAX_HEADERS: usize = 100;
-/// Request heads larger than this are refused (431).
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// A chunk-size or trailer line longer than this is malformed.
-const MAX_LINE: usize = 4 * 1024;
-
-/// One request, head and whole body. Header names and values are slices of the head as
-/// received (no copies, no re-encoding), names in the client's case.
+/// One request, head and whole body.
 #[derive(Debug, Clone)]
 pub struct Request {
-    head: Bytes,
-    method: Range<usize>,
-    target: Range<usize>,
-    headers: Vec<(Range<usize>, Range<usize>)>,
-    /// HTTP/1.x minor version.
-    pub minor_version: u8,
+    pub method: Method,
+    /// Path and query (origin form, also for absolute-form targets); never a fragment.
+    target: String,
+    pub headers: HeaderMap,
+    pub version: Version,
     pub body: Bytes,
-    /// The client lets the connection carry another request after this one.
-    pub keep_alive: bool,
 }
 
 /// Why a request is refused; the connection is closed after the answer.
@@ -36,34 +27,30 @@ pub struct Request {
 pub enum Refusal {
     #[error("malformed request: {0}")]
     Malformed(String),
-    #[error("request head larger than {MAX_HEAD_BYTES} bytes or with more than {MAX_HEADERS} headers")]
-    HeadTooLarge,
     #[error("request body larger than the {limit} bytes allowed (--max-body-bytes)")]
     BodyTooLarge { limit: usize },
+    #[error("the request was not complete within {0} ms (--client-timeout-ms)")]
+    Timeout(u128),
     #[error("transfer-encoding {0:?} is not supported: send the body with content-length or chunked")]
     UnsupportedEncoding(String),
-    #[error("the request was not complete within {0} s")]
-    Timeout(u64),
 }
 
 impl Refusal {
     pub fn status(&self) -> u16 {
         match self {
             Refusal::Malformed(_) => 400,
-            Refusal::HeadTooLarge => 431,
             Refusal::BodyTooLarge { .. } => 413,
-            Refusal::UnsupportedEncoding(_) => 501,
             Refusal::Timeout(_) => 408,
+            Refusal::UnsupportedEncoding(_) => 501,
         }
     }
 
     pub fn code(&self) -> &'static str {
         match self {
             Refusal::Malformed(_) => "malformed_request",
-            Refusal::HeadTooLarge => "head_too_large",
             Refusal::BodyTooLarge { .. } => "body_too_large",
-            Refusal::UnsupportedEncoding(_) => "unsupported_transfer_encoding",
             Refusal::Timeout(_) => "request_timeout",
+            Refusal::UnsupportedEncoding(_) => "unsupported_transfer_encoding",
         }
     }
 }
@@ -72,304 +59,129 @@ fn malformed(what: impl Into<String>) -> Refusal {
     Refusal::Malformed(what.into())
 }
 
-/// How the body of a parsed head is framed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyFraming {
-    Length(usize),
-    Chunked,
-}
-
-/// A complete head, parsed; the body is still to be read.
-#[derive(Debug)]
-pub struct Head {
-    pub request: Request,
-    pub framing: BodyFraming,
-    /// `Expect: 100-continue`: the client waits for a go-ahead before the body.
-    pub expects_continue: bool,
-}
-
-impl Head {
-    /// Parse a complete head (through its blank line). `max_body` refuses announced
-    /// lengths above it at once, before any body is read.
-    pub fn parse(head: Bytes, max_body: usize) -> Result<Self, Refusal> {
-        let mut parsed = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut []);
-        let status = httparse::ParserConfig::default()
-            .parse_request_with_uninit_headers(&mut req, &head, &mut parsed)
-            .map_err(|e| match e {
-                httparse::Error::TooManyHeaders => Refusal::HeadTooLarge,
-                e => malformed(e.to_string()),
-            })?;
-        let (httparse::Status::Complete(_), Some(method), Some(target), Some(minor_version)) =
-            (status, req.method, req.path, req.version)
-        else {
-            return Err(malformed("incomplete request head"));
-        };
-        if !target.starts_with('/') {
-            return Err(malformed(format!("request target {target:?} is not a path")));
-        }
-        let range = |s: &[u8]| {
-            let start = s.as_ptr() as usize - head.as_ptr() as usize;
-            start..start + s.len()
-        };
-        let mut headers = Vec::with_capacity(req.headers.len());
-        let (mut length, mut encoding) = (None::<usize>, None::<&[u8]>);
-        let (mut close, mut keep_alive_token, mut expects_continue) = (false, false, false);
-        for h in req.headers.iter() {
-            let name = h.name.as_bytes();
-            if name.eq_ignore_ascii_case(b"content-length") {
-                let n = std::str::from_utf8(h.value)
-                    .ok()
-                    .map(str::trim)
-                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .ok_or_else(|| malformed("content-length is not a number"))?;
-                let n = usize::try_from(n).unwrap_or(usize::MAX);
-                if length.is_some_and(|l| l != n) {
-                    return Err(malformed("conflicting content-length headers"));
-                }
-                length = Some(n);
-            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                if encoding.is_some() {
-                    return Err(malformed("more than one transfer-encoding header"));
-                }
-                encoding = Some(h.value);
-            } else if name.eq_ignore_ascii_case(b"connection") {
-                close |= tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"close"));
-                keep_alive_token |= tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"keep-alive"));
-            } else if name.eq_ignore_ascii_case(b"expect") {
-                if !h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
-                    return Err(malformed("the only expectation supported is 100-continue"));
-                }
-                expects_continue = true;
-            }
-            headers.push((range(name), range(h.value)));
-        }
-        // RFC 9112 6.1-6.3: a length beside a transfer coding is a smuggling attempt; only
-        // plain `chunked` is decoded (nothing else is sent by real clients of this API).
-        let framing = match (encoding, length) {
-            (Some(_), Some(_)) => return Err(malformed("both content-length and transfer-encoding")),
-            (Some(te), None) if te.trim_ascii().eq_ignore_ascii_case(b"chunked") => BodyFraming::Chunked,
-            (Some(te), None) => {
-                return Err(Refusal::UnsupportedEncoding(String::from_utf8_lossy(te).into_owned()))
-            }
-            (None, Some(n)) if n > max_body => return Err(Refusal::BodyTooLarge { limit: max_body }),
-            (None, n) => BodyFraming::Length(n.unwrap_or(0)),
-        };
-        let keep_alive = if minor_version >= 1 { !close } else { keep_alive_token && !close };
-        let (method, target) = (range(method.as_bytes()), range(target.as_bytes()));
-        let request =
-            Request { head, method, target, headers, minor_version, body: Bytes::new(), keep_alive };
-        Ok(Self { request, framing, expects_continue })
-    }
-}
-
 impl Request {
-    /// Parse a whole request (head and `content-length` body) from bytes: for tests.
-    pub fn from_bytes(raw: &[u8]) -> Result<Self, Refusal> {
-        let end = head_len(raw, 0).ok_or_else(|| malformed("incomplete request head"))?;
-        let Head { mut request, framing, .. } = Head::parse(Bytes::copy_from_slice(&raw[..end]), usize::MAX)?;
-        let BodyFraming::Length(n) = framing else { return Err(malformed("chunked body")) };
-        let body = raw.get(end..end + n).ok_or_else(|| malformed("body shorter than content-length"))?;
-        request.body = Bytes::copy_from_slice(body);
-        Ok(request)
+    /// Check the head of `req` and read its body (at most `max_body` bytes, all of it before
+    /// `deadline`).
+    pub async fn read(
+        req: http::Request<Incoming>,
+        max_body: usize,
+        deadline: Instant,
+        timeout_ms: u128,
+    ) -> Result<Self, Refusal> {
+        let (parts, body) = req.into_parts();
+        check_host(&parts.headers, parts.version)?;
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        // hyper takes raw UTF-8 in a target; RFC 3986 does not (it must be percent-encoded).
+        if !target.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(malformed("the request target has bytes that are not ASCII: percent-encode them"));
+        }
+        let target = target.to_string();
+        // hyper decodes `chunked` when it is the last coding; any other coding would reach the
+        // node undecoded and unlabelled.
+        for te in parts.headers.get_all(TRANSFER_ENCODING) {
+            if !te.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return Err(Refusal::UnsupportedEncoding(
+                    String::from_utf8_lossy(te.as_bytes()).into_owned(),
+                ));
+            }
+        }
+        // An announced length over the limit is refused before a byte of the body is read
+        // (and before `100 Continue`, which hyper sends only when the body is polled).
+        let announced = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if announced.is_some_and(|n| n > max_body as u64) {
+            return Err(Refusal::BodyTooLarge { limit: max_body });
+        }
+        let collected = tokio::time::timeout_at(deadline, Limited::new(body, max_body).collect()).await;
+        let body = match collected {
+            Err(_) => return Err(Refusal::Timeout(timeout_ms)),
+            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(Refusal::BodyTooLarge { limit: max_body })
+            }
+            Ok(Err(e)) => return Err(malformed(format!("invalid body: {e}"))),
+        };
+        Ok(Self { method: parts.method, target, headers: parts.headers, version: parts.version, body })
     }
 
-    fn text(&self, r: &Range<usize>) -> &str {
-        // httparse checked method and target to be visible ASCII.
-        std::str::from_utf8(&self.head[r.clone()]).unwrap_or_default()
+    /// A request built directly, for tests.
+    pub fn new(method: Method, target: &str, headers: HeaderMap, body: impl Into<Bytes>) -> Self {
+        Self { method, target: target.to_string(), headers, version: Version::HTTP_11, body: body.into() }
     }
 
     pub fn method(&self) -> &str {
-        self.text(&self.method)
+        self.method.as_str()
     }
 
-    /// The method, sharing the received bytes.
-    pub fn method_bytes(&self) -> Bytes {
-        self.head.slice(self.method.clone())
-    }
-
-    /// Path and query, sharing the received bytes.
-    pub fn target_bytes(&self) -> Bytes {
-        self.head.slice(self.target.clone())
-    }
-
-    /// Path and query, as sent.
+    /// Path and query, as sent (origin form).
     pub fn target(&self) -> &str {
-        self.text(&self.target)
+        &self.target
     }
 
     /// The path, without the query.
     pub fn path(&self) -> &str {
-        let target = self.target();
-        target.split_once('?').map_or(target, |(path, _)| path)
+        self.target.split_once('?').map_or(&self.target, |(path, _)| path)
     }
 
-    /// Every header as received: (name, value).
-    pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.headers.iter().map(|(n, v)| (&self.head[n.clone()], &self.head[v.clone()]))
-    }
-
-    /// The first value of header `name` (any case).
-    pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
-    }
-
-    /// The first value of header `name` as text, trimmed; `None` if absent or not UTF-8.
+    /// The first value of header `name` as text, trimmed; `None` if absent or not visible ASCII.
     pub fn header_str(&self, name: &str) -> Option<&str> {
-        self.header(name).and_then(|v| std::str::from_utf8(v).ok()).map(str::trim)
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
     }
 }
 
-/// Decodes a chunked body held in `buf` as far as it goes. Returns `Ok(true)` once the last
-/// chunk and trailers have been consumed; `body` collects the data.
-#[derive(Debug, Default)]
-pub struct ChunkedDecoder {
-    state: ChunkState,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum ChunkState {
-    #[default]
-    Size,
-    Data(usize),
-    DataEnd,
-    Trailers,
-    Done,
-}
-
-impl ChunkedDecoder {
-    /// Consume what `buf` holds; `Ok(true)` when the body is complete.
-    pub fn decode(&mut self, buf: &mut BytesMut, body: &mut BytesMut, limit: usize) -> Result<bool, Refusal> {
-        loop {
-            match self.state {
-                ChunkState::Done => return Ok(true),
-                ChunkState::Data(left) => {
-                    if buf.is_empty() {
-                        return Ok(false);
-                    }
-                    let n = left.min(buf.len());
-                    body.extend_from_slice(&buf.split_to(n));
-                    self.state = if n == left { ChunkState::DataEnd } else { ChunkState::Data(left - n) };
-                }
-                state => {
-                    let Some(end) = buf.iter().position(|&b| b == b'\n') else {
-                        if buf.len() > MAX_LINE {
-                            return Err(malformed("chunked framing line too long"));
-                        }
-                        return Ok(false);
-                    };
-                    let line = buf.split_to(end + 1);
-                    let line = line.strip_suffix(b"\n").unwrap_or(&line);
-                    let line = line.strip_suffix(b"\r").unwrap_or(line);
-                    self.state = match state {
-                        ChunkState::Size => {
-                            let digits = line.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
-                            let size = std::str::from_utf8(digits)
-                                .ok()
-                                .filter(|d| !d.is_empty() && d.len() <= 16)
-                                .and_then(|d| usize::from_str_radix(d, 16).ok())
-                                .ok_or_else(|| malformed("invalid chunk size"))?;
-                            if body.len().saturating_add(size) > limit {
-                                return Err(Refusal::BodyTooLarge { limit });
-                            }
-                            if size == 0 {
-                                ChunkState::Trailers
-                            } else {
-                                ChunkState::Data(size)
-                            }
-                        }
-                        ChunkState::DataEnd if line.is_empty() => ChunkState::Size,
-                        ChunkState::DataEnd => return Err(malformed("chunk data longer than its size")),
-                        ChunkState::Trailers if line.is_empty() => ChunkState::Done,
-                        ChunkState::Trailers => ChunkState::Trailers,
-                        ChunkState::Data(_) | ChunkState::Done => unreachable!("handled above"),
-                    };
-                }
-            }
-        }
+/// RFC 9112 section 3.2: an HTTP/1.1 request carries exactly one `Host`; any `Host` sent
+/// must be a valid `host[:port]` (empty is allowed).
+fn check_host(headers: &HeaderMap, version: Version) -> Result<(), Refusal> {
+    let mut hosts = headers.get_all(HOST).iter();
+    let Some(host) = hosts.next() else {
+        return if version == Version::HTTP_11 { Err(malformed("missing Host header")) } else { Ok(()) };
+    };
+    if hosts.next().is_some() {
+        return Err(malformed("more than one Host header"));
     }
+    let valid = host.is_empty()
+        || host.to_str().ok().is_some_and(|h| {
+            !h.contains('@') && !h.contains(['/', '?', '#']) && h.parse::<http::uri::Authority>().is_ok()
+        });
+    if !valid {
+        return Err(malformed(format!("invalid Host header {:?}", String::from_utf8_lossy(host.as_bytes()))));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(raw: &str) -> Result<Head, Refusal> {
-        Head::parse(Bytes::copy_from_slice(raw.as_bytes()), 1000)
-    }
-
-    #[test]
-    fn heads_are_parsed_without_copying_headers() {
-        let head = parse(
-            "POST /api/v1/recommendations/user/7?count=2 HTTP/1.1\r\nHost: x\r\nX-Region-Hint:  eu-west \r\n\
-             content-length: 5\r\n\r\n",
-        )
-        .expect("valid");
-        let r = &head.request;
-        assert_eq!(
-            (r.method(), r.target(), r.path()),
-            ("POST", "/api/v1/recommendations/user/7?count=2", "/api/v1/recommendations/user/7")
-        );
-        assert_eq!(r.header_str("x-region-hint"), Some("eu-west"));
-        assert_eq!(r.headers().count(), 3);
-        assert_eq!(head.framing, BodyFraming::Length(5));
-        assert!(r.keep_alive && !head.expects_continue);
-    }
-
-    #[test]
-    fn connection_persistence_follows_the_version_and_connection_header() {
-        let ka = |raw: &str| parse(raw).expect("valid").request.keep_alive;
-        assert!(ka("GET / HTTP/1.1\r\n\r\n"));
-        assert!(!ka("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"));
-        assert!(!ka("GET / HTTP/1.0\r\n\r\n"));
-        assert!(ka("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
-    }
-
-    #[test]
-    fn unsafe_or_unsupported_framing_is_refused_with_its_reason() {
-        let cases = [
-            ("POST / HTTP/1.1\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n", 400),
-            ("POST / HTTP/1.1\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n", 400),
-            ("POST / HTTP/1.1\r\ncontent-length: -1\r\n\r\n", 400),
-            ("POST / HTTP/1.1\r\ncontent-length: +1\r\n\r\n", 400),
-            ("POST / HTTP/1.1\r\ntransfer-encoding: gzip, chunked\r\n\r\n", 501),
-            ("POST / HTTP/1.1\r\ncontent-length: 1001\r\n\r\n", 413),
-            ("POST / HTTP/1.1\r\nexpect: magic\r\n\r\n", 400),
-            ("POST http://x/ HTTP/1.1\r\n\r\n", 400),
-            ("POST / HTTP/2.0\r\n\r\n", 400),
-            ("NOT A REQUEST\r\n\r\n", 400),
-        ];
-        for (raw, status) in cases {
-            let err = parse(raw).expect_err(raw);
-            assert_eq!(err.status(), status, "{raw:?}: {err}");
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (n, v) in pairs {
+            map.append(
+                http::HeaderName::from_bytes(n.as_bytes()).expect("name"),
+                http::HeaderValue::from_str(v).expect("value"),
+            );
         }
-        let many = format!("GET / HTTP/1.1\r\n{}\r\n", "a: b\r\n".repeat(MAX_HEADERS + 1));
-        assert_eq!(parse(&many).expect_err("too many").status(), 431);
-        let chunked = parse("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").expect("valid");
-        assert_eq!(chunked.framing, BodyFraming::Chunked);
+        map
     }
 
     #[test]
-    fn chunked_bodies_decode_in_pieces_and_respect_the_limit() {
-        let wire = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\ntrailer: x\r\n\r\nNEXT";
-        for split in [1, 3, 7, wire.len()] {
-            let (mut dec, mut body, mut buf) = (ChunkedDecoder::default(), BytesMut::new(), BytesMut::new());
-            let mut done = false;
-            for piece in wire.chunks(split) {
-                buf.extend_from_slice(piece);
-                done = dec.decode(&mut buf, &mut body, 100).expect("valid");
-                if done {
-                    break;
-                }
-            }
-            assert!(done, "split {split}");
-            assert_eq!(&body[..], b"hello world");
+    fn host_rules_follow_rfc_9112() {
+        let v11 = Version::HTTP_11;
+        assert!(check_host(&headers(&[("host", "router:8080")]), v11).is_ok());
+        assert!(check_host(&headers(&[("host", "[::1]:80")]), v11).is_ok());
+        assert!(check_host(&headers(&[("host", "")]), v11).is_ok());
+        assert!(check_host(&headers(&[]), Version::HTTP_10).is_ok());
+        for bad in [vec![], vec![("host", "a"), ("host", "a")], vec![("host", "a b")], vec![("host", "u@h")]]
+        {
+            let err = check_host(&headers(&bad), v11).expect_err("refused");
+            assert_eq!(err.status(), 400, "{bad:?}");
         }
-        let (mut dec, mut body) = (ChunkedDecoder::default(), BytesMut::new());
-        let mut buf = BytesMut::from(&b"a\r\n0123456789\r\n0\r\n\r\n"[..]);
-        assert_eq!(dec.decode(&mut buf, &mut body, 9), Err(Refusal::BodyTooLarge { limit: 9 }));
-        let mut buf = BytesMut::from(&b"zz\r\n"[..]);
-        assert_eq!(ChunkedDecoder::default().decode(&mut buf, &mut body, 9).expect_err("bad").status(), 400);
+        assert!(check_host(&headers(&[("host", "x/y")]), Version::HTTP_10).is_err());
+    }
+
+    #[test]
+    fn paths_drop_the_query() {
+        let r = Request::new(Method::POST, "/api/v1/recommendations/user/7?count=2", HeaderMap::new(), "");
+        assert_eq!((r.method(), r.path()), ("POST", "/api/v1/recommendations/user/7"));
+        assert_eq!(r.target(), "/api/v1/recommendations/user/7?count=2");
     }
 }

@@ -1,45 +1,99 @@
-//! What the router answers: status, headers and a whole or streamed body, serialised as
-//! HTTP/1.1 by the connection that sends it.
+//! What the router answers: a status, end-to-end headers and a whole or streamed body.
+//! hyper adds the framing (`content-length` from the body's exact size, else chunked),
+//! `date` and `connection`.
 
-use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use http::HeaderMap;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
 use serde::Serialize;
-
-use crate::upstream::BodyStream;
+use tokio::time::{Instant, Sleep};
 
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
-    /// End-to-end headers; the connection adds framing (`content-length` or
-    /// `transfer-encoding`), `connection` and `date` (unless set here).
-    pub headers: Vec<(Bytes, Bytes)>,
+    pub headers: HeaderMap,
     pub body: Body,
 }
 
+/// A body: whole, or a node's streamed one.
+#[derive(Debug)]
 pub enum Body {
-    Full(Bytes),
-    /// Relayed chunk by chunk; `Some(len)` when the length is known.
-    Stream(BodyStream, Option<u64>),
+    Full(Option<Bytes>),
+    Stream(Pin<Box<Streamed>>),
 }
 
-impl std::fmt::Debug for Body {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+/// A node's body relayed as it comes. Each piece must arrive within `idle` of the one before
+/// (a stalled node must not hold the client forever), however long the whole takes.
+#[derive(Debug)]
+pub struct Streamed {
+    inner: Incoming,
+    idle: Duration,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl Streamed {
+    pub fn new(inner: Incoming, idle: Duration) -> Self {
+        Self { inner, idle, deadline: Box::pin(tokio::time::sleep(idle)) }
+    }
+}
+
+/// A node stopped sending a body mid-way for longer than the idle limit.
+#[derive(Debug, thiserror::Error)]
+#[error("the node sent nothing of the body for {0:?}")]
+pub struct BodyStalled(Duration);
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            Body::Full(bytes) => {
+                Poll::Ready(bytes.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b))))
+            }
+            Body::Stream(s) => {
+                let s = s.as_mut().get_mut();
+                if let Poll::Ready(frame) = Pin::new(&mut s.inner).poll_frame(cx) {
+                    let next = Instant::now() + s.idle;
+                    s.deadline.as_mut().reset(next);
+                    return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+                }
+                ready!(s.deadline.as_mut().poll(cx));
+                Poll::Ready(Some(Err(BodyStalled(s.idle).into())))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
         match self {
-            Body::Full(b) => f.debug_tuple("Full").field(&b.len()).finish(),
-            Body::Stream(_, len) => f.debug_tuple("Stream").field(len).finish(),
+            Body::Full(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+            Body::Stream(s) => s.inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Body::Stream(s) => s.inner.size_hint(),
         }
     }
 }
 
 impl Response {
     pub fn new(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Self {
-        Self {
-            status,
-            headers: vec![(Bytes::from_static(b"content-type"), Bytes::from_static(content_type.as_bytes()))],
-            body: Body::Full(body.into()),
-        }
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        Self { status, headers, body: Body::Full(Some(body.into())) }
     }
 
     /// `value` as JSON (`application/json`).
@@ -51,42 +105,38 @@ impl Response {
         }
     }
 
-    /// Add a header (name in lower case).
-    pub fn with_header(mut self, name: &'static str, value: impl Into<Bytes>) -> Self {
-        self.headers.push((Bytes::from_static(name.as_bytes()), value.into()));
+    /// Add a header.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.append(name, value);
         self
     }
 
-    /// Set header `name` (lower case), replacing any value it had.
-    pub fn set_header(&mut self, name: &'static str, value: impl Into<Bytes>) {
-        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name.as_bytes()));
-        self.headers.push((Bytes::from_static(name.as_bytes()), value.into()));
+    /// Set header `name`, replacing any value it had.
+    pub fn set_header(&mut self, name: HeaderName, value: HeaderValue) {
+        self.headers.insert(name, value);
     }
 
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| &v[..])
+        self.headers.get(name).map(HeaderValue::as_bytes)
     }
-}
 
-/// The reason phrase for `status` (`""` for unknown codes, which HTTP/1.1 allows).
-pub fn reason(status: u16) -> &'static str {
-    reqwest::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("")
-}
-
-/// The current time as an HTTP date, formatted at most once a second per thread.
-pub fn http_date() -> Bytes {
-    thread_local! {
-        static CACHED: RefCell<(u64, Bytes)> = const { RefCell::new((u64::MAX, Bytes::new())) };
-    }
-    let now = SystemTime::now();
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    CACHED.with_borrow_mut(|(at, text)| {
-        if *at != secs {
-            *text = Bytes::from(httpdate::fmt_http_date(now));
-            *at = secs;
+    /// The whole body, if it is not streamed (for tests).
+    pub fn full_body(&self) -> Option<&[u8]> {
+        match &self.body {
+            Body::Full(b) => Some(b.as_deref().unwrap_or_default()),
+            Body::Stream(_) => None,
         }
-        text.clone()
-    })
+    }
+}
+
+impl From<Response> for http::Response<Body> {
+    fn from(r: Response) -> Self {
+        let mut resp = http::Response::new(r.body);
+        // Statuses are the router's own or a node's checked to be within 100..=599.
+        *resp.status_mut() = http::StatusCode::from_u16(r.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+        *resp.headers_mut() = r.headers;
+        resp
+    }
 }
 
 #[cfg(test)]
@@ -95,13 +145,14 @@ mod tests {
 
     #[test]
     fn headers_are_set_once_and_found_in_any_case() {
-        let mut r = Response::json(200, &serde_json::json!({"a": 1})).with_header("x-served-by", "a");
-        r.set_header("x-served-by", "b");
+        let name = HeaderName::from_static("x-served-by");
+        let mut r = Response::json(200, &serde_json::json!({"a": 1}))
+            .with_header(name.clone(), HeaderValue::from_static("a"));
+        r.set_header(name, HeaderValue::from_static("b"));
         assert_eq!(r.header("X-Served-By"), Some(&b"b"[..]));
         assert_eq!(r.header("content-type"), Some(&b"application/json"[..]));
-        assert!(matches!(&r.body, Body::Full(b) if &b[..] == br#"{"a":1}"#), "{:?}", r.body);
-        assert_eq!(reason(404), "Not Found");
-        assert_eq!(reason(599), "");
-        assert!(http_date().ends_with(b" GMT"));
+        assert_eq!(r.full_body(), Some(&br#"{"a":1}"#[..]));
+        let resp: http::Response<Body> = r.into();
+        assert_eq!(http_body::Body::size_hint(resp.body()).exact(), Some(7));
     }
 }

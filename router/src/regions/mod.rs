@@ -19,7 +19,7 @@ use crate::ewma::PeakEwma;
 use crate::health::{Change, NodeHealth};
 use crate::metrics::Metrics;
 use crate::settings::{HealthSettings, Settings};
-use crate::upstream::Target;
+use crate::upstream::connect::Endpoint;
 
 mod view;
 pub use view::{NodeView, ProbeView, RegionView};
@@ -69,6 +69,8 @@ const P2C_MIN_GAP_NS: f64 = 1e6;
 #[derive(Debug)]
 pub struct Regions {
     list: Vec<Region>,
+    /// Failing traffic never ejects a node when that would leave fewer nodes up than this.
+    min_up: usize,
 }
 
 #[derive(Debug)]
@@ -94,7 +96,7 @@ pub struct Node {
     /// Base URL without a trailing '/'.
     pub url: String,
     /// How requests reach it, decided once from `url`.
-    pub target: Target,
+    pub endpoint: Endpoint,
     /// Its index among all nodes of all regions: its place in each worker's connection pool.
     pub key: usize,
     pub health: NodeHealth,
@@ -125,11 +127,11 @@ impl Regions {
                 failover: r.failover.iter().filter_map(|f| index(f)).collect(),
                 failover_names: r.failover.clone(),
                 nodes: r
-                    .urls
+                    .nodes
                     .iter()
-                    .map(|url| Node {
-                        url: url.clone(),
-                        target: Target::new(url),
+                    .map(|endpoint| Node {
+                        url: endpoint.url.clone(),
+                        endpoint: endpoint.clone(),
                         key: keys.next().unwrap_or_default(),
                         health: NodeHealth::default(),
                         ewma: PeakEwma::new(settings.ewma),
@@ -142,8 +144,19 @@ impl Regions {
                 last_probe: ArcSwapOption::empty(),
                 model_version: ArcSwapOption::empty(),
             })
-            .collect();
-        Self { list }
+            .collect::<Vec<_>>();
+        let total: usize = list.iter().map(|r: &Region| r.nodes.len()).sum();
+        let pct = usize::from(settings.health.max_ejection_percent);
+        // Like Envoy's max_ejection_percent: at least one node may go when any share is allowed.
+        let max_ejected = if pct == 0 { 0 } else { (total * pct / 100).max(1) };
+        Self { list, min_up: total - max_ejected.min(total) }
+    }
+
+    /// Whether failing traffic may eject one more node: not when that would leave fewer nodes
+    /// up than the ejection cap keeps (nodes down by probes count as down).
+    pub fn may_eject(&self) -> bool {
+        let up = self.list.iter().flat_map(|r| &r.nodes).filter(|n| n.health.is_up()).count();
+        up > self.min_up
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Region> {
@@ -245,11 +258,19 @@ impl Region {
         self.served.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A request on `node` failed in a retryable way; may eject the node.
-    pub fn record_failure(&self, node: usize, took: Duration, health: &HealthSettings, metrics: &Metrics) {
+    /// A request on `node` failed in a retryable way; may eject the node if `may_eject` says
+    /// the cap allows it.
+    pub fn record_failure(
+        &self,
+        node: usize,
+        took: Duration,
+        health: &HealthSettings,
+        metrics: &Metrics,
+        may_eject: impl FnOnce() -> bool,
+    ) {
         let n = &self.nodes[node];
         n.ewma.observe_failure(took);
-        if let Some(change) = n.health.request_failed(health) {
+        if let Some(change) = n.health.request_failed(health, may_eject) {
             metrics.ejections.with_label_values(&[self.name.as_str()]).inc();
             warn!(region = %self.name, node = %n.url, failures = health.eject_after, "node ejected");
             self.announce(change.cause(), metrics);

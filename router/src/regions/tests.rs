@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::settings::{BudgetSettings, EwmaSettings, RegionSettings};
+use crate::upstream::connect::Connector;
 
 const HEALTH: HealthSettings = HealthSettings {
     interval: Duration::from_millis(100),
@@ -9,10 +10,16 @@ const HEALTH: HealthSettings = HealthSettings {
     fall: 1,
     rise: 1,
     eject_after: 1,
+    max_ejection_percent: 100,
 };
 
 /// Regions `a`..: `a` fails over to `c` then `b`; the others list nothing.
 fn regions(n: usize) -> (Regions, Metrics) {
+    regions_capped(n, 100)
+}
+
+/// Like [`regions`], with failing traffic ejecting at most `max_ejection_percent` of the nodes.
+fn regions_capped(n: usize, max_ejection_percent: u8) -> (Regions, Metrics) {
     let names: Vec<String> = (0..n).map(|i| char::from(b'a' + i as u8).to_string()).collect();
     let settings = Settings {
         listen: "127.0.0.1:0".parse().expect("addr"),
@@ -22,8 +29,11 @@ fn regions(n: usize) -> (Regions, Metrics) {
         attempt_timeout_floor: Duration::from_millis(100),
         max_body_bytes: 1024,
         max_connections: 10_000,
-        health: HEALTH,
-        budget: BudgetSettings { ratio: 0.2, min_concurrent: 3 },
+        health: HealthSettings { max_ejection_percent, ..HEALTH },
+        client_timeout: Duration::from_secs(10),
+        stream_idle_timeout: Duration::from_secs(10),
+        connector: Connector::new(None).expect("connector"),
+        budget: BudgetSettings { ratio: 0.2, min_per_sec: 10, window: Duration::from_secs(10) },
         ewma: EwmaSettings {
             decay: Duration::from_secs(10),
             error_penalty: Duration::from_secs(1),
@@ -33,7 +43,10 @@ fn regions(n: usize) -> (Regions, Metrics) {
             .iter()
             .map(|name| RegionSettings {
                 name: name.clone(),
-                urls: vec![format!("http://{name}.invalid"), format!("http://{name}2.invalid")],
+                nodes: [format!("http://{name}.invalid"), format!("http://{name}2.invalid")]
+                    .iter()
+                    .map(|u| Endpoint::parse(u).expect("url"))
+                    .collect(),
                 failover: if name == "a" { vec!["c".into(), "b".into()] } else { vec![] },
             })
             .collect(),
@@ -51,7 +64,7 @@ fn latency(r: &Regions, name: &str, ms: u64) {
 fn kill(r: &Regions, name: &str, m: &Metrics) {
     let region = r.get(r.find(name).expect("region"));
     for n in 0..region.nodes.len() {
-        region.record_failure(n, Duration::ZERO, &HEALTH, m);
+        region.record_failure(n, Duration::ZERO, &HEALTH, m, || true);
     }
 }
 
@@ -107,7 +120,7 @@ fn drained_and_dead_regions_are_skipped_and_announced_once() {
 fn a_region_stays_healthy_while_one_node_is() {
     let (r, m) = regions(1);
     let a = r.get(0);
-    a.record_failure(0, Duration::ZERO, &HEALTH, &m);
+    a.record_failure(0, Duration::ZERO, &HEALTH, &m, || true);
     assert_eq!(a.state(), RegionState::Healthy);
     for _ in 0..20 {
         assert_eq!(a.pick(None), Some(1), "only the healthy node is picked");
@@ -126,4 +139,25 @@ fn similar_nodes_share_traffic_and_a_clearly_slower_one_is_avoided() {
     assert!((40..=160).contains(&second), "similar nodes split {second}/200");
     a.nodes[1].ewma.observe(Duration::from_millis(50));
     assert!((0..50).all(|_| a.pick(None) == Some(0)), "the slow node is avoided");
+}
+
+#[test]
+fn failing_traffic_ejects_at_most_the_capped_share_of_nodes() {
+    // Four regions of two nodes: at most half of the eight may be ejected.
+    let (r, m) = regions_capped(4, 50);
+    let eject_all = |name: &str| {
+        let region = r.get(r.find(name).expect("region"));
+        for n in 0..region.nodes.len() {
+            region.record_failure(n, Duration::ZERO, &HEALTH, &m, || r.may_eject());
+        }
+    };
+    for name in ["a", "b", "c", "d"] {
+        eject_all(name);
+    }
+    let up = r.iter().flat_map(|g| &g.nodes).filter(|n| n.health.is_up()).count();
+    assert_eq!(up, 4, "half the nodes stay in rotation");
+    assert_eq!(r.plan(None).len(), 2, "two regions still serve");
+    let (none, _) = regions_capped(1, 0);
+    none.get(0).record_failure(0, Duration::ZERO, &HEALTH, &m, || none.may_eject());
+    assert!(none.get(0).nodes[0].health.is_up(), "0%: traffic never ejects");
 }

@@ -1,40 +1,57 @@
-//! One attempt to one node: the client request replayed as-is, and the typed ways it fails.
+//! One attempt to one node: the client request replayed, and the typed ways it fails.
 //!
-//! Plain `http://` nodes (the normal case) are reached over the worker's own keep-alive
-//! HTTP/1.1 connections ([`h1`]). An actix worker is a single-threaded runtime, so its pool
-//! needs no lock, and an attempt drives its connection itself: no connection task and no
-//! channel per request, which is what a general client (reqwest on hyper) costs. Any other
-//! node URL (`https://`, credentials in the URL) goes through reqwest ([`generic`]).
+//! Nodes are reached with hyper's HTTP/1.1 client (`hyper::client::conn::http1`) over
+//! [`connect`]'s TCP or TLS connections. Each worker keeps its own keep-alive connections
+//! ([`Pool`]): an idle connection is watched by hyper's connection task, which closes it on
+//! any byte or EOF from the node, so a connection that went stale (the node's keep-alive
+//! timer, a restart, a stray response) is never handed a request. The pool needs no lock:
+//! the worker's runtime is single-threaded, and connection tasks live on it too.
 //!
-//! The request body is held as `Bytes` (shared, never copied or re-serialised) so a retry can
-//! send it again. Small answers with a known length are read whole within the attempt's
-//! deadline, so a node dying mid-body is still a retryable failure; anything else streams,
-//! under the same deadline.
+//! Writes happen at most once. hyper hands a request back when none of it was written (the
+//! connection closed first); only then is it sent again, on a new connection, within the
+//! same attempt. Any failure after that may have reached the node, and the caller decides
+//! ([`AttemptError::nothing_done`]).
+//!
+//! The request body is held as `Bytes` (shared, never copied) so a retry can send it again.
+//! Small answers with a known length are read whole within the attempt's deadline, so a node
+//! dying mid-body is still a retryable failure; larger ones stream, each piece within an idle
+//! deadline of its own.
 
-mod generic;
-pub mod h1;
+pub mod connect;
 
-use std::fmt;
+use std::cell::RefCell;
 use std::io;
-use std::io::Write as _;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::Stream;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 
+use self::connect::{Connector, Endpoint};
 use crate::front::request::Request;
+use crate::front::response::{Body, Streamed};
 use crate::proxy::{FAILOVER_FROM, SERVED_BY};
 use crate::regions::Node;
 
 /// Answers up to this size with a known length are buffered (see the module doc).
 pub const BUFFER_LIMIT: u64 = 256 * 1024;
 /// Idle pooled connections are dropped before the nodes' keep-alive (actix default: 5 s)
-/// would close them under us; one closed anyway is retried transparently (see [`h1`]).
+/// would close them under us.
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+/// Idle connections kept per node (per worker); more are closed when handed back.
+const MAX_IDLE_PER_NODE: usize = 256;
+/// A node's answer head larger than this is invalid.
+const MAX_ANSWER_HEAD: usize = 64 * 1024;
+/// Headers in a node's answer head at most.
+const MAX_ANSWER_HEADERS: usize = 128;
 
-pub const REQUEST_ID: &str = "x-request-id";
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Headers that describe one connection, not the message: never forwarded either way.
 const HOP_BY_HOP: [&str; 10] = [
@@ -51,87 +68,70 @@ const HOP_BY_HOP: [&str; 10] = [
 ];
 
 /// Headers that describe one connection, not the message: never forwarded either way.
-pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+pub fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
-/// Whether a node's response header (name in any case) reaches the client: not hop-by-hop,
-/// not the length (the router frames the body itself), not one the router sets itself.
-pub fn is_relayed(name: &[u8]) -> bool {
-    let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
-    !(is_hop_by_hop(name) || is("content-length") || is(SERVED_BY) || is(FAILOVER_FROM) || is(REQUEST_ID))
+/// The headers a message's `Connection` header names: for this hop only (RFC 9110 7.6.1).
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect()
 }
 
-/// How a node is reached, decided once from its URL.
-#[derive(Debug)]
-pub enum Target {
-    /// `http://host[:port][/prefix]`: the router's own HTTP/1.1 connections.
-    Plain(h1::Endpoint),
-    /// Anything else: reqwest, with the node's URL as text.
-    Generic,
-}
-
-impl Target {
-    pub fn new(base: &str) -> Self {
-        h1::Endpoint::parse(base).map_or(Target::Generic, Target::Plain)
+/// `headers` without hop-by-hop ones, those the `Connection` header names, and `also`.
+fn end_to_end(mut headers: HeaderMap, also: &[&HeaderName]) -> HeaderMap {
+    for name in connection_named(&headers) {
+        headers.remove(name);
     }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    for name in also {
+        headers.remove(*name);
+    }
+    headers
 }
 
 /// The client request, ready to be sent to any node.
 #[derive(Debug)]
 pub struct Outgoing {
-    method: Bytes,
+    method: Method,
     /// Path and query, as the client sent them.
-    target: Bytes,
-    /// Everything after the request line and `host`: the end-to-end headers, the request
-    /// id, `content-length` and the blank line, serialised once for every attempt.
-    head: Vec<u8>,
+    target: String,
+    /// End-to-end headers, the request id and the trace context (no `host`, no length).
+    headers: HeaderMap,
     body: Bytes,
 }
 
 impl Outgoing {
-    /// Copy method, path, query, end-to-end headers and body of `req`; set the request id
-    /// (printable ASCII: see [`crate::proxy::request_id`]).
-    pub fn new(req: &Request, request_id: &str) -> Self {
-        let mut head = Vec::with_capacity(256);
-        // Headers the client named in `Connection` are for this hop only (RFC 9110 7.6.1).
-        let named: Vec<&[u8]> = req
-            .headers()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
-            .flat_map(|(_, v)| v.split(|&b| b == b','))
-            .map(<[u8]>::trim_ascii)
-            .filter(|t| !t.is_empty() && !is_hop_by_hop(t) && !t.eq_ignore_ascii_case(b"close"))
-            .collect();
-        let for_this_hop = |name: &[u8]| named.iter().any(|t| t.eq_ignore_ascii_case(name));
-        for (name, value) in req.headers() {
-            let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
-            if is_hop_by_hop(name)
-                || is("host")
-                || is("content-length")
-                || is(REQUEST_ID)
-                || for_this_hop(name)
-            {
-                continue;
-            }
-            for part in [name, b": ", value, b"\r\n"] {
-                head.extend_from_slice(part);
-            }
-        }
-        for part in [REQUEST_ID.as_bytes(), b": ", request_id.as_bytes(), b"\r\n"] {
-            head.extend_from_slice(part);
-        }
-        // Writing to a Vec cannot fail.
-        let _ = write!(head, "content-length: {}\r\n\r\n", req.body.len());
-        Self { method: req.method_bytes(), target: req.target_bytes(), head, body: req.body.clone() }
+    /// Method, path, query, end-to-end headers and body of `req`, with the request id and
+    /// trace context set (both checked to be valid header values by the proxy).
+    pub fn new(req: &Request, request_id: HeaderValue, traceparent: HeaderValue) -> Self {
+        let own = [&header::HOST, &header::CONTENT_LENGTH, &REQUEST_ID, &TRACEPARENT];
+        let mut headers = end_to_end(req.headers.clone(), &own);
+        headers.insert(REQUEST_ID, request_id);
+        headers.insert(TRACEPARENT, traceparent);
+        Self { method: req.method.clone(), target: req.target().to_string(), headers, body: req.body.clone() }
     }
 
-    pub fn method(&self) -> &[u8] {
-        &self.method
-    }
-
-    /// Path and query, as the client sent them.
-    pub fn target(&self) -> &[u8] {
-        &self.target
+    /// The request for `endpoint`.
+    fn request(&self, endpoint: &Endpoint) -> Result<http::Request<Full<Bytes>>, AttemptError> {
+        let path = format!("{}{}", endpoint.prefix, self.target);
+        let uri = path.parse::<Uri>().map_err(|e| AttemptError::Invalid(io::Error::other(e)))?;
+        let mut req = http::Request::new(Full::new(self.body.clone()));
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = uri;
+        let headers = req.headers_mut();
+        headers.reserve(self.headers.len() + 2);
+        headers.insert(header::HOST, endpoint.authority.clone());
+        headers.extend(self.headers.iter().map(|(n, v)| (n.clone(), v.clone())));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(self.body.len()));
+        Ok(req)
     }
 }
 
@@ -139,29 +139,11 @@ impl Outgoing {
 #[derive(Debug)]
 pub struct Answer {
     pub status: u16,
-    /// The headers the client gets (see [`is_relayed`]), as the node sent them.
-    pub headers: Vec<(Bytes, Bytes)>,
-    pub body: AnswerBody,
+    /// The end-to-end headers the client gets (no length, none the router sets itself).
+    pub headers: HeaderMap,
+    pub body: Body,
     /// Until headers, plus the body when buffered.
     pub took: Duration,
-}
-
-/// The rest of a large or unknown-length body, chunk by chunk; ends after the first error.
-pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>>>>;
-
-pub enum AnswerBody {
-    Full(Bytes),
-    /// Large or unknown length: relayed chunk by chunk; `Some(len)` when the node said.
-    Stream(BodyStream, Option<u64>),
-}
-
-impl fmt::Debug for AnswerBody {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AnswerBody::Full(b) => f.debug_tuple("Full").field(&b.len()).finish(),
-            AnswerBody::Stream(_, len) => f.debug_tuple("Stream").field(len).finish(),
-        }
-    }
 }
 
 /// Why an attempt failed. Everything but [`AttemptError::Invalid`] is worth retrying on
@@ -175,7 +157,9 @@ pub enum AttemptError {
     #[error("node answered {0}")]
     ServerError(u16),
     #[error("connection failed during the exchange")]
-    Transport(#[source] io::Error),
+    Transport(#[source] hyper::Error),
+    #[error("invalid answer from the node: {0}")]
+    BadAnswer(String),
     #[error("request cannot be sent")]
     Invalid(#[source] io::Error),
 }
@@ -222,21 +206,73 @@ impl UpstreamError {
     }
 }
 
-/// One worker's way to the nodes: its own keep-alive connections to plain HTTP nodes and a
-/// reqwest client for the others. Lives on one worker thread, never shared.
+/// One worker's way to the nodes: its own keep-alive connections, by node key
+/// ([`crate::regions::Node::key`]). Lives on one worker thread, never shared.
 pub struct Upstream {
-    pool: Rc<h1::Pool>,
-    client: reqwest::Client,
+    pool: Rc<Pool>,
+    connector: Connector,
+    /// Longest pause within a streamed answer body.
+    stream_idle: Duration,
+}
+
+#[derive(Default)]
+struct Pool {
+    /// Per node: oldest first, so the most recently used (warm) connection is taken first and
+    /// the expired ones gather at the front.
+    idle: RefCell<Vec<Vec<Idle>>>,
+}
+
+struct Idle {
+    sender: http1::SendRequest<Full<Bytes>>,
+    since: Instant,
+}
+
+impl Pool {
+    fn checkout(&self, key: usize) -> Option<http1::SendRequest<Full<Bytes>>> {
+        let mut idle = self.idle.borrow_mut();
+        let queue = idle.get_mut(key)?;
+        while let Some(conn) = queue.pop() {
+            if conn.since.elapsed() >= POOL_IDLE_TIMEOUT {
+                queue.clear(); // the newest has expired: so have all the others
+                return None;
+            }
+            if !conn.sender.is_closed() {
+                return Some(conn.sender);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, key: usize, sender: http1::SendRequest<Full<Bytes>>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.borrow_mut();
+        if idle.len() <= key {
+            idle.resize_with(key + 1, Vec::new);
+        }
+        let queue = &mut idle[key];
+        if queue.len() >= MAX_IDLE_PER_NODE {
+            queue.remove(0);
+        }
+        queue.push(Idle { sender, since: Instant::now() });
+    }
+
+    /// Close the connections idle for longer than [`POOL_IDLE_TIMEOUT`] or closed by the node.
+    fn sweep(&self) {
+        for queue in self.idle.borrow_mut().iter_mut() {
+            queue.retain(|c| c.since.elapsed() < POOL_IDLE_TIMEOUT && !c.sender.is_closed());
+        }
+    }
 }
 
 impl Upstream {
-    pub fn new(client: reqwest::Client) -> Self {
-        Self { pool: Rc::new(h1::Pool::default()), client }
+    pub fn new(connector: Connector, stream_idle: Duration) -> Self {
+        Self { pool: Rc::default(), connector, stream_idle }
     }
 
-    /// Close idle connections once they expire, also while no request comes to reuse them
-    /// (the nodes would close them anyway, leaving sockets half-closed here). Needs the
-    /// worker's runtime; stops when this `Upstream` is dropped.
+    /// Close idle connections once they expire, also while no request comes to reuse them.
+    /// Needs the worker's runtime; stops when this `Upstream` is dropped.
     pub fn spawn_idle_sweeper(&self) {
         let pool = Rc::downgrade(&self.pool);
         tokio::task::spawn_local(async move {
@@ -248,6 +284,11 @@ impl Upstream {
         });
     }
 
+    /// Idle connections to the node `key` (for tests).
+    pub fn idle(&self, key: usize) -> usize {
+        self.pool.idle.borrow().get(key).map_or(0, Vec::len)
+    }
+
     /// Send `out` to `node` with a deadline of `timeout`.
     pub async fn send(
         &self,
@@ -255,21 +296,114 @@ impl Upstream {
         out: &Outgoing,
         timeout: Duration,
     ) -> Result<Answer, (AttemptError, Duration)> {
-        match &node.target {
-            Target::Plain(endpoint) => h1::send(&self.pool, node.key, endpoint, out, timeout).await,
-            Target::Generic => generic::send(&self.client, &node.url, out, timeout).await,
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::from_std(started + timeout);
+        let exchange = async {
+            let (sender, resp) = self.exchange(node, out).await?;
+            self.answer(node.key, sender, resp, started).await
+        };
+        match tokio::time::timeout_at(deadline, exchange).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => Err((e, started.elapsed())),
+            Err(_) => Err((AttemptError::Timeout(timeout), started.elapsed())),
         }
     }
-}
 
-impl fmt::Debug for Upstream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Upstream").finish_non_exhaustive()
+    /// The request sent and the answer's head received, on a pooled connection or a new one.
+    async fn exchange(
+        &self,
+        node: &Node,
+        out: &Outgoing,
+    ) -> Result<(http1::SendRequest<Full<Bytes>>, http::Response<Incoming>), AttemptError> {
+        let mut req = out.request(&node.endpoint)?;
+        loop {
+            let (mut sender, pooled) = match self.pool.checkout(node.key) {
+                Some(sender) => (sender, true),
+                None => (self.connect(&node.endpoint).await?, false),
+            };
+            // A pooled connection still finishing its last answer becomes ready at once.
+            if pooled && sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok((sender, resp)),
+                Err(mut e) => match e.take_message() {
+                    // Not a byte of it was written: safe to send on another connection.
+                    Some(back) if pooled => req = back,
+                    Some(_) => return Err(AttemptError::Connect(io::Error::other(e.into_error()))),
+                    None => return Err(classify(e.into_error())),
+                },
+            }
+        }
+    }
+
+    async fn connect(&self, endpoint: &Endpoint) -> Result<http1::SendRequest<Full<Bytes>>, AttemptError> {
+        let io = self.connector.connect(endpoint).await.map_err(AttemptError::Connect)?;
+        let (sender, conn) = http1::Builder::new()
+            .max_buf_size(MAX_ANSWER_HEAD)
+            .max_headers(MAX_ANSWER_HEADERS)
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| AttemptError::Connect(io::Error::other(e)))?;
+        tokio::task::spawn_local(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "node connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Check the answer's head and read or stream its body; the connection goes back to the
+    /// pool once its answer was read whole.
+    async fn answer(
+        &self,
+        key: usize,
+        sender: http1::SendRequest<Full<Bytes>>,
+        resp: http::Response<Incoming>,
+        started: Instant,
+    ) -> Result<Answer, AttemptError> {
+        let (parts, body) = resp.into_parts();
+        let status = parts.status.as_u16();
+        if status == 101 || status > 599 {
+            return Err(AttemptError::BadAnswer(format!("status {status}")));
+        }
+        let length = http_body::Body::size_hint(&body).exact();
+        let buffered = length.filter(|&n| n <= BUFFER_LIMIT);
+        if status >= 500 {
+            // Read a short error body so the connection can serve again; else let it go.
+            if buffered.is_some() && Limited::new(body, BUFFER_LIMIT as usize).collect().await.is_ok() {
+                self.pool.checkin(key, sender);
+            }
+            return Err(AttemptError::ServerError(status));
+        }
+        let headers =
+            end_to_end(parts.headers, &[&header::CONTENT_LENGTH, &SERVED_BY, &FAILOVER_FROM, &REQUEST_ID]);
+        let body = match buffered {
+            Some(_) => {
+                let bytes = body.collect().await.map_err(classify)?.to_bytes();
+                self.pool.checkin(key, sender);
+                Body::Full(Some(bytes))
+            }
+            // The connection closes once the stream ends: it is not pooled again.
+            None => Body::Stream(Box::pin(Streamed::new(body, self.stream_idle))),
+        };
+        Ok(Answer { status, headers, body, took: started.elapsed() })
     }
 }
 
-/// The client used towards nodes that [`h1`] does not serve: keep-alive pool, no system
-/// proxy, no decompression.
-pub fn client() -> Result<reqwest::Client, reqwest::Error> {
-    generic::client()
+/// What a hyper client error means for the attempt.
+fn classify(e: hyper::Error) -> AttemptError {
+    if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
+        AttemptError::BadAnswer(e.to_string())
+    } else if e.is_user() {
+        AttemptError::Invalid(io::Error::other(e))
+    } else {
+        AttemptError::Transport(e)
+    }
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream").finish_non_exhaustive()
+    }
 }

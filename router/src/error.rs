@@ -1,6 +1,7 @@
 //! The one place router errors become HTTP responses: status codes and JSON bodies
 //! `{"error": <code>, "message": <text>, ...details}`.
 
+use http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use serde_json::{json, Value};
 
 use crate::admin::AdminError;
@@ -61,7 +62,7 @@ impl RouteError {
         }
         let resp = Response::json(self.status(), &body);
         if self.status() == 503 {
-            return resp.with_header("retry-after", "1");
+            return resp.with_header(RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
     }
@@ -90,7 +91,7 @@ impl AdminError {
         }
         let resp = Response::json(self.status(), &body);
         if matches!(self, AdminError::MissingToken) {
-            return resp.with_header("www-authenticate", "Bearer");
+            return resp.with_header(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
     }
