@@ -1,5 +1,7 @@
-//! Around every request: a request id in the tracing span and the response, `x-served-by`,
-//! and the request metrics. One middleware so the id, the span and the timing agree.
+//! Around every request: a request id (and the W3C trace id of `traceparent`, which the
+//! router passes on or creates) in the tracing span, the request id in the response,
+//! `x-served-by`, and the request metrics. One middleware so the ids, the span and the timing
+//! agree.
 
 use std::time::Instant;
 
@@ -14,6 +16,7 @@ use crate::node::Node;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Longest incoming request id reused as is; longer or odd ones are replaced.
 const MAX_REQUEST_ID: usize = 128;
@@ -26,7 +29,9 @@ pub async fn observe(
     let id = incoming_id(&req).unwrap_or_else(new_id);
     let node = req.app_data::<web::Data<Node>>().cloned();
     let method = req.method().clone();
-    let span = tracing::info_span!("request", request_id = %id, method = %method, path = %req.path());
+    let trace_id = trace_id(&req).unwrap_or_default();
+    let span =
+        tracing::info_span!("request", request_id = %id, trace_id, method = %method, path = %req.path());
 
     // Handlers' errors are responses by now; only the routing layer itself could err here,
     // and cloning the request to answer that would break routing (it must own the request).
@@ -65,6 +70,15 @@ fn incoming_id(req: &ServiceRequest) -> Option<String> {
         && v.len() <= MAX_REQUEST_ID
         && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
     ok.then(|| v.to_string())
+}
+
+/// The trace id of a valid `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), to log.
+fn trace_id(req: &ServiceRequest) -> Option<String> {
+    let v = req.headers().get(TRACEPARENT)?.to_str().ok()?;
+    let mut parts = v.split('-');
+    let (_version, trace) = (parts.next()?, parts.next()?);
+    let hex = trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    (hex && trace.bytes().any(|b| b != b'0')).then(|| trace.to_string())
 }
 
 fn new_id() -> String {
