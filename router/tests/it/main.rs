@@ -2,10 +2,13 @@
 //! fake region nodes whose behaviour the tests switch at runtime.
 
 mod admin;
+mod conformance;
 mod connections;
 mod failover;
+mod fuzz;
 mod helpers;
 mod latency;
+mod misbehaving;
 mod process;
 mod routing;
 mod status_page;

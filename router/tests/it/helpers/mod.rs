@@ -3,6 +3,7 @@
 
 pub mod fake;
 pub mod load;
+pub mod raw;
 
 use std::future::Future;
 use std::net::TcpListener;
