@@ -340,7 +340,8 @@ impl Upstream {
     async fn connect(&self, endpoint: &Endpoint) -> Result<http1::SendRequest<Full<Bytes>>, AttemptError> {
         let io = self.connector.connect(endpoint).await.map_err(AttemptError::Connect)?;
         let (sender, conn) = http1::Builder::new()
-            .max_buf_size(MAX_ANSWER_HEAD)
+            .max_buf_size(MAX_ANSWER_HEAD * 2)
+            .max_header_size(MAX_ANSWER_HEAD)
             .max_headers(MAX_ANSWER_HEADERS)
             .handshake(TokioIo::new(io))
             .await

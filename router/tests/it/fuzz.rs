@@ -171,6 +171,12 @@ fn forwardable(segments: &[Segment]) -> usize {
                     break;
                 }
             }
+            // RFC 9112 6.1 lets a server take a length beside `chunked` by the chunked coding
+            // alone, as long as it closes the connection after: one request, then the end.
+            Segment::BadFraming(BadFraming::LengthAndChunked) => {
+                valid += 1;
+                break;
+            }
             Segment::BadFraming(_) | Segment::Junk(_) => break,
             Segment::Noise(_) => {}
         }
