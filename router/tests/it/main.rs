@@ -12,3 +12,4 @@ mod misbehaving;
 mod process;
 mod routing;
 mod status_page;
+mod tls;

@@ -106,8 +106,12 @@ pub fn cluster_toml(regions: &[Region], o: &Opts) -> String {
 }
 
 pub async fn spawn_router(regions: &[Region<'_>], opts: Opts) -> TestRouter {
-    let cluster =
-        ClusterConfig::from_toml_str(&cluster_toml(regions, &opts), Vec::new()).expect("test config");
+    spawn_router_from(&cluster_toml(regions, &opts), opts).await
+}
+
+/// A router for the cluster `toml` describes, probed once before it is returned.
+pub async fn spawn_router_from(toml: &str, opts: Opts) -> TestRouter {
+    let cluster = ClusterConfig::from_toml_str(toml, Vec::new()).expect("test config");
     let settings = Settings::new(&cluster, None, &opts.tuning).expect("test settings");
     let state = AppState::new(settings, opts.token.and_then(AdminToken::new)).expect("state");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind router");

@@ -7,21 +7,15 @@
 mod node;
 
 use std::io;
-use std::net::TcpListener;
 use std::time::Duration;
 
-use model_sync::config::ClusterConfig;
-use router::admin::AdminToken;
-use router::settings::Settings;
-use router::AppState;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 pub use self::node::{Received, Script, ScriptedNode, SLOW_BODY};
-use super::{cluster_toml, Opts, TestRouter};
+use super::{cluster_toml, spawn_router_from, Opts, TestRouter};
 
 /// Heads larger than this are not parsed (by the client: the router may relay a huge one).
 const MAX_HEAD: usize = 1 << 20;
@@ -42,19 +36,7 @@ pub async fn spawn_router_over(regions: &[(&ScriptedNode, &[&str])], opts: Opts)
             failover.join(", ")
         );
     }
-    let cluster = ClusterConfig::from_toml_str(&text, Vec::new()).expect("test config");
-    let settings = Settings::new(&cluster, None, &opts.tuning).expect("test settings");
-    let state = AppState::new(settings, opts.token.and_then(AdminToken::new)).expect("state");
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind router");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(router::run(listener, state.clone(), async {
-        let _ = rx.await;
-    }));
-    let client = reqwest::Client::builder().no_proxy().build().expect("client");
-    let router = TestRouter { base, client, state, opts, _shutdown: tx };
-    router.wait_probed().await;
-    router
+    spawn_router_from(&text, opts).await
 }
 
 /// `POST target` over HTTP/1.1 with a JSON `body` framed by content-length.
