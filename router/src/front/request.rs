@@ -5,7 +5,9 @@
 //! what is wrong.
 
 use bytes::Bytes;
+use futures::FutureExt;
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Version};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -16,7 +18,7 @@ use tokio::time::Instant;
 pub struct Request {
     pub method: Method,
     /// Path and query (origin form, also for absolute-form targets); never a fragment.
-    target: String,
+    target: PathAndQuery,
     pub headers: HeaderMap,
     pub version: Version,
     pub body: Bytes,
@@ -70,12 +72,11 @@ impl Request {
     ) -> Result<Self, Refusal> {
         let (parts, body) = req.into_parts();
         check_host(&parts.headers, parts.version)?;
-        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let target = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         // hyper takes raw UTF-8 in a target; RFC 3986 does not (it must be percent-encoded).
-        if !target.bytes().all(|b| b.is_ascii_graphic()) {
+        if !target.as_str().bytes().all(|b| b.is_ascii_graphic()) {
             return Err(malformed("the request target has bytes that are not ASCII: percent-encode them"));
         }
-        let target = target.to_string();
         // hyper decodes `chunked` when it is the last coding; any other coding would reach the
         // node undecoded and unlabelled.
         for te in parts.headers.get_all(TRANSFER_ENCODING) {
@@ -91,7 +92,12 @@ impl Request {
         if announced.is_some_and(|n| n > max_body as u64) {
             return Err(Refusal::BodyTooLarge { limit: max_body });
         }
-        let collected = tokio::time::timeout_at(deadline, Limited::new(body, max_body).collect()).await;
+        // A small body has usually arrived with its head: then no timer is needed.
+        let mut collect = std::pin::pin!(Limited::new(body, max_body).collect());
+        let collected = match (&mut collect).now_or_never() {
+            Some(done) => Ok(done),
+            None => tokio::time::timeout_at(deadline, collect).await,
+        };
         let body = match collected {
             Err(_) => return Err(Refusal::Timeout(timeout_ms)),
             Ok(Ok(b)) => b.to_bytes(),
@@ -104,8 +110,9 @@ impl Request {
     }
 
     /// A request built directly, for tests.
-    pub fn new(method: Method, target: &str, headers: HeaderMap, body: impl Into<Bytes>) -> Self {
-        Self { method, target: target.to_string(), headers, version: Version::HTTP_11, body: body.into() }
+    pub fn new(method: Method, target: &'static str, headers: HeaderMap, body: impl Into<Bytes>) -> Self {
+        let target = PathAndQuery::from_static(target);
+        Self { method, target, headers, version: Version::HTTP_11, body: body.into() }
     }
 
     pub fn method(&self) -> &str {
@@ -114,12 +121,17 @@ impl Request {
 
     /// Path and query, as sent (origin form).
     pub fn target(&self) -> &str {
+        self.target.as_str()
+    }
+
+    /// Path and query, sharing the received bytes.
+    pub fn path_and_query(&self) -> &PathAndQuery {
         &self.target
     }
 
     /// The path, without the query.
     pub fn path(&self) -> &str {
-        self.target.split_once('?').map_or(&self.target, |(path, _)| path)
+        self.target.path()
     }
 
     /// The first value of header `name` as text, trimmed; `None` if absent or not visible ASCII.

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Method, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -83,18 +84,24 @@ fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
-/// `headers` without hop-by-hop ones, those the `Connection` header names, and `also`.
-fn end_to_end(mut headers: HeaderMap, also: &[&HeaderName]) -> HeaderMap {
-    for name in connection_named(&headers) {
-        headers.remove(name);
+/// `headers` without hop-by-hop ones, those the `Connection` header names, and `also`: one
+/// pass, names compared as parsed (this runs twice for every request).
+fn end_to_end(headers: HeaderMap, also: &[&HeaderName]) -> HeaderMap {
+    let named =
+        if headers.contains_key(header::CONNECTION) { connection_named(&headers) } else { Vec::new() };
+    let mut kept = HeaderMap::with_capacity(headers.len());
+    let mut current = None;
+    for (name, value) in headers {
+        // `None`: another value of the header before.
+        if let Some(name) = name {
+            let dropped = is_hop_by_hop(name.as_str()) || also.contains(&&name) || named.contains(&name);
+            current = (!dropped).then_some(name);
+        }
+        if let Some(name) = &current {
+            kept.append(name.clone(), value);
+        }
     }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-    for name in also {
-        headers.remove(*name);
-    }
-    headers
+    kept
 }
 
 /// The client request, ready to be sent to any node.
@@ -102,7 +109,7 @@ fn end_to_end(mut headers: HeaderMap, also: &[&HeaderName]) -> HeaderMap {
 pub struct Outgoing {
     method: Method,
     /// Path and query, as the client sent them.
-    target: String,
+    target: PathAndQuery,
     /// End-to-end headers, the request id and the trace context (no `host`, no length).
     headers: HeaderMap,
     body: Bytes,
@@ -116,13 +123,18 @@ impl Outgoing {
         let mut headers = end_to_end(req.headers.clone(), &own);
         headers.insert(REQUEST_ID, request_id);
         headers.insert(TRACEPARENT, traceparent);
-        Self { method: req.method.clone(), target: req.target().to_string(), headers, body: req.body.clone() }
+        let target = req.path_and_query().clone();
+        Self { method: req.method.clone(), target, headers, body: req.body.clone() }
     }
 
     /// The request for `endpoint`.
     fn request(&self, endpoint: &Endpoint) -> Result<http::Request<Full<Bytes>>, AttemptError> {
-        let path = format!("{}{}", endpoint.prefix, self.target);
-        let uri = path.parse::<Uri>().map_err(|e| AttemptError::Invalid(io::Error::other(e)))?;
+        let uri = if endpoint.prefix.is_empty() {
+            Uri::from(self.target.clone())
+        } else {
+            let path = format!("{}{}", endpoint.prefix, self.target);
+            path.parse::<Uri>().map_err(|e| AttemptError::Invalid(io::Error::other(e)))?
+        };
         let mut req = http::Request::new(Full::new(self.body.clone()));
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = uri;
