@@ -131,11 +131,10 @@ async fn route<'a>(proxy: &'a Proxy, req: &Request, ids: &Ids) -> Result<(Respon
                 let timeout = attempt_timeout(&state.settings, node.ewma.observed());
                 proxy.upstream.send(node, &out, timeout).await
             };
-            let latency = state.metrics.upstream_seconds.with_label_values(&[region.name.as_str()]);
             match attempt {
                 Ok(answer) => {
                     region.record_success(n, answer.took);
-                    latency.observe(answer.took.as_secs_f64());
+                    state.metrics.observe_upstream(&region.name, answer.took.as_secs_f64());
                     let hinted = hint.map(|h| regions.get(h).name.as_str());
                     let from = failed_over_from(hinted, &failures, &region.name);
                     if let Some(from) = from {
@@ -155,7 +154,7 @@ async fn route<'a>(proxy: &'a Proxy, req: &Request, ids: &Ids) -> Result<(Respon
                         let may_eject = || regions.may_eject();
                         region.record_failure(n, took, &state.settings.health, &state.metrics, may_eject);
                     }
-                    latency.observe(took.as_secs_f64());
+                    state.metrics.observe_upstream(&region.name, took.as_secs_f64());
                     let (node, error) = (&node.url, err.kind.detail());
                     warn!(request_id, trace_id, region = %region.name, node, error, "attempt failed");
                     if at_most_once && !err.kind.nothing_done() {
@@ -281,10 +280,15 @@ fn new_traceparent() -> HeaderValue {
         .unwrap_or(HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-01"))
 }
 
-/// The low `digits` hex digits of `bits` (without `format!`: this runs for most requests).
+/// The low `digits` (at most 32) hex digits of `bits` (without `format!`: this runs for most
+/// requests).
 fn hex(bits: u128, digits: usize) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    (0..digits).rev().map(|i| char::from(HEX[(bits >> (i * 4)) as usize & 0xf])).collect()
+    let mut out = [0u8; 32];
+    for (i, d) in out[..digits].iter_mut().enumerate() {
+        *d = HEX[(bits >> ((digits - 1 - i) * 4)) as usize & 0xf];
+    }
+    String::from_utf8_lossy(&out[..digits]).into_owned()
 }
 
 /// The hinted region name, if any: headers first, then the JSON body's `region`.

@@ -49,7 +49,8 @@ use self::response::{Body, Response};
 
 /// Request heads larger than this are refused (431).
 pub const MAX_HEAD_BYTES: usize = 96 * 1024;
-/// Request heads with more headers than this are refused (431).
+/// Request heads with more headers than this are refused (431): hyper's default, which keeps
+/// its header arrays on the stack (setting any number moves them to the heap).
 pub const MAX_HEADERS: usize = 100;
 /// hyper's read buffer: room for the largest head, so that a long target is refused as such
 /// (414) rather than as a large head.
@@ -257,11 +258,12 @@ fn builder(limits: &Limits) -> http1::Builder {
     let mut b = http1::Builder::new();
     b.timer(TokioTimer::new())
         .header_read_timeout(limits.request_timeout)
-        .max_headers(MAX_HEADERS)
         .max_header_size(MAX_HEAD_BYTES)
         .max_buf_size(READ_BUFFER)
         // A client may shut its sending side once its request is out and still get the answer.
-        .half_close(true);
+        .half_close(true)
+        // Small answers: head and body copied into one buffer and sent with one plain write.
+        .writev(false);
     b
 }
 

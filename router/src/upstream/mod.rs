@@ -48,8 +48,6 @@ pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 const MAX_IDLE_PER_NODE: usize = 256;
 /// A node's answer head larger than this is invalid.
 const MAX_ANSWER_HEAD: usize = 64 * 1024;
-/// Headers in a node's answer head at most.
-const MAX_ANSWER_HEADERS: usize = 128;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -354,7 +352,7 @@ impl Upstream {
         let (sender, conn) = http1::Builder::new()
             .max_buf_size(MAX_ANSWER_HEAD * 2)
             .max_header_size(MAX_ANSWER_HEAD)
-            .max_headers(MAX_ANSWER_HEADERS)
+            .writev(false)
             .handshake(TokioIo::new(io))
             .await
             .map_err(|e| AttemptError::Connect(io::Error::other(e)))?;
