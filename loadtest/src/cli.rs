@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use model_sync::config::ClusterConfig;
+use cluster_config::ClusterConfig;
 use tokio::time::Instant;
 
 use crate::cluster::Cluster;

@@ -9,7 +9,7 @@ use loadtest::scenario::ScenarioError;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    model_sync::telemetry::init(cli.log_json);
+    cluster_config::telemetry::init(cli.log_json);
     match execute(cli, std::env::vars().collect()).await {
         Ok(code) => code,
         Err(e) => {

@@ -1,7 +1,7 @@
 //! model-sync: interaction data in, verified versioned model blobs out, in every region.
 //!
 //! # Layout
-//! - [`config`]: `regions.toml`, the cluster configuration every georec binary loads.
+//! - The cluster configuration (`regions.toml`) lives in the `cluster-config` crate.
 //! - [`dataset`]: interactions in memory and their normalised on-disk form.
 //! - [`manifest`]: the published layout of a model version (keys, manifest, pointer).
 //! - [`model`]: the user-similarity model and its scoring; [`blob`]: its `model.bin` encoding.
@@ -18,7 +18,6 @@
 pub mod blob;
 pub mod build;
 pub mod cli;
-pub mod config;
 pub mod dataset;
 pub mod eval;
 pub mod events;
@@ -30,7 +29,6 @@ pub mod model_dir;
 pub mod neighbours;
 pub mod pace;
 pub mod par;
-pub mod telemetry;
 pub mod tune;
 // store/reader/publish/admin: S3 buckets, verified reads, publish + status/rollback/gc.
 pub mod admin;

@@ -4,7 +4,7 @@ use model_sync::cli::{self, Cli};
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    model_sync::telemetry::init(cli.log_json);
+    cluster_config::telemetry::init(cli.log_json);
     match cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

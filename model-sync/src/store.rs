@@ -15,7 +15,7 @@ use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::config::{PrimaryStore, RegionConfig};
+use cluster_config::{PrimaryStore, RegionConfig};
 
 mod error;
 mod upload;

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use model_sync::config::SwapPriority;
+use cluster_config::SwapPriority;
 use thread_priority::{set_current_thread_priority, ThreadPriority, ThreadPriorityValue};
 
 /// Cross-platform priority (0 lowest .. 99 highest) of [`SwapPriority::Low`]: nice 5 on

@@ -6,8 +6,8 @@
 //! as it downloads ([`reader::stream_version`]), hashed on the way, and the decoded model is
 //! used only if the whole file matches its manifest entry.
 
+use cluster_config::SwapPriority;
 use model_sync::blob::{self, DecodeError};
-use model_sync::config::SwapPriority;
 use model_sync::manifest::{Manifest, PAYLOAD_FILE};
 use model_sync::model::Model;
 use model_sync::reader::{self, ReadError};

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use model_sync::config::ClusterConfig;
+use cluster_config::ClusterConfig;
 use model_sync::store::{Bucket, Credentials, Location, StoreOptions};
 use region_node::settings::{AdminToken, Settings};
 use region_node::Node;
@@ -35,9 +35,9 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    model_sync::telemetry::init(cli.log_json);
+    cluster_config::telemetry::init(cli.log_json);
     let cluster = ClusterConfig::load(&cli.config, std::env::vars())?;
-    let token = std::env::var("GEOREC_ADMIN_TOKEN").ok().and_then(AdminToken::new);
+    let token = AdminToken::from_env();
     let settings = Settings::from_cluster(&cluster, &cli.region, cli.listen.as_deref(), token)?;
     let location = Location::region(cluster.region(&cli.region)?);
     let bucket = Bucket::new(

@@ -8,7 +8,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use model_sync::config::{ClusterConfig, ConfigError, SwapPriority};
+use cluster_config::{ClusterConfig, ConfigError, SwapPriority};
 
 /// Everything a node runs with. Plain data: no I/O happens here.
 #[derive(Debug, Clone)]
@@ -83,29 +83,7 @@ impl Default for PollSettings {
     }
 }
 
-/// The admin bearer token. Never printed: `Debug` shows a placeholder.
-#[derive(Clone)]
-pub struct AdminToken(String);
-
-impl AdminToken {
-    /// `None` for an empty token: an empty secret would let any empty bearer in.
-    pub fn new(token: impl Into<String>) -> Option<Self> {
-        let token = token.into();
-        (!token.trim().is_empty()).then_some(Self(token))
-    }
-
-    /// Compare in time independent of where the first difference is.
-    pub fn matches(&self, presented: &str) -> bool {
-        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-    }
-}
-
-impl fmt::Debug for AdminToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AdminToken(<redacted>)")
-    }
-}
+pub use cluster_config::AdminToken;
 
 /// One invalid setting and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,14 +221,5 @@ mod tests {
         assert!(e.to_string().contains("--listen: invalid address \"nowhere\""), "{e}");
         let e = Settings::from_cluster(&c, "mars", None, None).expect_err("unknown");
         assert!(e.to_string().contains("unknown region \"mars\""), "{e}");
-    }
-
-    #[test]
-    fn token_is_redacted_and_compared_exactly() {
-        let t = AdminToken::new("s3cret").expect("non-empty");
-        assert!(t.matches("s3cret"));
-        assert!(!t.matches("s3cre") && !t.matches("s3cres") && !t.matches(""));
-        assert!(!format!("{t:?}").contains("s3cret"));
-        assert!(AdminToken::new("  ").is_none());
     }
 }

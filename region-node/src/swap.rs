@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use model_sync::config::SwapPriority;
+use cluster_config::SwapPriority;
 use model_sync::manifest;
 use model_sync::publish::error_chain;
 use model_sync::reader::{self, ReadError};

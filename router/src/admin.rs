@@ -1,8 +1,6 @@
 //! Operator endpoints: `POST /failover` (drain or restore a region; bearer token) and
 //! `GET /regions` (the live view the status page polls; read-only, so open).
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
@@ -11,30 +9,7 @@ use crate::front::response::Response;
 use crate::regions::{RegionState, RegionView};
 use crate::AppState;
 
-/// The shared admin secret (`GEOREC_ADMIN_TOKEN`, the one region nodes use too).
-/// Never printed: `Debug` is redacted.
-#[derive(Clone)]
-pub struct AdminToken(String);
-
-impl AdminToken {
-    /// `None` for an empty token: an empty secret would let anyone in.
-    pub fn new(token: impl Into<String>) -> Option<Self> {
-        let token = token.into();
-        (!token.trim().is_empty()).then_some(Self(token))
-    }
-
-    /// Constant-time comparison, so response timing does not reveal a matching prefix.
-    fn matches(&self, candidate: &str) -> bool {
-        let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-    }
-}
-
-impl fmt::Debug for AdminToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AdminToken(<redacted>)")
-    }
-}
+pub use cluster_config::AdminToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {

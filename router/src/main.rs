@@ -4,18 +4,15 @@ use std::net::TcpListener;
 use std::process::ExitCode;
 
 use clap::Parser;
-use model_sync::config::ClusterConfig;
-use router::admin::AdminToken;
+use cluster_config::ClusterConfig;
+use cluster_config::{AdminToken, ADMIN_TOKEN_VAR};
 use router::settings::{Cli, Settings};
 use router::AppState;
 use tracing::{info, warn};
 
-/// Environment variable holding the shared admin bearer token.
-const ADMIN_TOKEN_VAR: &str = "GEOREC_ADMIN_TOKEN";
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    model_sync::telemetry::init(cli.json_logs);
+    cluster_config::telemetry::init(cli.json_logs);
 
     let settings = match ClusterConfig::load(&cli.config, std::env::vars()) {
         Err(e) => return fail(e),
@@ -24,7 +21,7 @@ fn main() -> ExitCode {
             Ok(s) => s,
         },
     };
-    let admin_token = std::env::var(ADMIN_TOKEN_VAR).ok().and_then(AdminToken::new);
+    let admin_token = AdminToken::from_env();
     if admin_token.is_none() {
         warn!("{ADMIN_TOKEN_VAR} is not set: POST /failover will answer 403");
     }

@@ -129,7 +129,7 @@ async fn route<'a>(proxy: &'a Proxy, req: &Request, ids: &Ids) -> Result<(Respon
             let attempt = {
                 let _in_flight = node.start();
                 let timeout = attempt_timeout(&state.settings, node.ewma.observed());
-                proxy.upstream.send(node, &out, timeout).await
+                proxy.upstream.send(node, &out, timeout, !at_most_once).await
             };
             match attempt {
                 Ok(answer) => {
@@ -413,7 +413,7 @@ mod timeout_tests {
 
     fn settings() -> Settings {
         let text = include_str!("../../regions.toml");
-        let cluster = model_sync::config::ClusterConfig::from_toml_str(text, Vec::new()).expect("valid");
+        let cluster = cluster_config::ClusterConfig::from_toml_str(text, Vec::new()).expect("valid");
         Settings::new(&cluster, None, &Tuning::default()).expect("valid settings")
     }
 

@@ -1,6 +1,6 @@
 //! Router settings: the cluster part of `regions.toml` plus router-only tuning flags.
 //!
-//! `regions.toml` (owned by the cluster, loaded by `model_sync::config`) says where the
+//! `regions.toml` (owned by the cluster, loaded by `cluster_config`) says where the
 //! regions are and how to health-check them. The knobs only the router has (retry budget,
 //! latency estimator) are command-line flags with defaults, so the shared file stays
 //! about the cluster. [`Settings::new`] checks everything and reports every problem at once.
@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use model_sync::config::ClusterConfig;
+use cluster_config::ClusterConfig;
 
 use crate::upstream::connect::{Connector, Endpoint};
 

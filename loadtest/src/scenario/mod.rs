@@ -10,7 +10,7 @@ pub mod judge;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use model_sync::config::ClusterConfig;
+use cluster_config::ClusterConfig;
 use tokio::time::{sleep_until, Instant};
 
 use crate::cluster::{Cluster, ClusterError};
@@ -52,27 +52,7 @@ impl Name {
     }
 }
 
-/// The router's admin token; `Debug` does not show it, so it never reaches a log.
-#[derive(Clone)]
-pub struct AdminToken(String);
-
-impl AdminToken {
-    /// `None` for an empty token.
-    pub fn new(token: impl Into<String>) -> Option<Self> {
-        let token = token.into();
-        (!token.trim().is_empty()).then_some(AdminToken(token))
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for AdminToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AdminToken(<redacted>)")
-    }
-}
+pub use cluster_config::AdminToken;
 
 /// Everything a scenario run needs, resolved by the CLI.
 #[derive(Debug)]

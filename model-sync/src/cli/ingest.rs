@@ -4,9 +4,9 @@ use std::fmt::Write as _;
 
 use anyhow::bail;
 
-use crate::config::ClusterConfig;
 use crate::ingest::{self, describe, IngestError, IngestOptions, RegionIngest, StreamSource, DEFAULT_BATCH};
 use crate::store::Credentials;
+use cluster_config::ClusterConfig;
 
 use super::store::{emit, primary_bucket};
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::config::ClusterConfig;
+use cluster_config::ClusterConfig;
 
 #[derive(Debug, clap::Args)]
 #[command(

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::ClusterConfig;
+use cluster_config::ClusterConfig;
 
 pub mod data;
 pub mod ingest;

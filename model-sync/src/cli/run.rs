@@ -7,12 +7,12 @@ use std::time::Duration;
 use anyhow::bail;
 use tokio::sync::watch;
 
-use crate::config::ClusterConfig;
 use crate::eval::Protocol;
 use crate::ingest::{describe, IngestOptions, DEFAULT_BATCH};
 use crate::publish::Replication;
 use crate::run::{self, CycleReport, Outcome, RunSettings, Runner, Targets, DEFAULT_MAX_NDCG_DROP};
 use crate::store::Credentials;
+use cluster_config::ClusterConfig;
 
 use super::ingest::sources;
 use super::model::ParamArgs;

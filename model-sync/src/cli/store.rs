@@ -13,9 +13,9 @@ use anyhow::bail;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::admin::{self, BucketState, VersionCheck};
-use crate::config::ClusterConfig;
 use crate::publish::{self, PointerChange, PublishError, PublishEvent, PublishOptions, Replication};
 use crate::store::{Bucket, Credentials, Location, StoreOptions};
+use cluster_config::ClusterConfig;
 
 mod render;
 

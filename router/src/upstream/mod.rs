@@ -10,7 +10,10 @@
 //! Writes happen at most once. hyper hands a request back when none of it was written (the
 //! connection closed first); only then is it sent again, on a new connection, within the
 //! same attempt. Any failure after that may have reached the node, and the caller decides
-//! ([`AttemptError::nothing_done`]).
+//! ([`AttemptError::nothing_done`]). The one exception is a request the caller marks safe to
+//! repeat (a recommendation read): when a pooled connection closes with no answer at all (the
+//! node's keep-alive timer closing it just as the request went out), it is sent once more on
+//! a new connection to the same node, as browsers do; a write never is.
 //!
 //! The request body is held as `Bytes` (shared, never copied) so a retry can send it again.
 //! Small answers with a known length are read whole within the attempt's deadline, so a node
@@ -268,6 +271,13 @@ impl Pool {
         queue.push(Idle { sender, since: Instant::now() });
     }
 
+    /// Drop every idle connection to the node `key`.
+    fn forget(&self, key: usize) {
+        if let Some(queue) = self.idle.borrow_mut().get_mut(key) {
+            queue.clear();
+        }
+    }
+
     /// Close the connections idle for longer than [`POOL_IDLE_TIMEOUT`] or closed by the node.
     fn sweep(&self) {
         for queue in self.idle.borrow_mut().iter_mut() {
@@ -299,17 +309,19 @@ impl Upstream {
         self.pool.idle.borrow().get(key).map_or(0, Vec::len)
     }
 
-    /// Send `out` to `node` with a deadline of `timeout`.
+    /// Send `out` to `node` with a deadline of `timeout`; `repeatable`: safe to send twice
+    /// (see the module doc).
     pub async fn send(
         &self,
         node: &Node,
         out: &Outgoing,
         timeout: Duration,
+        repeatable: bool,
     ) -> Result<Answer, (AttemptError, Duration)> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(started + timeout);
         let exchange = async {
-            let (sender, resp) = self.exchange(node, out).await?;
+            let (sender, resp) = self.exchange(node, out, repeatable).await?;
             self.answer(node.key, sender, resp, started).await
         };
         match tokio::time::timeout_at(deadline, exchange).await {
@@ -324,6 +336,7 @@ impl Upstream {
         &self,
         node: &Node,
         out: &Outgoing,
+        mut repeatable: bool,
     ) -> Result<(http1::SendRequest<Full<Bytes>>, http::Response<Incoming>), AttemptError> {
         let mut req = out.request(&node.endpoint)?;
         loop {
@@ -341,6 +354,12 @@ impl Upstream {
                     // Not a byte of it was written: safe to send on another connection.
                     Some(back) if pooled => req = back,
                     Some(_) => return Err(AttemptError::Connect(io::Error::other(e.into_error()))),
+                    None if pooled && repeatable && e.error().is_incomplete_message() => {
+                        // Closed under the request: the node's other idle ones likely are too.
+                        repeatable = false;
+                        self.pool.forget(node.key);
+                        req = out.request(&node.endpoint)?;
+                    }
                     None => return Err(classify(e.into_error())),
                 },
             }

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use model_sync::config::ClusterConfig;
+use cluster_config::ClusterConfig;
 use router::admin::AdminToken;
 use router::regions::RegionState;
 use router::settings::{Settings, Tuning};

@@ -8,6 +8,12 @@
 //! standing for `-` in region names (`GEOREC__REGIONS__EU_WEST__REDIS_URL`). Values are read
 //! as TOML when they parse (`1500`, `true`, `["a","b"]`), else as plain strings. This module
 //! never reads the process environment itself: binaries pass `std::env::vars()` in.
+//!
+//! Beside the configuration: the admin token every binary checks or sends ([`AdminToken`]),
+//! and the log set-up they share ([`telemetry`]). This crate is all the router needs of the
+//! cluster, so it stays free of the model, storage and pipeline crates.
+
+pub mod telemetry;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -552,5 +558,59 @@ mod tests {
         let c = ClusterConfig::from_toml_str(SHIPPED, no_env()).expect("valid");
         let e = c.region("mars").expect_err("unknown").to_string();
         assert!(e.contains("ap-south, eu-west, us-east, us-west"), "{e}");
+    }
+}
+
+/// Environment variable holding the shared admin bearer token.
+pub const ADMIN_TOKEN_VAR: &str = "GEOREC_ADMIN_TOKEN";
+
+/// The admin bearer token shared by nodes, router and tools. Never printed: `Debug` shows a
+/// placeholder.
+#[derive(Clone)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// `None` for an empty token: an empty secret would let any empty bearer in.
+    pub fn new(token: impl Into<String>) -> Option<Self> {
+        let token = token.into();
+        (!token.trim().is_empty()).then_some(Self(token))
+    }
+
+    /// From [`ADMIN_TOKEN_VAR`]; `None` when unset or empty.
+    pub fn from_env() -> Option<Self> {
+        std::env::var(ADMIN_TOKEN_VAR).ok().and_then(Self::new)
+    }
+
+    /// Compare in time independent of where the first difference is, so response timing
+    /// does not reveal a matching prefix.
+    pub fn matches(&self, presented: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
+    /// The secret itself, to send as a bearer token.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::AdminToken;
+
+    #[test]
+    fn tokens_are_never_empty_compared_whole_and_never_printed() {
+        assert!(AdminToken::new("  ").is_none());
+        let t = AdminToken::new("s3cret").expect("non-empty");
+        assert!(t.matches("s3cret"));
+        assert!(!t.matches("s3cre") && !t.matches("s3cret!") && !t.matches("S3cret"));
+        assert_eq!(format!("{t:?}"), "AdminToken(<redacted>)");
+        assert_eq!(t.expose(), "s3cret");
     }
 }
