@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 use crate::front::request::Request;
 use crate::front::response::Response;
 use crate::metrics::NO_REGION;
-use crate::regions::RegionState;
+use crate::regions::{Region, RegionState};
 use crate::upstream::{Answer, Outgoing, Upstream, UpstreamError, REQUEST_ID, TRACEPARENT};
 use crate::AppState;
 
@@ -141,7 +141,7 @@ async fn route<'a>(proxy: &'a Proxy, req: &Request, ids: &Ids) -> Result<(Respon
                         state.metrics.failovers.with_label_values(&[from, region.name.as_str()]).inc();
                         debug!(request_id, trace_id, from, to = %region.name, "failed over");
                     }
-                    return Ok((relay(answer, &region.name, from), region.name.as_str()));
+                    return Ok((relay(answer, region, from), region.name.as_str()));
                 }
                 Err((kind, took)) => {
                     let err =
@@ -197,14 +197,13 @@ fn no_healthy_region(state: &AppState) -> RouteError {
 
 /// The node's answer as the client gets it: status, end-to-end headers and body unchanged,
 /// plus `x-served-by` (overwriting the node's own) and `x-failover-from` when it applies.
-fn relay(answer: Answer, served_by: &str, failed_over_from: Option<&str>) -> Response {
+fn relay(answer: Answer, served_by: &Region, failed_over_from: Option<&str>) -> Response {
     // Already without hop-by-hop headers and those set here (`upstream::Upstream::answer`).
     let mut headers = answer.headers;
-    // Region names are checked to be plain tokens when the configuration loads.
-    let value = |name: &str| HeaderValue::from_str(name).unwrap_or(HeaderValue::from_static("?"));
-    headers.insert(SERVED_BY, value(served_by));
+    headers.insert(SERVED_BY, served_by.name_header.clone());
     if let Some(from) = failed_over_from {
-        headers.insert(FAILOVER_FROM, value(from));
+        // Region names are checked to be plain tokens when the configuration loads.
+        headers.insert(FAILOVER_FROM, HeaderValue::from_str(from).unwrap_or(HeaderValue::from_static("?")));
     }
     Response { status: answer.status, headers, body: answer.body }
 }

@@ -363,7 +363,7 @@ async fn linger(io: &mut TcpStream) {
 /// connection up (it closes without answering). A fixed message: no parsing involved.
 fn timeout_answer(timeout: Duration) -> Vec<u8> {
     let refusal = Refusal::Timeout(timeout.as_millis());
-    let body = serde_json::json!({ "error": refusal.code(), "message": refusal.to_string() }).to_string();
+    let body = refusal.body();
     format!(
         "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
          connection: close\r\ndate: {}\r\n\r\n{body}",
@@ -390,8 +390,8 @@ async fn answer<H: Handler>(
         Err(refusal) => {
             debug!(error = %refusal, "request refused");
             progress.refused.set(true);
-            let body = serde_json::json!({ "error": refusal.code(), "message": refusal.to_string() });
-            let mut resp: http::Response<Body> = Response::json(refusal.status(), &body).into();
+            let mut resp: http::Response<Body> =
+                Response::new(refusal.status(), "application/json", refusal.body()).into();
             resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
             resp
         }

@@ -47,6 +47,11 @@ impl Refusal {
         }
     }
 
+    /// The JSON the client gets: `{"error": code, "message": text}`.
+    pub fn body(&self) -> String {
+        serde_json::json!({ "error": self.code(), "message": self.to_string() }).to_string()
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             Refusal::Malformed(_) => "malformed_request",

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
+use http::HeaderValue;
 use serde::Serialize;
 use tracing::{info, warn};
 
@@ -76,6 +77,8 @@ pub struct Regions {
 #[derive(Debug)]
 pub struct Region {
     pub name: String,
+    /// `name` as a header value (`x-served-by`), made once at load.
+    pub name_header: HeaderValue,
     /// Indexes of the regions to fail over to, best first.
     failover: Vec<usize>,
     failover_names: Vec<String>,
@@ -124,6 +127,8 @@ impl Regions {
             .iter()
             .map(|r| Region {
                 name: r.name.clone(),
+                // Region names are checked to be plain tokens when the configuration loads.
+                name_header: HeaderValue::from_str(&r.name).unwrap_or(HeaderValue::from_static("?")),
                 failover: r.failover.iter().filter_map(|f| index(f)).collect(),
                 failover_names: r.failover.clone(),
                 nodes: r
