@@ -55,7 +55,7 @@ COPY --from=builder /out/ /usr/local/bin/
 COPY --chmod=0755 deploy/docker/healthcheck.sh /usr/local/bin/georec-healthcheck
 COPY --chmod=0755 deploy/docker/bootstrap-model.sh /usr/local/bin/georec-bootstrap-model
 # The cluster file the binaries read by default; deployments override single keys with
-# GEOREC__<SECTION>__<KEY> variables (see deploy-README-section.md) or mount their own.
+# GEOREC__<SECTION>__<KEY> variables (see README.md "Configuration") or mount their own.
 COPY regions.toml /etc/georec/regions.toml
 
 ENV GEOREC_CONFIG=/etc/georec/regions.toml \
