@@ -12,6 +12,7 @@ use cluster_config::ClusterConfig;
 use tokio::time::Instant;
 
 use crate::cluster::Cluster;
+use crate::out;
 use crate::plan::{parse_duration, Bound, Hints, Load, Mix, Plan};
 use crate::progress::Progress;
 use crate::report::Report;
@@ -296,7 +297,7 @@ fn emit(report: &Report, o: &OutputArgs, default_out: Option<&Path>) -> anyhow::
         println!("{}", report.to_markdown());
     }
     if let Some(dir) = o.out.as_deref().or(default_out) {
-        report.write(dir)?;
+        out::write(report, dir)?;
         eprintln!("report written to {}/ (report.json, report.md, latency.svg)", dir.display());
     }
     Ok(())

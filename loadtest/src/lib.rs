@@ -9,7 +9,8 @@
 //! - [`run`]: the open-loop (coordinated-omission safe) and closed-loop engines.
 //! - [`stats`]: HdrHistogram latency, per-second timeline and tallies; [`progress`]: the
 //!   live line on stderr.
-//! - [`report`]: JSON and Markdown; [`chart`]: the latency-over-time SVG with event markers.
+//! - [`report`]: JSON and Markdown; [`chart`]: the latency-over-time SVG with event markers;
+//!   [`out`]: the three as files.
 //! - [`cluster`]: signals and restarts for the processes `scripts/up` started.
 //! - [`scenario`]: failover, hang, hot-swap, redis-down and drain, judged PASS or FAIL.
 //! - [`cli`]: the command line.
@@ -18,6 +19,7 @@ pub mod chart;
 pub mod cli;
 pub mod client;
 pub mod cluster;
+pub mod out;
 pub mod plan;
 pub mod progress;
 pub mod report;

@@ -1,9 +1,8 @@
-//! The result of a run as data ([`Report`], serialisable) and as text: JSON, Markdown, and
-//! with `--out DIR` the files `report.json`, `report.md` and `latency.svg`.
+//! The result of a run as data ([`Report`], serialisable) and as text: JSON and Markdown
+//! (written with the chart to `--out DIR` by [`crate::out`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -12,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::client::ErrorKind;
 use crate::plan::{Load, Plan};
 use crate::scenario::judge::Verdict;
-use crate::stats::{Seen, Stats};
+use crate::stats::{ms, Seen, Stats};
 
 /// Something that happened during the run (a node killed, a model published), marked on the chart.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -222,23 +221,6 @@ impl Report {
         }
         md
     }
-
-    /// Write `report.json`, `report.md` and `latency.svg` into `dir` (created).
-    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
-        std::fs::create_dir_all(dir).map_err(|source| ReportError { path: dir.to_path_buf(), source })?;
-        let files = [
-            ("report.json", self.to_json()),
-            ("report.md", self.to_markdown()),
-            ("latency.svg", crate::chart::svg(self)),
-        ];
-        let mut written = Vec::new();
-        for (name, text) in files {
-            let path = dir.join(name);
-            std::fs::write(&path, text).map_err(|source| ReportError { path: path.clone(), source })?;
-            written.push(path);
-        }
-        Ok(written)
-    }
 }
 
 fn table<'a>(md: &mut String, title: &str, key: &str, rows: impl Iterator<Item = (&'a String, &'a u64)>) {
@@ -256,19 +238,6 @@ fn table<'a>(md: &mut String, title: &str, key: &str, rows: impl Iterator<Item =
     let _ = writeln!(md);
 }
 
-/// µs as milliseconds with µs precision.
-pub fn ms(us: u64) -> String {
-    format!("{:.3} ms", us as f64 / 1000.0)
-}
-
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("cannot write {path}")]
-pub struct ReportError {
-    pub path: PathBuf,
-    #[source]
-    pub source: std::io::Error,
 }

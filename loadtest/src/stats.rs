@@ -199,6 +199,11 @@ pub fn histogram(sigfig: u8) -> Histogram<u64> {
     Histogram::new(sigfig.min(5)).unwrap_or_else(|_| unreachable!("sigfig {sigfig} is within 0..=5"))
 }
 
+/// µs as milliseconds with µs precision.
+pub fn ms(us: u64) -> String {
+    format!("{:.3} ms", us as f64 / 1000.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

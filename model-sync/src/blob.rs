@@ -26,7 +26,8 @@
 use std::io::{self, Read, Write};
 
 use crate::manifest::{is_readable, FORMAT_VERSION};
-use crate::model::{BuildParams, Derived, Matrix, Model};
+use crate::matrix::Matrix;
+use crate::model::{BuildParams, Derived, Model};
 use crate::pace;
 
 /// Elements checked between two yield points while validating (see [`crate::pace`]).

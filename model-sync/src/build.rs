@@ -13,7 +13,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 use crate::dataset::Dataset;
-use crate::model::{decay, BuildParams, Derived, Matrix, Model};
+use crate::matrix::Matrix;
+use crate::model::{decay, BuildParams, Derived, Model};
 use crate::neighbours::{search_exhaustive, SearchPath};
 use crate::par::par_map;
 

@@ -14,15 +14,17 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::manifest;
-use crate::store::{Bucket, StoreError};
+use crate::store::Bucket;
 
 mod batch;
+mod error;
 mod stream;
 
 pub use batch::{
     batch_key, decode_events, events_prefix, merge, read_events, rejects_key, Batch, EventLog, IngestedEvent,
     Reject, EVENTS_DIR, HEADER,
 };
+pub use error::IngestError;
 pub use stream::{redact, EventId, RegionStream, StreamEntry};
 
 /// Consumer name within [`crate::events::CONSUMER_GROUP`]. One name for every run, so the next
@@ -31,54 +33,6 @@ pub const CONSUMER: &str = "ingest";
 pub const DEFAULT_BATCH: usize = 10_000;
 /// Rejected entries listed per region in the report (all of them are in the rejects objects).
 pub const MAX_REJECT_EXAMPLES: usize = 5;
-
-#[derive(Debug, thiserror::Error)]
-pub enum IngestError {
-    #[error("{region}: invalid redis_url {url:?}; fix regions.{region}.redis_url")]
-    RedisUrl {
-        region: String,
-        url: String,
-        #[source]
-        source: redis::RedisError,
-    },
-    #[error("{region}: cannot reach Redis at {url}; is it running? (regions.{region}.redis_url)")]
-    RedisUnreachable {
-        region: String,
-        url: String,
-        #[source]
-        source: redis::RedisError,
-    },
-    #[error("{region}: Redis {op} on {key} at {url} failed")]
-    Redis {
-        region: String,
-        url: String,
-        op: &'static str,
-        key: String,
-        #[source]
-        source: redis::RedisError,
-    },
-    #[error("{region}: unexpected Redis reply to {op} on {key}: {detail}")]
-    RedisReply { region: String, op: &'static str, key: String, detail: String },
-    #[error(
-        "{region}: cannot write event batch {key} to the primary bucket; its events stay in the \
-         stream for the next ingest"
-    )]
-    Write {
-        region: String,
-        key: String,
-        #[source]
-        source: Box<StoreError>,
-    },
-    #[error(
-        "{region}: event batch {key} does not read back as written from the primary bucket ({detail}), \
-         even after writing it again; its events stay in the stream"
-    )]
-    Unverified { region: String, key: String, detail: String },
-    #[error("cannot read ingested event batches from the primary bucket")]
-    Read(#[source] Box<StoreError>),
-    #[error("{key}:{line}: {message} (an ingested event batch in the primary bucket is damaged)")]
-    BadBatch { key: String, line: usize, message: String },
-}
 
 /// A region whose stream to drain.
 #[derive(Debug, Clone, PartialEq, Eq)]

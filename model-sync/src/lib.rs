@@ -4,7 +4,8 @@
 //! - The cluster configuration (`regions.toml`) lives in the `cluster-config` crate.
 //! - [`dataset`]: interactions in memory and their normalised on-disk form.
 //! - [`manifest`]: the published layout of a model version (keys, manifest, pointer).
-//! - [`model`]: the user-similarity model and its scoring; [`blob`]: its `model.bin` encoding.
+//! - [`model`]: the user-similarity model and its scoring; [`blob`]: its `model.bin` encoding;
+//!   [`matrix`]: the user-item weights it holds.
 //! - [`build`]: dataset -> model; [`eval`]: offline metrics; [`tune`]: parameters chosen on a
 //!   validation split.
 //! - [`neighbours`]: exact nearest users through the item -> users lists, searched by
@@ -24,6 +25,7 @@ pub mod events;
 pub mod ingest;
 pub mod live;
 pub mod manifest;
+pub mod matrix;
 pub mod model;
 pub mod model_dir;
 pub mod neighbours;

@@ -7,12 +7,9 @@ use std::cell::RefCell;
 use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
-use sprs::CsMatI;
 
+use crate::matrix::Matrix;
 use crate::neighbours::{self, Entry, ItemIndex, Similarity, Weighting};
-
-/// User-item weights: rows are users, columns items; `u32` indices, `usize` row pointers.
-pub type Matrix = CsMatI<f32, u32, usize>;
 
 /// Parameters of a build; stored in the model and the manifest. `model-sync tune` chooses
 /// the similarity and scoring ones on a validation split.

@@ -41,7 +41,7 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::Matrix;
+use crate::matrix::Matrix;
 use crate::pace;
 
 /// Similarities at or below this are not neighbours.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -21,6 +22,7 @@ mod error;
 mod upload;
 
 pub use error::StoreError;
+use error::{BoxError, Place};
 
 /// User-metadata key (`x-amz-meta-sha256`) holding an object's lower-case hex sha256, so a
 /// re-run can skip objects already uploaded without downloading them.
@@ -341,6 +343,32 @@ impl Bucket {
             }
         }
         Ok(())
+    }
+}
+
+// This bucket's failures as `StoreError`s (sorted in error.rs).
+impl Bucket {
+    fn place(&self) -> Place<'_> {
+        Place {
+            label: &self.label,
+            endpoint: self.location.endpoint.as_deref(),
+            bucket: &self.location.bucket,
+        }
+    }
+
+    fn other(&self, op: &'static str, key: &str, source: BoxError) -> StoreError {
+        self.place().other(op, key, source)
+    }
+
+    fn err_body(&self, key: &str, e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        self.other("GetObject (body)", key, Box::new(e))
+    }
+
+    fn classify<E>(&self, op: &'static str, key: &str, err: SdkError<E>) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        self.place().classify(op, key, err)
     }
 }
 

@@ -4,10 +4,11 @@
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
+use crate::app::AppState;
 use crate::front::request::Request;
 use crate::front::response::Response;
-use crate::regions::{RegionState, RegionView};
-use crate::AppState;
+use crate::regions::state::RegionState;
+use crate::regions::view::RegionView;
 
 pub use cluster_config::AdminToken;
 

@@ -3,13 +3,15 @@
 //! region die.
 //!
 //! # Layout
-//! - [`settings`]: `regions.toml` (cluster) + router-only flags, checked together.
+//! - [`settings`]: `regions.toml` (cluster) + router-only flags, checked together; [`app`]:
+//!   the state every handler and prober shares.
 //! - [`regions`]: live state per region and node; where a request should go ([`regions::Regions::plan`]).
-//! - [`health`]: the fall/rise/eject state machine and the active `/health/ready` prober.
+//! - [`health`]: the fall/rise/eject state machine; [`probe`]: the active `/health/ready`
+//!   prober feeding it.
 //! - [`ewma`]: peak-sensitive latency estimate per node; [`budget`]: the retry budget.
 //! - [`upstream`]: one attempt to one node and its typed errors, over each worker's own
 //!   keep-alive connections (hyper's HTTP/1.1 client, TCP or TLS: [`upstream::connect`]);
-//!   [`proxy`]: hint, failover loop, relay.
+//!   [`proxy`]: hint, failover loop, relay; [`headers`]: the header names they set and read.
 //! - [`admin`]: `POST /failover`, `GET /regions`; [`status`]: `GET /`; [`metrics`]: `GET /metrics`.
 //! - [`front`]: the HTTP/1.1 server clients talk to (hyper's): worker threads, limits, timeouts.
 //! - [`error`]: how every error becomes an HTTP response.
@@ -17,62 +19,30 @@
 //! `main` parses flags, loads settings and calls [`run`]; tests bind port 0 and do the same.
 
 pub mod admin;
+pub mod app;
 pub mod budget;
 pub mod error;
 pub mod ewma;
 pub mod front;
+pub mod headers;
 pub mod health;
 pub mod metrics;
+pub mod probe;
 pub mod proxy;
 pub mod regions;
 pub mod settings;
 pub mod status;
 pub mod upstream;
 
+pub use app::AppState;
+
 use std::future::Future;
 use std::net::TcpListener;
-use std::ops::Deref;
-use std::sync::Arc;
 
-use crate::admin::AdminToken;
-use crate::budget::RetryBudget;
 use crate::front::request::Request;
 use crate::front::response::Response;
-use crate::metrics::Metrics;
 use crate::proxy::Proxy;
-use crate::regions::Regions;
-use crate::settings::Settings;
 use crate::upstream::Upstream;
-
-/// Everything the handlers and probers share; cheap to clone.
-#[derive(Clone, Debug)]
-pub struct AppState(Arc<Shared>);
-
-#[derive(Debug)]
-pub struct Shared {
-    pub settings: Settings,
-    pub regions: Regions,
-    pub metrics: Metrics,
-    pub budget: RetryBudget,
-    /// `None`: admin endpoints answer 403 "not configured".
-    pub admin_token: Option<AdminToken>,
-}
-
-impl Deref for AppState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-impl AppState {
-    pub fn new(settings: Settings, admin_token: Option<AdminToken>) -> Result<Self, prometheus::Error> {
-        let regions = Regions::new(&settings);
-        let metrics = Metrics::new(&regions.names())?;
-        let budget = RetryBudget::new(settings.budget);
-        Ok(Self(Arc::new(Shared { settings, regions, metrics, budget, admin_token })))
-    }
-}
 
 /// Serve on `listener` and probe every node until `shutdown` completes, then stop
 /// gracefully: requests in flight finish (see [`front`]).
@@ -81,7 +51,7 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let probers = health::spawn_probers(&state);
+    let probers = probe::spawn_probers(&state);
     let limits = front::Limits {
         max_connections: state.settings.max_connections,
         request_timeout: state.settings.client_timeout,
@@ -123,7 +93,7 @@ impl front::Handler for Routes {
             ("POST", _) if user_route => proxy::forward(&self.0, req).await,
             ("POST", "/failover") => admin::failover(state, &req),
             ("GET" | "HEAD", "/regions") => admin::regions(state),
-            ("GET" | "HEAD", "/metrics") => metrics::handler(state),
+            ("GET" | "HEAD", "/metrics") => metrics::handler(&state.metrics),
             ("GET" | "HEAD", "/") => status::page(),
             (method, path) => {
                 let allow = if GET_PATHS.contains(&path) {

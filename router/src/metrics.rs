@@ -7,8 +7,7 @@ use prometheus::{
 };
 
 use crate::front::response::Response;
-use crate::regions::RegionState;
-use crate::AppState;
+use crate::regions::state::RegionState;
 
 /// Label used when a request reached no region (bad hint, nothing healthy).
 pub const NO_REGION: &str = "none";
@@ -162,8 +161,8 @@ impl Metrics {
 }
 
 /// `GET /metrics`.
-pub fn handler(state: &AppState) -> Response {
-    match state.metrics.render() {
+pub fn handler(metrics: &Metrics) -> Response {
+    match metrics.render() {
         Ok(text) => Response::new(200, "text/plain; version=0.0.4; charset=utf-8", text),
         Err(e) => Response::new(500, "text/plain; charset=utf-8", format!("cannot encode metrics: {e}")),
     }

@@ -14,20 +14,19 @@
 
 use std::time::Instant;
 
-use http::header::{HeaderName, HeaderValue};
+use http::header::HeaderValue;
 use serde::Deserialize;
 use tracing::{debug, warn};
 
+use crate::app::AppState;
 use crate::front::request::Request;
 use crate::front::response::Response;
+use crate::headers::{FAILOVER_FROM, HINT_HEADERS, REQUEST_ID, SERVED_BY, TRACEPARENT};
 use crate::metrics::NO_REGION;
-use crate::regions::{Region, RegionState};
-use crate::upstream::{Answer, Outgoing, Upstream, UpstreamError, REQUEST_ID, TRACEPARENT};
-use crate::AppState;
+use crate::regions::state::RegionState;
+use crate::regions::Region;
+use crate::upstream::{Answer, Outgoing, Upstream, UpstreamError};
 
-pub const HINT_HEADERS: [&str; 2] = ["x-region-hint", "region-hint"];
-pub const SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
-pub const FAILOVER_FROM: HeaderName = HeaderName::from_static("x-failover-from");
 /// Nodes of one region tried for one request before moving to the next region.
 const NODES_TRIED_PER_REGION: usize = 2;
 /// Longest client-supplied request id passed on; longer ones are replaced.
@@ -318,6 +317,7 @@ fn hint_from_body(body: &[u8]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use http::header::HeaderName;
     use http::{HeaderMap, Method};
 
     use super::*;

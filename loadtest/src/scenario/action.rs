@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use cluster_config::AdminToken;
 use serde_json::json;
 use tokio::time::{sleep, Instant};
 use tracing::info;
 
 use super::judge::SwapEvidence;
-use super::{AdminToken, Name, ScenarioError, Setup};
+use super::setup::{Name, ScenarioError, Setup};
 use crate::cluster::{self, Launch, Signal};
 use crate::report::Event;
 use crate::stats::Stats;

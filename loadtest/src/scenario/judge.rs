@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::client::ErrorKind;
-use crate::report::ms;
+use crate::stats::ms;
 use crate::stats::{Seen, Stats};
 
 /// One criterion, what was observed, and whether it held.

@@ -42,7 +42,7 @@ fn reports_are_written_and_well_formed() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("nested/out");
 
-    let written = report.write(&out).unwrap();
+    let written = loadtest::out::write(&report, &out).unwrap();
 
     assert_eq!(written.len(), 3);
     // JSON round-trips to the same report, with the documented keys.

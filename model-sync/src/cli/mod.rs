@@ -7,12 +7,16 @@ use clap::{Parser, Subcommand};
 use cluster_config::ClusterConfig;
 
 pub mod data;
+pub mod exit;
 pub mod ingest;
 #[cfg(feature = "testkit")]
 pub mod local_s3;
 pub mod model;
 pub mod run;
 pub mod store;
+pub mod units;
+
+pub use exit::Exit;
 
 /// Build user-similarity models from interaction data and publish them, verified and
 /// versioned, to every region's bucket.
@@ -65,15 +69,6 @@ pub enum Command {
     LocalS3(local_s3::LocalS3Args),
 }
 
-/// A failure with its own exit code, for callers that branch on it (cron, CI): `main`
-/// exits with `code` instead of 1.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct Exit {
-    pub code: u8,
-    pub message: String,
-}
-
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  model-sync config\n  model-sync config --get regions.eu-west.redis_url")]
 pub struct ConfigArgs {
@@ -117,10 +112,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(a) => data::generate(a),
         Command::Build(a) => {
             let started = std::time::Instant::now();
-            model::build(a, model::load_input(&cli, &a.input).await?, started)
+            model::build(a, model::load_input(&a.input, || cli.load_config()).await?, started)
         }
-        Command::Evaluate(a) => model::evaluate(a, model::load_input(&cli, &a.input).await?),
-        Command::Tune(a) => model::tune(a, model::load_input(&cli, &a.input).await?),
+        Command::Evaluate(a) => model::evaluate(a, model::load_input(&a.input, || cli.load_config()).await?),
+        Command::Tune(a) => model::tune(a, model::load_input(&a.input, || cli.load_config()).await?),
         Command::Inspect(a) => model::inspect(a),
         Command::Config(a) => show_config(&cli.load_config()?, a),
         Command::Publish(a) => store::publish(&cli.load_config()?, a).await,

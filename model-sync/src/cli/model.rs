@@ -17,6 +17,10 @@ use crate::neighbours::Weighting;
 use crate::store::Credentials;
 use crate::tune::{tune as run_tuning, Grid};
 use crate::{blob, dataset, ingest, model_dir};
+use cluster_config::ClusterConfig;
+
+use super::store::primary_bucket;
+use super::units::human_bytes;
 
 /// Model parameters shared by `build`, `evaluate`, `tune` and `run`. They start from the
 /// defaults, or from a parameters file (`tune` writes `DATA/params.json`, which is read when
@@ -180,8 +184,11 @@ pub struct InspectArgs {
 }
 
 /// Read the input of `build` / `evaluate`: `--data`, plus the ingested events with `--events`
-/// (the configuration is only loaded then).
-pub async fn load_input(cli: &super::Cli, a: &InputArgs) -> anyhow::Result<Dataset> {
+/// (the configuration is only loaded, by `config`, then).
+pub async fn load_input(
+    a: &InputArgs,
+    config: impl FnOnce() -> anyhow::Result<ClusterConfig>,
+) -> anyhow::Result<Dataset> {
     let base = match &a.data {
         Some(dir) => dataset::read_dir(dir)?,
         None => Dataset::default(),
@@ -189,9 +196,9 @@ pub async fn load_input(cli: &super::Cli, a: &InputArgs) -> anyhow::Result<Datas
     if !a.events {
         return Ok(base);
     }
-    let config = cli.load_config()?;
+    let config = config()?;
     let creds = Credentials::from_env(std::env::vars()).await;
-    let primary = super::store::primary_bucket(&config, &creds);
+    let primary = primary_bucket(&config, &creds);
     let log = ingest::read_events(&primary).await?;
     let (users, items) = (base.users.len(), base.items.len());
     let merged = ingest::merge(base, &log.events);
@@ -484,21 +491,6 @@ pub fn peak_rss() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
-}
-
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 #[cfg(test)]

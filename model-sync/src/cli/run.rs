@@ -14,6 +14,7 @@ use crate::run::{self, CycleReport, Outcome, RunSettings, Runner, Targets, DEFAU
 use crate::store::Credentials;
 use cluster_config::ClusterConfig;
 
+use super::exit::Exit;
 use super::ingest::sources;
 use super::model::ParamArgs;
 use super::store::{emit, parse_duration, primary_bucket, region_buckets, ReplicationMode};
@@ -126,7 +127,7 @@ async fn once(runner: &mut Runner, stop: &watch::Receiver<bool>, json: bool) -> 
         bail!("ingest failed in: {} (their events stay in their streams)", failed.join(", "));
     }
     match &report.outcome {
-        Outcome::Refused { .. } => Err(super::Exit {
+        Outcome::Refused { .. } => Err(Exit {
             code: EXIT_REFUSED,
             message: "the candidate was refused (see above); the serving model stays".into(),
         }

@@ -17,9 +17,11 @@ use crate::publish::{self, PointerChange, PublishError, PublishEvent, PublishOpt
 use crate::store::{Bucket, Credentials, Location, StoreOptions};
 use cluster_config::ClusterConfig;
 
+use super::units::human_bytes;
+
 mod render;
 
-use render::{gc_table, human_bytes, publish_table, status_json, status_table};
+use render::{gc_table, publish_table, status_json, status_table};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReplicationMode {
@@ -269,11 +271,5 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert!(parse_duration("5 parsecs").is_err());
-    }
-
-    #[test]
-    fn sizes_are_human() {
-        assert_eq!(human_bytes(12), "12 B");
-        assert_eq!(human_bytes(3 << 20), "3.0 MiB");
     }
 }

@@ -21,10 +21,9 @@
 
 use std::path::Path;
 
-use super::{
-    import_delimited, Column, DelimitedSpec, Encoding, Escape, ImportError, ItemFileSpec, Strength,
-    TimeFormat, ZeroWeight,
-};
+use super::delimited::import_delimited;
+use super::error::ImportError;
+use super::spec::{Column, DelimitedSpec, Encoding, Escape, ItemFileSpec, Strength, TimeFormat, ZeroWeight};
 use crate::dataset::Dataset;
 
 pub(super) const RATINGS: &str = "BX-Book-Ratings.csv";

@@ -4,9 +4,11 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::{
-    absorb, field, id, parse_weight, required_timestamp, split_categories, Fields, ImportError, Layout, Table,
+use super::error::ImportError;
+use super::rows::{
+    absorb, field, id, parse_weight, required_timestamp, split_categories, Fields, Layout, Table,
 };
+use super::spec::Column;
 use crate::dataset::{Dataset, DatasetBuilder, FileRole, ItemMeta};
 
 /// The 19 genre flags of `u.item`, in file order.
@@ -106,7 +108,7 @@ fn looks_like_csv(path: &Path) -> Result<bool, ImportError> {
 fn ratings(b: &mut DatasetBuilder, path: &Path, layout: Layout, expected: &str) -> Result<(), ImportError> {
     let table = Table::open(path, layout, expected)?;
     let cols = if layout.header {
-        ["userId", "movieId", "rating", "timestamp"].map(|c| table.column(&super::Column::Name(c.into())))
+        ["userId", "movieId", "rating", "timestamp"].map(|c| table.column(&Column::Name(c.into())))
     } else {
         [0, 1, 2, 3].map(Ok)
     };
@@ -149,7 +151,7 @@ fn u_item(b: &mut DatasetBuilder, path: &Path) -> Result<(), ImportError> {
 /// `movies.csv`: `movieId,title,genres`; "(no genres listed)" means none.
 fn movies_csv(b: &mut DatasetBuilder, path: &Path) -> Result<(), ImportError> {
     let table = Table::open(path, Layout::new(b',', true, true), MOVIES)?;
-    let [m, t, g] = ["movieId", "title", "genres"].map(|c| table.column(&super::Column::Name(c.into())));
+    let [m, t, g] = ["movieId", "title", "genres"].map(|c| table.column(&Column::Name(c.into())));
     let (m, t, g) = (m?, t?, g?);
     let tally = table.rows(Fields::AtLeast(3), |rec| {
         let item = id(rec, m, "movie")?;

@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::{absorb, field, id, required_timestamp, Column, Fields, ImportError, Layout, Table};
+use super::error::ImportError;
+use super::rows::{absorb, field, id, required_timestamp, Fields, Layout, Table};
+use super::spec::Column;
 use crate::dataset::{Dataset, DatasetBuilder, FileRole, ItemMeta};
 
 const ITEMS: &str = "olist_order_items_dataset.csv";

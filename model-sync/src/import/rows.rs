@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use csv::ByteRecord;
 
-use super::{Column, Encoding, ImportError, TimeFormat, ZeroWeight};
+use super::error::ImportError;
+use super::spec::{Column, Encoding, TimeFormat, ZeroWeight};
 use crate::dataset::{DatasetBuilder, FileReport, FileRole, ImportReport};
 
 /// How a delimited file is laid out.

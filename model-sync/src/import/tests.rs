@@ -2,8 +2,9 @@
 
 use std::path::Path;
 
+use super::rows::{optional_timestamp, required_timestamp};
 use super::*;
-use crate::dataset::FileRole;
+use crate::dataset::{FileRole, ItemMeta};
 
 fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(name);

@@ -13,8 +13,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
 
+use super::error::IngestError;
 use super::stream::{EventId, StreamEntry};
-use super::IngestError;
 use crate::dataset::Dataset;
 use crate::events::LiveEvent;
 use crate::manifest::sha256_hex;

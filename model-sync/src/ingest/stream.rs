@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError, Value};
 
-use super::IngestError;
+use super::error::IngestError;
 use crate::events::{self, CONSUMER_GROUP};
 
 /// Connecting gives up after this long: an unreachable region fails in seconds.

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::PublishError;
+use super::report::PublishError;
 use crate::manifest::{self, Manifest};
 
 /// A verified local model directory.

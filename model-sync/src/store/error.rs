@@ -2,8 +2,6 @@
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
-use super::Bucket;
-
 pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[derive(Debug, thiserror::Error)]
@@ -68,18 +66,18 @@ impl StoreError {
     }
 }
 
-impl Bucket {
-    pub(super) fn other(&self, op: &'static str, key: &str, source: BoxError) -> StoreError {
-        let (label, bucket, key) = (self.label.clone(), self.location.bucket.clone(), key.to_string());
-        StoreError::Other { label, op, bucket, key, source }
-    }
+/// The bucket an operation was on, as its errors name it.
+pub(super) struct Place<'a> {
+    pub label: &'a str,
+    /// `None`: AWS S3 itself.
+    pub endpoint: Option<&'a str>,
+    pub bucket: &'a str,
+}
 
-    pub(super) fn err_body(
-        &self,
-        key: &str,
-        e: impl std::error::Error + Send + Sync + 'static,
-    ) -> StoreError {
-        self.other("GetObject (body)", key, Box::new(e))
+impl Place<'_> {
+    pub(super) fn other(&self, op: &'static str, key: &str, source: BoxError) -> StoreError {
+        let (label, bucket, key) = (self.label.to_string(), self.bucket.to_string(), key.to_string());
+        StoreError::Other { label, op, bucket, key, source }
     }
 
     /// Sort an SDK failure into what the operator has to do about it.
@@ -87,9 +85,9 @@ impl Bucket {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let label = self.label.clone();
-        let bucket = self.location.bucket.clone();
-        let endpoint = self.location.endpoint.clone().unwrap_or_else(|| "the AWS default endpoint".into());
+        let label = self.label.to_string();
+        let bucket = self.bucket.to_string();
+        let endpoint = self.endpoint.unwrap_or("the AWS default endpoint").to_string();
         let key = key.to_string();
         let unreachable = match &err {
             SdkError::TimeoutError(_) => true,

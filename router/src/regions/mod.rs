@@ -6,14 +6,12 @@
 //! exactly once.
 
 use std::cmp::Ordering as CmpOrdering;
-use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use http::HeaderValue;
-use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::ewma::PeakEwma;
@@ -22,34 +20,10 @@ use crate::metrics::Metrics;
 use crate::settings::{HealthSettings, Settings};
 use crate::upstream::connect::Endpoint;
 
-mod view;
-pub use view::{NodeView, ProbeView, RegionView};
+pub mod state;
+pub mod view;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RegionState {
-    Healthy,
-    Unhealthy,
-    Drained,
-}
-
-impl RegionState {
-    pub const ALL: [RegionState; 3] = [RegionState::Healthy, RegionState::Unhealthy, RegionState::Drained];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RegionState::Healthy => "healthy",
-            RegionState::Unhealthy => "unhealthy",
-            RegionState::Drained => "drained",
-        }
-    }
-}
-
-impl fmt::Display for RegionState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use state::RegionState;
 
 /// The outcome of one readiness probe.
 #[derive(Debug, Clone)]

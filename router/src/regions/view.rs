@@ -5,7 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::{Region, RegionState};
+use super::state::RegionState;
+use super::Region;
 
 impl Region {
     pub fn view(&self) -> RegionView {

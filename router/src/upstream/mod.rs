@@ -39,7 +39,7 @@ use hyper_util::rt::TokioIo;
 use self::connect::{Connector, Endpoint};
 use crate::front::request::Request;
 use crate::front::response::{Body, Streamed};
-use crate::proxy::{FAILOVER_FROM, SERVED_BY};
+use crate::headers::{FAILOVER_FROM, REQUEST_ID, SERVED_BY, TRACEPARENT};
 use crate::regions::Node;
 
 /// Answers up to this size with a known length are buffered (see the module doc).
@@ -51,9 +51,6 @@ pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 const MAX_IDLE_PER_NODE: usize = 256;
 /// A node's answer head larger than this is invalid.
 const MAX_ANSWER_HEAD: usize = 64 * 1024;
-
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Headers that describe one connection, not the message: never forwarded either way.
 const HOP_BY_HOP: [&str; 10] = [

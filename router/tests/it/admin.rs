@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use router::regions::RegionState;
+use router::regions::state::RegionState;
 
 use crate::helpers::{fake::MODEL_VERSION, spawn_router, wait_until, FakeNode, Opts, Region, TOKEN};
 

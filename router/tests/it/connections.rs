@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use router::regions::RegionState;
+use router::regions::state::RegionState;
 use serde_json::json;
 
 use crate::helpers::{spawn_router, FakeNode, Opts, Region};

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use router::regions::RegionState;
+use router::regions::state::RegionState;
 
 use crate::helpers::load::Load;
 use crate::helpers::{spawn_router, wait_until, FakeNode, Opts, Region};

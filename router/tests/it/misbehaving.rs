@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use router::regions::RegionState;
+use router::regions::state::RegionState;
 use router::settings::Tuning;
 use serde_json::{json, Value};
 

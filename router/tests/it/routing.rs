@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use router::regions::RegionState;
+use router::regions::state::RegionState;
 use serde_json::json;
 
 use crate::helpers::{spawn_router, wait_until, FakeNode, Opts, Region};

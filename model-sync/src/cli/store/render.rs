@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use crate::admin::{GcReport, StatusReport, VersionCheck};
+use crate::cli::units::human_bytes;
 use crate::publish::{error_chain, BucketPublished, PointerChange, PublishReport};
 use crate::reader::Defect;
 
@@ -175,5 +176,3 @@ pub(super) fn gc_table(r: &GcReport) -> String {
     }
     out
 }
-
-pub(super) use crate::cli::model::human_bytes;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use cluster_config::ClusterConfig;
 use router::admin::AdminToken;
-use router::regions::RegionState;
+use router::regions::state::RegionState;
 use router::settings::{Settings, Tuning};
 use router::AppState;
 use serde_json::{json, Value};

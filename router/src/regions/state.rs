@@ -1,0 +1,32 @@
+//! [`RegionState`]: whether a region takes traffic, as routing, metrics and `GET /regions`
+//! name it.
+
+use std::fmt;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegionState {
+    Healthy,
+    Unhealthy,
+    Drained,
+}
+
+impl RegionState {
+    pub const ALL: [RegionState; 3] = [RegionState::Healthy, RegionState::Unhealthy, RegionState::Drained];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegionState::Healthy => "healthy",
+            RegionState::Unhealthy => "unhealthy",
+            RegionState::Drained => "drained",
+        }
+    }
+}
+
+impl fmt::Display for RegionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
