@@ -587,7 +587,8 @@ fn search_in(
 
     // Phase 2: the longer lists, strongest entries first, a block at a time from the list
     // whose next entry could add the most, until no user not met yet could reach the k-th
-    // best similarity so far (exact), or the budget is spent (capped), or nothing is left.
+    // best similarity so far (exact), or the budget is spent (capped), or nothing is left;
+    // or, past `strongest_share` of their entries, the rest of them in user order (exact).
     let left = &order[j..];
     let mut cut = vec![0usize; left.len()];
     let q_left = left.iter().map(|o| o.2 * o.2).sum::<f32>().sqrt();
