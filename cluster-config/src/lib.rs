@@ -23,12 +23,14 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+pub use url::Url;
 
 /// Prefix of environment variables that override keys of the file.
 pub const ENV_PREFIX: &str = "GEOREC__";
 
-/// The whole cluster, as read from `regions.toml`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// The whole cluster, as read from `regions.toml`: every value parsed once, at load, into its
+/// type (addresses, URLs, durations), so binaries never parse configuration text again.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterConfig {
     pub primary: PrimaryStore,
     pub router: RouterConfig,
@@ -43,7 +45,8 @@ pub struct ClusterConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PrimaryStore {
-    /// S3 endpoint URL; absent means the provider's default (AWS S3).
+    /// S3 endpoint URL (checked at load; kept as written, which is what the S3 client takes);
+    /// absent means the provider's default (AWS S3).
     #[serde(default)]
     pub endpoint: Option<String>,
     pub bucket: String,
@@ -53,25 +56,21 @@ pub struct PrimaryStore {
     pub cloud_region: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
+/// `[router]`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouterConfig {
-    pub listen: String,
-    /// Per-attempt timeout towards a region node.
-    pub request_timeout_ms: u64,
+    pub listen: SocketAddr,
+    /// Per-attempt timeout towards a region node (`request_timeout_ms`).
+    pub request_timeout: Duration,
 }
 
-impl Default for RouterConfig {
-    fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), request_timeout_ms: 1000 }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
+/// `[health]`: how the router probes region nodes.
+#[derive(Debug, Clone, PartialEq)]
 pub struct HealthConfig {
-    pub interval_ms: u64,
-    pub timeout_ms: u64,
+    /// Time between probes of one node (`interval_ms`).
+    pub interval: Duration,
+    /// Deadline of one probe (`timeout_ms`).
+    pub timeout: Duration,
     /// Consecutive failed probes before a region is unhealthy.
     pub fall: u32,
     /// Consecutive good probes before an unhealthy region is healthy again.
@@ -80,41 +79,24 @@ pub struct HealthConfig {
     pub eject_after: u32,
 }
 
-impl Default for HealthConfig {
-    fn default() -> Self {
-        Self { interval_ms: 1000, timeout_ms: 500, fall: 2, rise: 2, eject_after: 3 }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
+/// `[cache]`: the region nodes' Redis cache.
+#[derive(Debug, Clone, PartialEq)]
 pub struct CacheConfig {
-    pub ttl_secs: u64,
-    /// TTL is randomised by +/- this percentage.
+    /// Base lifetime of a cached answer (`ttl_secs`).
+    pub ttl: Duration,
+    /// The TTL is randomised by +/- this percentage (at most 50).
     pub ttl_jitter_pct: u8,
-    /// Deadline of every Redis call.
-    pub redis_timeout_ms: u64,
+    /// Deadline of every Redis call (`redis_timeout_ms`).
+    pub redis_timeout: Duration,
 }
 
-impl Default for CacheConfig {
-    fn default() -> Self {
-        Self { ttl_secs: 300, ttl_jitter_pct: 10, redis_timeout_ms: 50 }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
+/// `[model]`: how nodes follow their region's model pointer.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelPollConfig {
-    /// How often a node checks its region's pointer (jittered).
-    pub poll_interval_ms: u64,
+    /// How often a node checks its region's pointer, jittered (`poll_interval_ms`).
+    pub poll_interval: Duration,
     /// CPU priority of a node's swap work (download, decode, build, freeing the old model).
     pub swap_priority: SwapPriority,
-}
-
-impl Default for ModelPollConfig {
-    fn default() -> Self {
-        Self { poll_interval_ms: 2000, swap_priority: SwapPriority::Low }
-    }
 }
 
 /// How a region node's swap work shares the CPUs with its request threads.
@@ -134,18 +116,18 @@ pub enum SwapPriority {
 }
 
 /// One region: its node(s), its Redis and its bucket.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RegionConfig {
     /// Address the region node binds.
-    pub listen: String,
-    /// Base URLs of the region's node replicas, as the router reaches them.
-    pub urls: Vec<String>,
-    pub redis_url: String,
+    pub listen: SocketAddr,
+    /// Base URLs of the region's node replicas, as the router reaches them (`http` or
+    /// `https`, with a host).
+    pub urls: Vec<Url>,
+    /// The region's Redis (`redis` or `rediss`, with a host).
+    pub redis_url: Url,
     /// Cloud provider region name (e.g. `eu-west-1`), also the S3 signing region.
     pub cloud_region: String,
-    /// Regions to fail over to, best first.
-    #[serde(default)]
+    /// Regions to fail over to, best first (each a region of the file).
     pub failover: Vec<String>,
     pub s3: RegionStore,
 }
@@ -153,11 +135,108 @@ pub struct RegionConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RegionStore {
+    /// S3 endpoint URL, checked at load and kept as written; absent means AWS S3.
     #[serde(default)]
     pub endpoint: Option<String>,
     pub bucket: String,
     #[serde(default)]
     pub prefix: String,
+}
+
+/// A URL as written in the file: without the `/` path the parser adds to `http://host:port`.
+pub fn url_text(url: &Url) -> &str {
+    let s = url.as_str();
+    if url.path() == "/" && url.query().is_none() && url.fragment().is_none() {
+        s.strip_suffix('/').unwrap_or(s)
+    } else {
+        s
+    }
+}
+
+/// The file's text form of each section: what is deserialized (and checked) before the
+/// typed values are made, and what `Serialize` writes back out. Defaults live here only.
+mod raw {
+    use serde::{Deserialize, Serialize};
+
+    use super::{PrimaryStore, RegionStore, SwapPriority};
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Router {
+        pub listen: String,
+        pub request_timeout_ms: u64,
+    }
+
+    impl Default for Router {
+        fn default() -> Self {
+            Self { listen: "127.0.0.1:8080".into(), request_timeout_ms: 1000 }
+        }
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Health {
+        pub interval_ms: u64,
+        pub timeout_ms: u64,
+        pub fall: u32,
+        pub rise: u32,
+        pub eject_after: u32,
+    }
+
+    impl Default for Health {
+        fn default() -> Self {
+            Self { interval_ms: 1000, timeout_ms: 500, fall: 2, rise: 2, eject_after: 3 }
+        }
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Cache {
+        pub ttl_secs: u64,
+        pub ttl_jitter_pct: u8,
+        pub redis_timeout_ms: u64,
+    }
+
+    impl Default for Cache {
+        fn default() -> Self {
+            Self { ttl_secs: 300, ttl_jitter_pct: 10, redis_timeout_ms: 50 }
+        }
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Model {
+        pub poll_interval_ms: u64,
+        pub swap_priority: SwapPriority,
+    }
+
+    impl Default for Model {
+        fn default() -> Self {
+            Self { poll_interval_ms: 2000, swap_priority: SwapPriority::Low }
+        }
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Region {
+        pub listen: String,
+        pub urls: Vec<String>,
+        pub redis_url: String,
+        pub cloud_region: String,
+        #[serde(default)]
+        pub failover: Vec<String>,
+        pub s3: RegionStore,
+    }
+
+    #[derive(Debug, Clone, Serialize)]
+    pub struct Cluster {
+        pub primary: PrimaryStore,
+        pub router: Router,
+        pub health: Health,
+        pub cache: Cache,
+        pub model: Model,
+        pub regions: std::collections::BTreeMap<String, Region>,
+    }
 }
 
 impl ClusterConfig {
@@ -206,17 +285,17 @@ impl ClusterConfig {
                 None
             }
         };
-        let router = optional_section::<RouterConfig>(&root, "router", &mut problems);
-        let health = optional_section::<HealthConfig>(&root, "health", &mut problems);
-        let cache = optional_section::<CacheConfig>(&root, "cache", &mut problems);
-        let model = optional_section::<ModelPollConfig>(&root, "model", &mut problems);
+        let router = optional_section::<raw::Router>(&root, "router", &mut problems);
+        let health = optional_section::<raw::Health>(&root, "health", &mut problems);
+        let cache = optional_section::<raw::Cache>(&root, "cache", &mut problems);
+        let model = optional_section::<raw::Model>(&root, "model", &mut problems);
 
         let mut regions = BTreeMap::new();
         match root.get("regions") {
             Some(toml::Value::Table(t)) => {
                 for (name, value) in t {
                     let key = format!("regions.{name}");
-                    if let Some(r) = section::<RegionConfig>(value, &key, &mut problems) {
+                    if let Some(r) = section::<raw::Region>(value, &key, &mut problems) {
                         regions.insert(name.clone(), r);
                     }
                 }
@@ -228,37 +307,67 @@ impl ClusterConfig {
         if let (Some(primary), Some(router), Some(health), Some(cache), Some(model)) =
             (primary, router, health, cache, model)
         {
-            let config = ClusterConfig { primary, router, health, cache, model, regions };
-            config.validate(&mut problems);
-            if problems.is_empty() {
-                return Ok(config);
+            let raw = raw::Cluster { primary, router, health, cache, model, regions };
+            if let Some(config) = Self::typed(&raw, &mut problems) {
+                if problems.is_empty() {
+                    return Ok(config);
+                }
             }
         }
         Err(invalid(problems))
     }
 
-    /// Semantic checks across fields; every problem is pushed, none stops the others.
-    fn validate(&self, problems: &mut Vec<Problem>) {
-        check_endpoint(self.primary.endpoint.as_deref(), "primary.endpoint", problems);
-        check_bucket(&self.primary.bucket, "primary.bucket", problems);
-        check_prefix(&self.primary.prefix, "primary.prefix", problems);
-        check_addr(&self.router.listen, "router.listen", problems);
-        check_positive(self.router.request_timeout_ms, "router.request_timeout_ms", problems);
-        check_positive(self.health.interval_ms, "health.interval_ms", problems);
-        check_positive(self.health.timeout_ms, "health.timeout_ms", problems);
-        check_positive(self.health.fall.into(), "health.fall", problems);
-        check_positive(self.health.rise.into(), "health.rise", problems);
-        check_positive(self.health.eject_after.into(), "health.eject_after", problems);
-        check_positive(self.cache.redis_timeout_ms, "cache.redis_timeout_ms", problems);
-        if self.cache.ttl_jitter_pct > 50 {
+    /// Check every value of `raw` and make the typed configuration; every problem is pushed,
+    /// none stops the others. `None` when any value is wrong.
+    fn typed(raw: &raw::Cluster, problems: &mut Vec<Problem>) -> Option<Self> {
+        let before = problems.len();
+        check_endpoint(raw.primary.endpoint.as_deref(), "primary.endpoint", problems);
+        check_bucket(&raw.primary.bucket, "primary.bucket", problems);
+        check_prefix(&raw.primary.prefix, "primary.prefix", problems);
+        let router_listen = addr(&raw.router.listen, "router.listen", problems);
+        let ms = |value: u64, key: &str, problems: &mut Vec<Problem>| {
+            check_positive(value, key, problems);
+            Duration::from_millis(value)
+        };
+        let router = RouterConfig {
+            listen: router_listen.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+            request_timeout: ms(raw.router.request_timeout_ms, "router.request_timeout_ms", problems),
+        };
+        let h = &raw.health;
+        let health = HealthConfig {
+            interval: ms(h.interval_ms, "health.interval_ms", problems),
+            timeout: ms(h.timeout_ms, "health.timeout_ms", problems),
+            fall: h.fall,
+            rise: h.rise,
+            eject_after: h.eject_after,
+        };
+        check_positive(h.fall.into(), "health.fall", problems);
+        check_positive(h.rise.into(), "health.rise", problems);
+        check_positive(h.eject_after.into(), "health.eject_after", problems);
+        let c = &raw.cache;
+        check_positive(c.ttl_secs, "cache.ttl_secs", problems);
+        if c.ttl_jitter_pct > 50 {
             problems.push(Problem::new("cache.ttl_jitter_pct", "must be at most 50"));
         }
-        check_positive(self.model.poll_interval_ms, "model.poll_interval_ms", problems);
-        if self.regions.is_empty() {
+        let cache = CacheConfig {
+            ttl: Duration::from_secs(c.ttl_secs),
+            ttl_jitter_pct: c.ttl_jitter_pct,
+            redis_timeout: ms(c.redis_timeout_ms, "cache.redis_timeout_ms", problems),
+        };
+        if raw.model.poll_interval_ms < 10 {
+            problems.push(Problem::new("model.poll_interval_ms", "must be at least 10"));
+        }
+        let model = ModelPollConfig {
+            poll_interval: Duration::from_millis(raw.model.poll_interval_ms),
+            swap_priority: raw.model.swap_priority,
+        };
+        if raw.regions.is_empty() {
             problems.push(Problem::new("regions", "at least one region is required"));
         }
-        let mut listens: BTreeMap<&str, &str> = BTreeMap::new();
-        for (name, r) in &self.regions {
+        let names = || raw.regions.keys().cloned().collect::<Vec<_>>().join(", ");
+        let mut listens: BTreeMap<SocketAddr, &str> = BTreeMap::new();
+        let mut regions = BTreeMap::new();
+        for (name, r) in &raw.regions {
             let at = |k: &str| format!("regions.{name}.{k}");
             if !valid_region_name(name) {
                 problems.push(Problem::new(
@@ -266,20 +375,25 @@ impl ClusterConfig {
                     "region names are lower-case letters, digits and '-'",
                 ));
             }
-            check_addr(&r.listen, &at("listen"), problems);
-            if let Some(other) = listens.insert(&r.listen, name) {
-                problems.push(Problem::new(
-                    at("listen"),
-                    format!("address {:?} is also used by region {other}", r.listen),
-                ));
+            let listen = addr(&r.listen, &at("listen"), problems);
+            if let Some(a) = listen {
+                if let Some(other) = listens.insert(a, name) {
+                    problems.push(Problem::new(
+                        at("listen"),
+                        format!("address {:?} is also used by region {other}", r.listen),
+                    ));
+                }
             }
             if r.urls.is_empty() {
                 problems.push(Problem::new(at("urls"), "at least one node URL is required"));
             }
-            for (i, u) in r.urls.iter().enumerate() {
-                check_url(u, &["http", "https"], &format!("{}[{i}]", at("urls")), problems);
-            }
-            check_url(&r.redis_url, &["redis", "rediss"], &at("redis_url"), problems);
+            let urls: Vec<Option<Url>> = r
+                .urls
+                .iter()
+                .enumerate()
+                .map(|(i, u)| url(u, &["http", "https"], &format!("{}[{i}]", at("urls")), problems))
+                .collect();
+            let redis_url = url(&r.redis_url, &["redis", "rediss"], &at("redis_url"), problems);
             if r.cloud_region.trim().is_empty() {
                 problems.push(Problem::new(at("cloud_region"), "must not be empty"));
             }
@@ -287,16 +401,79 @@ impl ClusterConfig {
                 let key = format!("{}[{i}]", at("failover"));
                 if f == name {
                     problems.push(Problem::new(key, "a region cannot fail over to itself"));
-                } else if !self.regions.contains_key(f) {
-                    problems.push(Problem::new(
-                        key,
-                        format!("unknown region {f:?} (known: {})", self.region_names().join(", ")),
-                    ));
+                } else if !raw.regions.contains_key(f) {
+                    problems.push(Problem::new(key, format!("unknown region {f:?} (known: {})", names())));
                 }
             }
             check_endpoint(r.s3.endpoint.as_deref(), &at("s3.endpoint"), problems);
             check_bucket(&r.s3.bucket, &at("s3.bucket"), problems);
             check_prefix(&r.s3.prefix, &at("s3.prefix"), problems);
+            if let (Some(listen), Some(urls), Some(redis_url)) =
+                (listen, urls.into_iter().collect::<Option<Vec<Url>>>(), redis_url)
+            {
+                regions.insert(
+                    name.clone(),
+                    RegionConfig {
+                        listen,
+                        urls,
+                        redis_url,
+                        cloud_region: r.cloud_region.clone(),
+                        failover: r.failover.clone(),
+                        s3: r.s3.clone(),
+                    },
+                );
+            }
+        }
+        (problems.len() == before).then(|| ClusterConfig {
+            primary: raw.primary.clone(),
+            router,
+            health,
+            cache,
+            model,
+            regions,
+        })
+    }
+
+    /// The file's text form of the configuration (what `Serialize` writes).
+    fn raw(&self) -> raw::Cluster {
+        let ms = |d: Duration| d.as_millis() as u64;
+        raw::Cluster {
+            primary: self.primary.clone(),
+            router: raw::Router {
+                listen: self.router.listen.to_string(),
+                request_timeout_ms: ms(self.router.request_timeout),
+            },
+            health: raw::Health {
+                interval_ms: ms(self.health.interval),
+                timeout_ms: ms(self.health.timeout),
+                fall: self.health.fall,
+                rise: self.health.rise,
+                eject_after: self.health.eject_after,
+            },
+            cache: raw::Cache {
+                ttl_secs: self.cache.ttl.as_secs(),
+                ttl_jitter_pct: self.cache.ttl_jitter_pct,
+                redis_timeout_ms: ms(self.cache.redis_timeout),
+            },
+            model: raw::Model {
+                poll_interval_ms: ms(self.model.poll_interval),
+                swap_priority: self.model.swap_priority,
+            },
+            regions: self
+                .regions
+                .iter()
+                .map(|(name, r)| {
+                    let region = raw::Region {
+                        listen: r.listen.to_string(),
+                        urls: r.urls.iter().map(|u| url_text(u).to_string()).collect(),
+                        redis_url: url_text(&r.redis_url).to_string(),
+                        cloud_region: r.cloud_region.clone(),
+                        failover: r.failover.clone(),
+                        s3: r.s3.clone(),
+                    };
+                    (name.clone(), region)
+                })
+                .collect(),
         }
     }
 
@@ -305,7 +482,14 @@ impl ClusterConfig {
     }
 
     pub fn poll_interval(&self) -> Duration {
-        Duration::from_millis(self.model.poll_interval_ms)
+        self.model.poll_interval
+    }
+}
+
+/// Written back in the file's form (`model-sync config`): the same keys and units.
+impl Serialize for ClusterConfig {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.raw().serialize(serializer)
     }
 }
 
@@ -396,33 +580,41 @@ fn parse_env_value(raw: &str) -> toml::Value {
     }
 }
 
-fn check_addr(value: &str, key: &str, problems: &mut Vec<Problem>) {
-    if value.parse::<SocketAddr>().is_err() {
+fn addr(value: &str, key: &str, problems: &mut Vec<Problem>) -> Option<SocketAddr> {
+    let parsed = value.parse::<SocketAddr>().ok();
+    if parsed.is_none() {
         problems.push(Problem::new(
             key,
             format!("invalid socket address {value:?} (expected host:port, e.g. 127.0.0.1:8000)"),
         ));
     }
+    parsed
 }
 
-fn check_url(value: &str, schemes: &[&str], key: &str, problems: &mut Vec<Problem>) {
-    match url::Url::parse(value) {
-        Ok(u) if schemes.contains(&u.scheme()) && u.host().is_some() => {}
-        Ok(u) => problems.push(Problem::new(
-            key,
-            format!(
-                "invalid URL {value:?}: expected {}://host:port, got scheme {:?}",
-                schemes[0],
-                u.scheme()
-            ),
-        )),
-        Err(e) => problems.push(Problem::new(key, format!("invalid URL {value:?}: {e}"))),
+fn url(value: &str, schemes: &[&str], key: &str, problems: &mut Vec<Problem>) -> Option<Url> {
+    match Url::parse(value) {
+        Ok(u) if schemes.contains(&u.scheme()) && u.host().is_some() => Some(u),
+        Ok(u) => {
+            problems.push(Problem::new(
+                key,
+                format!(
+                    "invalid URL {value:?}: expected {}://host:port, got scheme {:?}",
+                    schemes[0],
+                    u.scheme()
+                ),
+            ));
+            None
+        }
+        Err(e) => {
+            problems.push(Problem::new(key, format!("invalid URL {value:?}: {e}")));
+            None
+        }
     }
 }
 
 fn check_endpoint(value: Option<&str>, key: &str, problems: &mut Vec<Problem>) {
     if let Some(v) = value {
-        check_url(v, &["http", "https"], key, problems);
+        url(v, &["http", "https"], key, problems);
     }
 }
 
@@ -454,7 +646,8 @@ fn check_positive(value: u64, key: &str, problems: &mut Vec<Problem>) {
     }
 }
 
-/// One thing wrong with the configuration, at a key path.
+/// One thing wrong with the configuration, at a key path: what every binary reports about
+/// its settings, from the file, the environment or its flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub key: String,
@@ -462,7 +655,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
         Self { key: key.into(), message: message.into() }
     }
 }
@@ -505,10 +698,13 @@ mod tests {
     fn shipped_file_loads() {
         let c = ClusterConfig::from_toml_str(SHIPPED, no_env()).expect("regions.toml is valid");
         assert_eq!(c.region_names(), ["ap-south", "eu-west", "us-east", "us-west"]);
-        assert_eq!(c.regions["us-west"].listen, "127.0.0.1:8000");
-        assert_eq!(c.regions["ap-south"].redis_url, "redis://127.0.0.1:6383");
+        assert_eq!(c.regions["us-west"].listen, SocketAddr::from(([127, 0, 0, 1], 8000)));
+        assert_eq!(url_text(&c.regions["ap-south"].redis_url), "redis://127.0.0.1:6383");
+        assert_eq!(url_text(&c.regions["us-west"].urls[0]), "http://127.0.0.1:8000");
         assert_eq!(c.regions["eu-west"].cloud_region, "eu-west-1");
-        assert_eq!(c.router.listen, "127.0.0.1:8080");
+        assert_eq!(c.router.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert_eq!(c.health.interval, Duration::from_millis(1000));
+        assert_eq!(c.cache.ttl, Duration::from_secs(300));
     }
 
     #[test]
@@ -520,8 +716,8 @@ mod tests {
             ("UNRELATED".to_string(), "x".to_string()),
         ];
         let c = ClusterConfig::from_toml_str(SHIPPED, env).expect("valid");
-        assert_eq!(c.regions["eu-west"].redis_url, "redis://cache-eu:6379");
-        assert_eq!(c.health.interval_ms, 250);
+        assert_eq!(c.regions["eu-west"].redis_url.as_str(), "redis://cache-eu:6379");
+        assert_eq!(c.health.interval, Duration::from_millis(250));
         assert_eq!(c.regions["us-west"].failover, ["eu-west"]);
     }
 
@@ -551,6 +747,28 @@ mod tests {
         assert!(text.contains("health.fall: invalid type"), "{text}");
         assert!(text.contains("regions.us-east.redis_uri: unknown field `redis_uri`"), "{text}");
         assert!(!text.contains("in `fall`"), "no parser location noise: {text}");
+    }
+
+    #[test]
+    fn written_back_in_the_file_form() {
+        let c = ClusterConfig::from_toml_str(SHIPPED, no_env()).expect("valid");
+        let v = serde_json::to_value(&c).expect("serializes");
+        assert_eq!(v["router"]["request_timeout_ms"], 1000);
+        assert_eq!(v["regions"]["us-west"]["urls"][0], "http://127.0.0.1:8000");
+        assert_eq!(v["regions"]["us-west"]["listen"], "127.0.0.1:8000");
+        assert_eq!(v["cache"]["ttl_secs"], 300);
+        let text = toml::to_string(&c).expect("toml");
+        assert_eq!(ClusterConfig::from_toml_str(&text, no_env()).expect("round trip"), c);
+    }
+
+    #[test]
+    fn durations_and_counts_must_be_usable() {
+        let bad = SHIPPED
+            .replace("ttl_secs = 300", "ttl_secs = 0")
+            .replace("poll_interval_ms = 2000", "poll_interval_ms = 5");
+        let text = ClusterConfig::from_toml_str(&bad, no_env()).expect_err("invalid").to_string();
+        assert!(text.contains("cache.ttl_secs: must be greater than 0"), "{text}");
+        assert!(text.contains("model.poll_interval_ms: must be at least 10"), "{text}");
     }
 
     #[test]

@@ -4,11 +4,10 @@
 //! [`ClusterConfig`] and the admin token in, and gets back either a complete [`Settings`]
 //! or every problem at once. Tests build [`Settings::new`] directly and override fields.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use cluster_config::{ClusterConfig, ConfigError, SwapPriority};
+use cluster_config::{url_text, ClusterConfig, ConfigError, SwapPriority};
 
 /// Everything a node runs with. Plain data: no I/O happens here.
 #[derive(Debug, Clone)]
@@ -85,18 +84,8 @@ impl Default for PollSettings {
 
 pub use cluster_config::AdminToken;
 
-/// One invalid setting and where it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
-    }
-}
+/// One invalid setting and where it came from (the type every binary reports with).
+pub use cluster_config::Problem;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -131,20 +120,19 @@ impl Settings {
         admin_token: Option<AdminToken>,
     ) -> Result<Self, SettingsError> {
         let r = cluster.region(region)?;
-        let mut s = Settings::new(region, r.redis_url.clone());
+        let mut s = Settings::new(region, url_text(&r.redis_url));
         let mut problems = Vec::new();
-        let (key, addr) = match listen {
-            Some(l) => ("--listen".to_string(), l),
-            None => (format!("regions.{region}.listen"), r.listen.as_str()),
-        };
-        match addr.parse() {
-            Ok(a) => s.listen = a,
-            Err(e) => problems.push(Problem { key, message: format!("invalid address {addr:?}: {e}") }),
+        s.listen = r.listen;
+        if let Some(addr) = listen {
+            match addr.parse() {
+                Ok(a) => s.listen = a,
+                Err(e) => problems.push(Problem::new("--listen", format!("invalid address {addr:?}: {e}"))),
+            }
         }
         let c = &cluster.cache;
-        s.cache.ttl = Duration::from_secs(c.ttl_secs);
+        s.cache.ttl = c.ttl;
         s.cache.ttl_jitter_pct = c.ttl_jitter_pct;
-        s.cache.redis_timeout = Duration::from_millis(c.redis_timeout_ms);
+        s.cache.redis_timeout = c.redis_timeout;
         s.poll.interval = cluster.poll_interval();
         s.swap_priority = cluster.model.swap_priority;
         s.admin_token = admin_token;
@@ -156,23 +144,10 @@ impl Settings {
         }
     }
 
-    /// Checks the file's loader cannot know about (it does not know what a node needs).
+    /// Checks of what the node adds to the file (whose values `cluster_config` checked at
+    /// load: TTL, Redis deadline, poll interval).
     pub fn validate(&self, problems: &mut Vec<Problem>) {
-        let mut bad = |key: &str, message: &str| {
-            problems.push(Problem { key: key.into(), message: message.into() });
-        };
-        if self.cache.ttl.is_zero() {
-            bad("cache.ttl_secs", "must be at least 1: a zero TTL caches nothing");
-        }
-        if self.cache.ttl_jitter_pct > 50 {
-            bad("cache.ttl_jitter_pct", "must be at most 50");
-        }
-        if self.cache.redis_timeout.is_zero() {
-            bad("cache.redis_timeout_ms", "must be at least 1");
-        }
-        if self.poll.interval < Duration::from_millis(10) {
-            bad("model.poll_interval_ms", "must be at least 10");
-        }
+        let mut bad = |key: &str, message: &str| problems.push(Problem::new(key, message));
         if !(0.0..1.0).contains(&self.poll.jitter) {
             bad("poll.jitter", "must be in [0, 1)");
         }

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cluster_config::ClusterConfig;
+use cluster_config::{url_text, ClusterConfig, Problem};
 
 use crate::upstream::connect::{Connector, Endpoint};
 
@@ -91,24 +91,17 @@ pub struct Tuning {
 }
 
 impl Default for Tuning {
+    /// The flags' defaults, from their one definition above.
     fn default() -> Self {
-        Self {
-            retry_budget_ratio: 0.2,
-            retry_min_per_sec: 10,
-            retry_budget_window_ms: 10_000,
-            max_ejection_percent: 50,
-            ewma_decay_ms: 10_000,
-            error_penalty_ms: 1_000,
-            default_rtt_ms: 30,
-            max_body_bytes: 1 << 20,
-            workers: None,
-            max_connections: 10_000,
-            attempt_timeout_factor: 20,
-            attempt_timeout_floor_ms: 100,
-            client_timeout_ms: 10_000,
-            stream_idle_timeout_ms: 10_000,
-            node_ca: None,
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            tuning: Tuning,
         }
+        let mut tuning = <Flags as clap::Parser>::parse_from(["router"]).tuning;
+        // `GEOREC_NODE_CA` belongs to the process's environment, not to the defaults.
+        tuning.node_ca = None;
+        tuning
     }
 }
 
@@ -182,13 +175,17 @@ impl Settings {
         tuning: &Tuning,
     ) -> Result<Self, SettingsError> {
         let mut problems = Vec::new();
-        let listen_text = listen.unwrap_or(&cluster.router.listen);
-        let key = if listen.is_some() { "--listen" } else { "router.listen" };
-        let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
-            problems.push(format!("{key}: invalid socket address {listen_text:?}"));
-        });
+        let listen = match listen {
+            Some(text) => text.parse::<SocketAddr>().map_err(|_| {
+                problems.push(Problem::new("--listen", format!("invalid socket address {text:?}")));
+            }),
+            None => Ok(cluster.router.listen),
+        };
         if !(0.0..=1.0).contains(&tuning.retry_budget_ratio) {
-            problems.push(format!("--retry-budget-ratio: {} is not within 0..=1", tuning.retry_budget_ratio));
+            problems.push(Problem::new(
+                "--retry-budget-ratio",
+                format!("{} is not within 0..=1", tuning.retry_budget_ratio),
+            ));
         }
         for (flag, value) in [
             ("--ewma-decay-ms", tuning.ewma_decay_ms),
@@ -201,27 +198,27 @@ impl Settings {
             ("--retry-budget-window-ms", tuning.retry_budget_window_ms),
         ] {
             if value == 0 {
-                problems.push(format!("{flag}: must be greater than 0"));
+                problems.push(Problem::new(flag, "must be greater than 0"));
             }
         }
         if tuning.workers == Some(0) {
-            problems.push("--workers: must be greater than 0".to_string());
+            problems.push(Problem::new("--workers", "must be greater than 0"));
         }
         if tuning.max_ejection_percent > 100 {
-            problems.push(format!(
-                "--max-ejection-percent: {} is not within 0..=100",
-                tuning.max_ejection_percent
+            problems.push(Problem::new(
+                "--max-ejection-percent",
+                format!("{} is not within 0..=100", tuning.max_ejection_percent),
             ));
         }
         let connector = Connector::new(tuning.node_ca.as_deref())
-            .map_err(|e| problems.push(format!("--node-ca (GEOREC_NODE_CA): {e}")));
+            .map_err(|e| problems.push(Problem::new("--node-ca (GEOREC_NODE_CA)", e.to_string())));
         let mut regions = Vec::new();
         for (name, r) in &cluster.regions {
             let mut nodes = Vec::new();
             for (i, url) in r.urls.iter().enumerate() {
-                match Endpoint::parse(url) {
+                match Endpoint::parse(url_text(url)) {
                     Ok(e) => nodes.push(e),
-                    Err(e) => problems.push(format!("regions.{name}.urls[{i}]: {e}")),
+                    Err(e) => problems.push(Problem::new(format!("regions.{name}.urls[{i}]"), e)),
                 }
             }
             regions.push(RegionSettings { name: name.clone(), nodes, failover: r.failover.clone() });
@@ -237,7 +234,7 @@ impl Settings {
             workers: tuning
                 .workers
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-            request_timeout: ms(cluster.router.request_timeout_ms),
+            request_timeout: cluster.router.request_timeout,
             attempt_timeout_factor: tuning.attempt_timeout_factor,
             attempt_timeout_floor: ms(tuning.attempt_timeout_floor_ms),
             max_body_bytes: tuning.max_body_bytes,
@@ -246,8 +243,8 @@ impl Settings {
             stream_idle_timeout: ms(tuning.stream_idle_timeout_ms),
             connector,
             health: HealthSettings {
-                interval: ms(h.interval_ms),
-                timeout: ms(h.timeout_ms),
+                interval: h.interval,
+                timeout: h.timeout,
                 fall: h.fall,
                 rise: h.rise,
                 eject_after: h.eject_after,
@@ -271,7 +268,7 @@ impl Settings {
 /// Every problem with the router-only settings, each naming its key or flag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettingsError {
-    pub problems: Vec<String>,
+    pub problems: Vec<Problem>,
 }
 
 impl fmt::Display for SettingsError {

@@ -102,7 +102,7 @@ impl Action {
             http,
         };
         let region = s.config.region(&s.region).map_err(|e| ScenarioError::Prepare(e.to_string()))?;
-        let node_url = region.urls.first().cloned().unwrap_or_else(|| format!("http://{}", region.listen));
+        let node_url = node_url(region);
         let kind = match s.name {
             Name::Failover => {
                 let process = format!("node-{}", s.region);
@@ -112,8 +112,9 @@ impl Action {
             Name::RedisDown => {
                 let process = format!("redis-{}", s.region);
                 let launch = s.cluster.launch_of(&process)?;
-                let addr = region.redis_url.split("://").last().unwrap_or_default();
-                let addr = addr.split('/').next().unwrap_or_default().to_string();
+                let redis = &region.redis_url;
+                let addr =
+                    format!("{}:{}", redis.host_str().unwrap_or_default(), redis.port().unwrap_or(6379));
                 Kind::Kill { process, launch, ready: Ready::Tcp(addr) }
             }
             Name::Hang => {
@@ -280,14 +281,7 @@ async fn prepare_publish(s: &Setup, ctx: &Context) -> Result<Kind, ScenarioError
         "--model".into(),
         abs(state.to_path_buf()).join("model-next").display().to_string(),
     ];
-    let nodes = s
-        .config
-        .regions
-        .iter()
-        .map(|(name, r)| {
-            (name.clone(), r.urls.first().cloned().unwrap_or_else(|| format!("http://{}", r.listen)))
-        })
-        .collect();
+    let nodes = s.config.regions.iter().map(|(name, r)| (name.clone(), node_url(r))).collect();
     Ok(Kind::Publish { publish, version, nodes, poll: s.config.poll_interval() })
 }
 
@@ -370,4 +364,12 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// The base URL of a region's first node (its listen address when it names none).
+fn node_url(region: &cluster_config::RegionConfig) -> String {
+    region
+        .urls
+        .first()
+        .map_or_else(|| format!("http://{}", region.listen), |u| cluster_config::url_text(u).to_string())
 }

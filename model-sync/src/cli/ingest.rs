@@ -32,7 +32,7 @@ pub fn sources(c: &ClusterConfig, names: &[String]) -> anyhow::Result<Vec<Stream
     let names = if names.is_empty() { c.region_names() } else { names.to_vec() };
     names
         .into_iter()
-        .map(|n| Ok(StreamSource { redis_url: c.region(&n)?.redis_url.clone(), region: n }))
+        .map(|n| Ok(StreamSource { redis_url: c.region(&n)?.redis_url.to_string(), region: n }))
         .collect()
 }
 
