@@ -11,7 +11,7 @@ pub const MAX_COUNT: usize = 100;
 pub const DEFAULT_COUNT: usize = 10;
 
 /// How a list was ranked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
     /// Items of the user's nearest neighbours, weighted by similarity.
@@ -26,7 +26,7 @@ pub enum Strategy {
 }
 
 /// Where an answer came from on this request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     Cache,
@@ -34,13 +34,17 @@ pub enum Source {
 }
 
 /// One ranked item, with its name and primary category when the data had them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Item)]
 pub struct RankedItem {
     pub item_id: String,
     pub score: f32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub name: Option<String>,
+    /// The item's primary category.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub category: Option<String>,
 }
 

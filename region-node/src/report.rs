@@ -11,21 +11,39 @@ use crate::node::Node;
 use crate::service::ServeError;
 use crate::swap::SwapFailure;
 
-#[derive(Debug, Clone, Serialize)]
+/// Whether the node serves: `ready` once a model is loaded, `loading` before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Readiness {
+    Ready,
+    Loading,
+}
+
+/// `up` while answers are cached in Redis, `down` while the node answers from the model only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisState {
+    Up,
+    Down,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Health {
-    /// `ready` once a model is loaded, `loading` before.
-    pub status: &'static str,
+    pub status: Readiness,
     pub region: String,
+    #[schema(required = true)]
     pub model_version: Option<String>,
     /// RFC 3339; when the serving snapshot went live.
+    #[schema(format = DateTime, required = true)]
     pub loaded_at: Option<String>,
     /// RFC 3339; when model-sync built the serving version.
+    #[schema(format = DateTime, required = true)]
     pub model_created_at: Option<String>,
-    /// `up` while answers are cached in Redis, `down` while the node answers from the model only.
-    pub redis: &'static str,
+    pub redis: RedisState,
     pub cache_hit_ratio: f64,
     pub swap_count: u64,
     /// The last failed pointer check or load; cleared once the node serves what the pointer names.
+    #[schema(required = true)]
     pub last_swap_error: Option<SwapFailure>,
     pub uptime_secs: u64,
 }
@@ -35,12 +53,12 @@ impl Health {
         let snapshot = node.slot().current();
         let status = node.swapper().status();
         Health {
-            status: if snapshot.is_some() { "ready" } else { "loading" },
+            status: if snapshot.is_some() { Readiness::Ready } else { Readiness::Loading },
             region: node.region().to_string(),
             model_version: snapshot.as_ref().map(|s| s.version.clone()),
             loaded_at: snapshot.as_ref().map(|s| rfc3339(s.loaded_at)),
             model_created_at: snapshot.as_ref().map(|s| s.manifest.created_at.clone()),
-            redis: if node.cache().is_up() { "up" } else { "down" },
+            redis: if node.cache().is_up() { RedisState::Up } else { RedisState::Down },
             cache_hit_ratio: node.metrics().cache.hit_ratio(),
             swap_count: status.swap_count,
             last_swap_error: status.last_error,
@@ -53,7 +71,7 @@ impl Health {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CacheStats {
     pub hits: u64,
     pub misses: u64,
@@ -61,11 +79,15 @@ pub struct CacheStats {
     pub hit_ratio: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Stats {
     pub region: String,
     pub model_version: String,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
     pub model_created_at: String,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
     pub loaded_at: String,
     pub users: u64,
     pub items: u64,

@@ -88,14 +88,13 @@ impl SwapError {
 }
 
 /// What one check did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum CheckOutcome {
     /// The pointer names the serving version.
-    Unchanged {
-        version: String,
-    },
+    Unchanged { version: String },
     Swapped {
+        #[schema(required = true)]
         from: Option<String>,
         to: String,
         took_ms: u64,
@@ -103,13 +102,15 @@ pub enum CheckOutcome {
 }
 
 /// The last failed check, for `/health`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SwapFailure {
-    /// The version that was rejected; `None` when the pointer itself could not be read.
+    /// The version that was rejected; null when the pointer itself could not be read.
+    #[schema(required = true)]
     pub version: Option<String>,
     /// The error and its causes.
     pub error: String,
     /// RFC 3339.
+    #[schema(format = DateTime)]
     pub at: String,
 }
 

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use tracing::info;
+use utoipa::ToSchema;
 
 use crate::app::AppState;
 use crate::front::request::Request;
@@ -28,23 +29,25 @@ pub enum AdminError {
     UnknownRegion { name: String, known: Vec<String> },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+/// `drain`: no new requests (those in flight finish); `restore`: take traffic again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
-    /// No new requests; those in flight finish.
     Drain,
     Restore,
 }
 
-#[derive(Debug, Deserialize)]
+/// Drain or restore one region.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FailoverRequest {
     pub region: String,
     pub action: Action,
 }
 
-#[derive(Debug, Serialize)]
-struct FailoverResponse<'a> {
+/// The region's state after the command.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailoverResponse<'a> {
     region: &'a str,
     action: Action,
     state: RegionState,
@@ -86,7 +89,8 @@ fn drain_or_restore(state: &AppState, req: &Request) -> Result<Response, AdminEr
 }
 
 /// Everything `GET /regions` returns.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Regions)]
 pub struct RegionsView {
     pub regions: Vec<RegionView>,
     /// Requests answered by any region since start, for traffic shares.

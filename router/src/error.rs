@@ -1,16 +1,59 @@
 //! The one place router errors become HTTP responses: status codes and JSON bodies
-//! `{"error": <code>, "message": <text>, ...details}`.
+//! [`ErrorBody`]: `{"error": <code>, "message": <text>, ...details}`.
+
+use std::collections::BTreeMap;
 
 use http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::admin::AdminError;
 use crate::front::response::Response;
 use crate::proxy::RouteError;
+use crate::regions::state::RegionState;
 use crate::upstream::UpstreamError;
 
+/// The body of every answer the router makes itself when it cannot serve a request.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody<'a> {
+    /// Machine-readable code, e.g. `no_healthy_region`.
+    pub error: &'a str,
+    pub message: String,
+    /// The regions a hint may name (`unknown_region`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub valid_regions: Option<&'a [String]>,
+    /// Every region's state (`no_healthy_region`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub regions: Option<BTreeMap<&'a str, RegionState>>,
+    /// The attempts that failed, in order (`all_regions_failed`: all of them; otherwise the last).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub attempts: Option<Vec<Attempt<'a>>>,
+}
+
+impl<'a> ErrorBody<'a> {
+    pub fn new(error: &'a str, message: impl std::fmt::Display) -> Self {
+        Self { error, message: message.to_string(), valid_regions: None, regions: None, attempts: None }
+    }
+}
+
+/// One failed attempt to have a node answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Attempt<'a> {
+    pub region: &'a str,
+    /// The node's URL.
+    pub node: &'a str,
+    pub error: String,
+    /// Whether another node or region was worth trying.
+    pub retryable: bool,
+    pub took_ms: u64,
+}
+
 impl RouteError {
-    fn code(&self) -> &'static str {
+    pub fn code(&self) -> &'static str {
         match self {
             RouteError::UnknownRegion { .. } => "unknown_region",
             RouteError::NoHealthyRegion { .. } => "no_healthy_region",
@@ -22,14 +65,14 @@ impl RouteError {
     }
 }
 
-fn attempt(e: &UpstreamError) -> Value {
-    json!({
-        "region": e.region,
-        "node": e.node,
-        "error": e.kind.to_string(),
-        "retryable": e.is_retryable(),
-        "took_ms": e.took.as_millis() as u64,
-    })
+fn attempt(e: &UpstreamError) -> Attempt<'_> {
+    Attempt {
+        region: &e.region,
+        node: &e.node,
+        error: e.kind.to_string(),
+        retryable: e.is_retryable(),
+        took_ms: e.took.as_millis() as u64,
+    }
 }
 
 impl RouteError {
@@ -45,19 +88,19 @@ impl RouteError {
     }
 
     pub fn response(&self) -> Response {
-        let mut body = json!({ "error": self.code(), "message": self.to_string() });
+        let mut body = ErrorBody::new(self.code(), self);
         match self {
-            RouteError::UnknownRegion { known, .. } => body["valid_regions"] = json!(known),
+            RouteError::UnknownRegion { known, .. } => body.valid_regions = Some(known),
             RouteError::NoHealthyRegion { states } => {
-                body["regions"] = states.iter().map(|(name, s)| (name.clone(), json!(s))).collect();
+                body.regions = Some(states.iter().map(|(name, s)| (name.as_str(), *s)).collect());
             }
             RouteError::AllRegionsFailed { attempts } => {
-                body["attempts"] = attempts.iter().map(attempt).collect();
+                body.attempts = Some(attempts.iter().map(attempt).collect());
             }
             RouteError::BudgetExhausted { last }
             | RouteError::Upstream(last)
             | RouteError::MaybeApplied(last) => {
-                body["attempts"] = json!([attempt(last)]);
+                body.attempts = Some(vec![attempt(last)]);
             }
         }
         let resp = Response::json(self.status(), &body);
@@ -77,17 +120,20 @@ impl AdminError {
         }
     }
 
-    pub fn response(&self) -> Response {
-        let code = match self {
+    pub fn code(&self) -> &'static str {
+        match self {
             AdminError::NotConfigured => "admin_not_configured",
             AdminError::MissingToken => "missing_token",
             AdminError::WrongToken => "wrong_token",
             AdminError::BadBody(_) => "invalid_body",
             AdminError::UnknownRegion { .. } => "unknown_region",
-        };
-        let mut body = json!({ "error": code, "message": self.to_string() });
+        }
+    }
+
+    pub fn response(&self) -> Response {
+        let mut body = ErrorBody::new(self.code(), self);
         if let AdminError::UnknownRegion { known, .. } = self {
-            body["valid_regions"] = json!(known);
+            body.valid_regions = Some(known);
         }
         let resp = Response::json(self.status(), &body);
         if matches!(self, AdminError::MissingToken) {
@@ -99,7 +145,7 @@ impl AdminError {
 
 /// An answer the router makes itself: `{"error": code, "message": text}`.
 pub fn plain_error(status: u16, code: &str, message: impl std::fmt::Display) -> Response {
-    Response::json(status, &json!({ "error": code, "message": message.to_string() }))
+    Response::json(status, &ErrorBody::new(code, message))
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@
 //! - [`upstream`]: one attempt to one node and its typed errors, over each worker's own
 //!   keep-alive connections (hyper's HTTP/1.1 client, TCP or TLS: [`upstream::connect`]);
 //!   [`proxy`]: hint, failover loop, relay; [`headers`]: the header names they set and read.
-//! - [`admin`]: `POST /failover`, `GET /regions`; [`status`]: `GET /`; [`metrics`]: `GET /metrics`.
+//! - [`admin`]: `POST /failover`, `GET /regions`; [`status`]: `GET /`; [`metrics`]: `GET /metrics`;
+//!   [`openapi`]: `GET /openapi.json`; [`docs`]: Swagger UI at `GET /docs`.
 //! - [`front`]: the HTTP/1.1 server clients talk to (hyper's): worker threads, limits, timeouts.
 //! - [`error`]: how every error becomes an HTTP response.
 //!
@@ -21,12 +22,14 @@
 pub mod admin;
 pub mod app;
 pub mod budget;
+pub mod docs;
 pub mod error;
 pub mod ewma;
 pub mod front;
 pub mod headers;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod probe;
 pub mod proxy;
 pub mod regions;
@@ -77,11 +80,13 @@ pub async fn run(
 struct Routes(Proxy);
 
 /// `POST /api/v1/recommendations/user/{user_id}` (FastAPI-style clients).
-const USER_ROUTE: &str = "/api/v1/recommendations/user/";
+pub const USER_ROUTE: &str = "/api/v1/recommendations/user/";
+/// `GET /docs/{file}`: Swagger UI's scripts, styles and icons.
+pub const DOCS_FILES: &str = "/docs/";
 
-/// Paths with a fixed method, for 405 answers.
-const GET_PATHS: [&str; 3] = ["/", "/regions", "/metrics"];
-const POST_PATHS: [&str; 3] = ["/recommendations", "/events", "/failover"];
+/// Paths with a fixed method, for 405 answers (and with the two above, every route).
+pub const GET_PATHS: [&str; 6] = ["/", "/regions", "/metrics", "/openapi.json", "/docs", "/docs/"];
+pub const POST_PATHS: [&str; 3] = ["/recommendations", "/events", "/failover"];
 
 impl front::Handler for Routes {
     async fn handle(&self, req: Request) -> Response {
@@ -95,8 +100,11 @@ impl front::Handler for Routes {
             ("GET" | "HEAD", "/regions") => admin::regions(state),
             ("GET" | "HEAD", "/metrics") => metrics::handler(&state.metrics),
             ("GET" | "HEAD", "/") => status::page(),
+            ("GET" | "HEAD", "/openapi.json") => openapi::json(),
+            ("GET" | "HEAD", "/docs" | "/docs/") => docs::page(),
+            ("GET" | "HEAD", _) if path.starts_with(DOCS_FILES) => docs::file(&path[DOCS_FILES.len()..]),
             (method, path) => {
-                let allow = if GET_PATHS.contains(&path) {
+                let allow = if GET_PATHS.contains(&path) || path.starts_with(DOCS_FILES) {
                     "GET, HEAD"
                 } else if POST_PATHS.contains(&path) || user_route {
                     "POST"

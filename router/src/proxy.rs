@@ -17,6 +17,7 @@ use std::time::Instant;
 use http::header::HeaderValue;
 use serde::Deserialize;
 use tracing::{debug, warn};
+use utoipa::ToSchema;
 
 use crate::app::AppState;
 use crate::front::request::Request;
@@ -30,7 +31,7 @@ use crate::upstream::{Answer, Outgoing, Upstream, UpstreamError};
 /// Nodes of one region tried for one request before moving to the next region.
 const NODES_TRIED_PER_REGION: usize = 2;
 /// Longest client-supplied request id passed on; longer ones are replaced.
-const MAX_REQUEST_ID: usize = 128;
+pub const MAX_REQUEST_ID: usize = 128;
 
 /// What one worker thread needs to forward: its own connections to the nodes (they stay on
 /// the worker's runtime) and the shared router state.
@@ -298,13 +299,19 @@ pub fn hint(req: &Request) -> Option<String> {
     hint_from_body(&req.body)
 }
 
+/// What the router reads of a body it forwards; the node gets the body unchanged.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = ForwardedBody)]
+pub struct BodyHint {
+    /// The region to serve the request, when no `x-region-hint` or `region-hint` header names
+    /// one. Any other field is the node's business.
+    #[serde(default)]
+    #[schema(nullable = false)]
+    region: Option<String>,
+}
+
 /// `region` of a JSON object body; `None` for any other body (left for the node to judge).
 fn hint_from_body(body: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct BodyHint {
-        #[serde(default)]
-        region: Option<String>,
-    }
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return None;
     }

@@ -5,10 +5,16 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::node::Node;
+use crate::swap::CheckOutcome;
+
+/// Descriptions of the answers every admin route may give.
+const UNAUTHORIZED: &str = "Missing or wrong token (`WWW-Authenticate: Bearer`)";
+const DISABLED: &str = "GEOREC_ADMIN_TOKEN is not configured on the node";
 
 fn authorize(node: &Node, req: &HttpRequest) -> Result<(), ApiError> {
     let Some(token) = &node.settings().admin_token else { return Err(ApiError::AdminDisabled) };
@@ -24,22 +30,66 @@ fn authorize(node: &Node, req: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
+/// What a reload did, and what serves now.
+#[derive(Serialize, ToSchema)]
+struct Reloaded<'a> {
+    #[serde(flatten)]
+    outcome: CheckOutcome,
+    region: &'a str,
+    /// The version serving now.
+    #[schema(required = true)]
+    model_version: Option<String>,
+}
+
 /// Check the region's pointer now (instead of at the next poll) and swap if it moved.
 /// A version that fails to load is reported (502) and the serving one kept.
+#[utoipa::path(
+    post,
+    path = "/admin/model/reload",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Unchanged or swapped", body = Reloaded),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = DISABLED, body = ErrorBody),
+        (status = 502, description = "The pointer could not be read or its version not loaded; the serving version stays", body = ErrorBody),
+    )
+)]
 pub async fn reload(node: web::Data<Node>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     authorize(&node, &req)?;
     let outcome = node.swapper().check_now().await?;
     tracing::info!(outcome = ?outcome, "model reload requested");
-    let mut body = serde_json::to_value(&outcome).unwrap_or_default();
-    body["region"] = json!(node.region());
-    body["model_version"] = json!(node.slot().version());
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok().json(Reloaded {
+        outcome,
+        region: node.region(),
+        model_version: node.slot().version(),
+    }))
+}
+
+/// Cached answers removed.
+#[derive(Serialize, ToSchema)]
+struct CacheCleared<'a> {
+    region: &'a str,
+    /// Keys deleted.
+    removed: u64,
 }
 
 /// Drop every cached answer of this region (SCAN + UNLINK; Redis keeps serving meanwhile).
+#[utoipa::path(
+    post,
+    path = "/admin/cache/clear",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Number of keys removed", body = CacheCleared),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = DISABLED, body = ErrorBody),
+        (status = 503, description = "Redis could not be reached", body = ErrorBody),
+    )
+)]
 pub async fn clear_cache(node: web::Data<Node>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     authorize(&node, &req)?;
     let removed = node.cache().clear().await?;
     tracing::info!(removed, "cache cleared");
-    Ok(HttpResponse::Ok().json(json!({ "region": node.region(), "removed": removed })))
+    Ok(HttpResponse::Ok().json(CacheCleared { region: node.region(), removed }))
 }

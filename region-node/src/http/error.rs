@@ -87,11 +87,21 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// Descriptions of the error answers several routes share, for the OpenAPI document.
+pub const MALFORMED: &str = "Malformed JSON, or a body over the size limit; `field` names the culprit";
+pub const INVALID: &str = "Wrong type, unknown field or value out of range; `field` names it";
+pub const NOT_LOADED: &str = "No model loaded yet (`Retry-After: 1`)";
+
+/// The body of every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody<'a> {
+    /// Machine-readable code, e.g. `invalid_request`.
     error: &'static str,
     message: String,
+    /// The input to blame, e.g. `count` or `exclude[2]`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     field: Option<&'a str>,
 }
 
@@ -118,7 +128,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let body = Body { error: self.code(), message: error_chain(self), field: self.field() };
+        let body = ErrorBody { error: self.code(), message: error_chain(self), field: self.field() };
         let mut res = HttpResponse::build(self.status_code()).json(body);
         if matches!(self, ApiError::Unauthorized) {
             res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -11,7 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use model_sync::events::{EventError, EventType, LiveEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody, INVALID, MALFORMED};
 use crate::http::input;
 use crate::node::Node;
 
@@ -20,16 +20,34 @@ pub const MAX_EVENTS: usize = 500;
 /// How long Redis gets to confirm an append (it fsyncs the AOF when configured to).
 const APPEND_TIMEOUT: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Deserialize)]
+/// One interaction.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Event)]
 struct EventBody {
+    /// Non-empty, at most 256 bytes (UTF-8), no control characters.
+    #[schema(min_length = 1)]
     user_id: String,
+    /// Non-empty, at most 256 bytes (UTF-8), no control characters.
+    #[schema(min_length = 1)]
     item_id: String,
     #[serde(rename = "type")]
+    #[schema(schema_with = event_types)]
     kind: String,
+    /// Unix seconds, default now; at most 300 s in the future (milliseconds are refused).
+    #[schema(minimum = 1)]
     ts: Option<i64>,
     /// The region the client aimed at (the router reads it); events are stored here.
     region: Option<String>,
+}
+
+/// `type`: the names of [`EventType`], as the handler parses them.
+fn event_types() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(EventType::ALL.map(EventType::as_str)))
+        .description(Some("What the user did"))
+        .build()
 }
 
 /// One event inline, or a batch under `events`.
@@ -45,14 +63,73 @@ struct EventsBody {
     region: Option<String>,
 }
 
-#[derive(Serialize)]
+/// One event, a batch under `events`, or a JSON array of events.
+// For the OpenAPI document only: `parse` reads bodies by hand (as `EventsBody`) so that an
+// error names the event at fault.
+#[derive(utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum EventsRequest {
+    One(EventBody),
+    Batch(EventBatch),
+    List(#[schema(inline)] EventList),
+}
+
+/// A batch under `events`.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct EventBatch {
+    #[schema(inline)]
+    events: EventList,
+    /// The region the client aimed at (the router reads it); events are stored here.
+    region: Option<String>,
+}
+
+/// 1 to [`MAX_EVENTS`] events.
+struct EventList;
+
+impl utoipa::PartialSchema for EventList {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ArrayBuilder::new()
+            .items(utoipa::openapi::Ref::from_schema_name(<EventBody as utoipa::ToSchema>::name()))
+            .min_items(Some(1))
+            .max_items(Some(MAX_EVENTS))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for EventList {}
+
+/// Events stored.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = EventsAccepted)]
 struct EventsResponse<'a> {
     accepted: usize,
+    /// Redis stream ids, in request order.
     event_ids: &'a [String],
     region: &'a str,
+    /// Time spent on the node, in microseconds.
     took_us: u64,
 }
 
+/// Record interactions; the users' next recommendations reflect them.
+///
+/// One event, `{"events": [...]}`, or a JSON array of events, at most 500. All or nothing: if
+/// any event is invalid none is stored, and the 422 names the first bad one.
+#[utoipa::path(
+    post,
+    path = "/events",
+    tag = "events",
+    request_body = EventsRequest,
+    responses(
+        (status = 200, description = "All events stored", body = EventsResponse),
+        (status = 400, description = MALFORMED, body = ErrorBody),
+        (status = 422, description = INVALID, body = ErrorBody),
+        (status = 503, description = "Redis did not store the events; nothing was stored, safe to retry (`Retry-After: 1`)", body = ErrorBody),
+        (status = 504, description = "Redis did not confirm within 1 s; the events may have been stored", body = ErrorBody),
+    )
+)]
 pub async fn record(
     node: web::Data<Node>,
     req: HttpRequest,
@@ -246,5 +323,40 @@ mod tests {
         let (f, _) =
             field_of(run(r#"[{"user_id":"u1","item_id":"i1","type":"view","ts":"yesterday"}]"#).unwrap_err());
         assert_eq!(f, "events[0].ts");
+    }
+
+    /// What the document says of events is what `validate` enforces (model-sync's rules).
+    #[test]
+    fn documented_limits_are_enforced() {
+        let doc = serde_json::to_value(crate::http::openapi::document()).expect("document");
+        let event = &doc["components"]["schemas"]["Event"]["properties"];
+        let event_with = |user: &str, item: &str, ts: i64| {
+            run(&serde_json::json!({"user_id": user, "item_id": item, "type": "view", "ts": ts}).to_string())
+        };
+        for field in ["user_id", "item_id"] {
+            let text = event[field]["description"].as_str().expect("description");
+            let (before, _) = text.split_once(" bytes").expect("a byte limit");
+            let limit: usize = before.rsplit_once("at most ").expect("at most").1.parse().expect("a number");
+            let (fits, over) = ("é".repeat(limit / 2), format!("{}x", "é".repeat(limit / 2)));
+            let (ok, bad) = if field == "user_id" {
+                (event_with(&fits, "i", NOW), event_with(&over, "i", NOW))
+            } else {
+                (event_with("u", &fits, NOW), event_with("u", &over, NOW))
+            };
+            assert!(ok.is_ok() && bad.is_err(), "{field}: {text}");
+        }
+        let text = event["ts"]["description"].as_str().expect("description");
+        let (before, _) = text.split_once(" s in the future").expect("a skew");
+        let skew: i64 = before.rsplit_once("at most ").expect("at most").1.parse().expect("a number");
+        assert!(event_with("u", "i", NOW + skew).is_ok(), "{text}");
+        assert!(event_with("u", "i", NOW + skew + 1).is_err(), "{text}");
+        assert_eq!(event["ts"]["minimum"], 1);
+        assert!(event_with("u", "i", 0).is_err());
+        let types = event["type"]["enum"].as_array().expect("enum");
+        for t in types {
+            let body = serde_json::json!({"user_id": "u", "item_id": "i", "type": t});
+            assert!(run(&body.to_string()).is_ok(), "{t}");
+        }
+        assert_eq!(types.len(), EventType::ALL.len());
     }
 }

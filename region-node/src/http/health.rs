@@ -1,20 +1,89 @@
-//! `GET /health/live`, `GET /health/ready` and `GET /health` (same as ready).
+//! `GET /health/live`, `GET /health/ready` and its aliases `GET /health`, `GET /api/v1/health/`
+//! and `GET /api/v1/health` (FastAPI serves both with and without the trailing slash).
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::node::Node;
 use crate::report::Health;
 
-/// 200 as soon as the process serves HTTP: restart me only if this fails.
-pub async fn live(node: web::Data<Node>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "live", "region": node.region() }))
+/// The process serves HTTP.
+#[derive(Serialize, ToSchema)]
+struct Live<'a> {
+    /// Always `live`.
+    status: &'static str,
+    region: &'a str,
 }
 
-/// 200 once a model is loaded, else 503; the body is the same either way, so the router
-/// and operators see why a node is not ready.
+/// 200 while the process serves HTTP: restart the node only if this fails.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "health",
+    responses((status = 200, description = "Live", body = Live))
+)]
+pub async fn live(node: web::Data<Node>) -> HttpResponse {
+    HttpResponse::Ok().json(Live { status: "live", region: node.region() })
+}
+
+/// 200 once a model is loaded, else 503; the body is the same either way, so the router and
+/// operators see why a node is not ready.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "No model loaded yet", body = Health),
+    )
+)]
 pub async fn ready(node: web::Data<Node>) -> HttpResponse {
     let health = Health::of(&node);
     let mut res = if health.is_ready() { HttpResponse::Ok() } else { HttpResponse::ServiceUnavailable() };
     res.json(health)
+}
+
+/// Same as `/health/ready`.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "No model loaded yet", body = Health),
+    )
+)]
+pub async fn health(node: web::Data<Node>) -> HttpResponse {
+    ready(node).await
+}
+
+/// Same as `/health/ready` (FastAPI layout).
+#[utoipa::path(
+    get,
+    path = "/api/v1/health/",
+    tag = "fastapi",
+    operation_id = "compat_health",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "No model loaded yet", body = Health),
+    )
+)]
+pub async fn compat(node: web::Data<Node>) -> HttpResponse {
+    ready(node).await
+}
+
+/// Same as `/health/ready` (FastAPI layout, without the trailing slash).
+#[utoipa::path(
+    get,
+    path = "/api/v1/health",
+    tag = "fastapi",
+    operation_id = "compat_health_no_slash",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "No model loaded yet", body = Health),
+    )
+)]
+pub async fn compat_no_slash(node: web::Data<Node>) -> HttpResponse {
+    ready(node).await
 }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod compat;
+pub mod docs;
 pub mod error;
 pub mod events;
 pub mod health;
@@ -16,30 +17,10 @@ pub mod stats;
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
+use actix_web::http::Method;
 use actix_web::{web, App, HttpServer, Resource};
 
 use crate::node::Node;
-
-/// Every route as `(method, path)`, for the OpenAPI coverage test and for readers.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("POST", "/recommendations"),
-    ("POST", "/events"),
-    ("GET", "/items/{item_id}/similar"),
-    ("GET", "/trending"),
-    ("GET", "/stats"),
-    ("GET", "/metrics"),
-    ("GET", "/health"),
-    ("GET", "/health/ready"),
-    ("GET", "/health/live"),
-    ("GET", "/openapi.json"),
-    ("POST", "/admin/model/reload"),
-    ("POST", "/admin/cache/clear"),
-    ("POST", "/api/v1/recommendations/user/{user_id}"),
-    ("POST", "/api/v1/recommendations/similar-products/{product_id}"),
-    ("POST", "/api/v1/recommendations/trending"),
-    ("GET", "/api/v1/recommendations/stats"),
-    ("GET", "/api/v1/health/"),
-];
 
 /// Serve `node` on `listener` (already bound: tests bind port 0 and read the port back).
 /// The returned server stops gracefully on SIGTERM/SIGINT: it stops accepting, lets
@@ -66,27 +47,40 @@ fn resource(path: &str) -> Resource {
     web::resource(path).default_service(web::to(error::method_not_allowed))
 }
 
-fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/recommendations").route(web::post().to(recommend::recommend)))
-        .service(resource("/events").route(web::post().to(events::record)))
-        .service(resource("/items/{item_id}/similar").route(web::get().to(items::similar)))
-        .service(resource("/trending").route(web::get().to(items::trending)))
-        .service(resource("/stats").route(web::get().to(stats::stats)))
-        .service(resource("/metrics").route(web::get().to(stats::metrics)))
-        .service(resource("/health").route(web::get().to(health::ready)))
-        .service(resource("/health/ready").route(web::get().to(health::ready)))
-        .service(resource("/health/live").route(web::get().to(health::live)))
-        .service(resource("/openapi.json").route(web::get().to(openapi::openapi)))
-        .service(resource("/admin/model/reload").route(web::post().to(admin::reload)))
-        .service(resource("/admin/cache/clear").route(web::post().to(admin::clear_cache)))
-        .service(resource("/api/v1/recommendations/user/{user_id}").route(web::post().to(compat::user)))
-        .service(
-            resource("/api/v1/recommendations/similar-products/{product_id}")
-                .route(web::post().to(compat::similar_products)),
-        )
-        .service(resource("/api/v1/recommendations/trending").route(web::post().to(compat::trending)))
-        .service(resource("/api/v1/recommendations/stats").route(web::get().to(compat::stats)))
-        // FastAPI serves both with and without the trailing slash (via a redirect).
-        .service(resource("/api/v1/health/").route(web::get().to(health::ready)))
-        .service(resource("/api/v1/health").route(web::get().to(health::ready)));
+/// The app's routes and [`ROUTES`], from one table so they cannot differ.
+macro_rules! route_table {
+    ($($method:ident $path:literal => $handler:path,)*) => {
+        /// Every route as `(method, path)`: the OpenAPI coverage test checks the document
+        /// describes exactly these.
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        fn routes(cfg: &mut web::ServiceConfig) {
+            $(cfg.service(resource($path).route(web::method(Method::$method).to($handler)));)*
+        }
+    };
+}
+
+route_table! {
+    POST "/recommendations" => recommend::recommend,
+    POST "/events" => events::record,
+    GET "/items/{item_id}/similar" => items::similar,
+    GET "/trending" => items::trending,
+    GET "/stats" => stats::stats,
+    GET "/metrics" => stats::metrics,
+    GET "/health" => health::health,
+    GET "/health/ready" => health::ready,
+    GET "/health/live" => health::live,
+    GET "/openapi.json" => openapi::openapi,
+    GET "/docs" => docs::page,
+    GET "/docs/" => docs::page_slash,
+    GET "/docs/{file}" => docs::file,
+    POST "/admin/model/reload" => admin::reload,
+    POST "/admin/cache/clear" => admin::clear_cache,
+    POST "/api/v1/recommendations/user/{user_id}" => compat::user,
+    POST "/api/v1/recommendations/similar-products/{product_id}" => compat::similar_products,
+    POST "/api/v1/recommendations/trending" => compat::trending,
+    GET "/api/v1/recommendations/stats" => compat::stats,
+    // FastAPI serves both with and without the trailing slash (via a redirect).
+    GET "/api/v1/health/" => health::compat,
+    GET "/api/v1/health" => health::compat_no_slash,
 }

@@ -4,38 +4,72 @@ use std::time::Instant;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::answer::{RankedItem, RecommendQuery, Source, Strategy};
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody, INVALID, MALFORMED, NOT_LOADED};
 use crate::http::input::{self, MAX_CATEGORIES, MAX_EXCLUDE};
 use crate::node::Node;
 
-#[derive(Debug, Deserialize)]
+/// A recommendation request.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = RecommendRequest)]
 struct RecommendBody {
+    /// Non-blank, at most 256 bytes (UTF-8), no control characters. Unknown users get popular
+    /// items.
+    #[schema(min_length = 1)]
     user_id: String,
-    /// 1..=100, default 10. Signed so that `-1` is reported as out of range, not as a type error.
+    /// How many items to return.
+    // Signed so that `-1` is reported as out of range, not as a type error.
+    #[schema(minimum = 1, maximum = 100, default = 10)]
     count: Option<i64>,
+    /// Item ids to leave out (each non-blank, at most 256 bytes, no control characters).
+    #[schema(max_items = 1000)]
     exclude: Option<Vec<String>>,
+    /// Only items of these categories (each non-blank, at most 256 bytes, no control
+    /// characters).
+    #[schema(max_items = 100)]
     categories: Option<Vec<String>>,
-    /// The region the client (or router) aimed at; answers always come from this node's
-    /// region, which `region` in the response and `x-served-by` name.
+    /// The region the caller (or the router) aimed at, informational: answers always come from
+    /// this node's region, which `region` in the answer and `x-served-by` name. Non-blank, at
+    /// most 256 bytes, no control characters.
     region: Option<String>,
+    /// Bypass the cache (the answer is computed and cached again).
     #[serde(default)]
+    #[schema(default = false)]
     force_refresh: bool,
 }
 
-#[derive(Serialize)]
+/// Ranked items for one user.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Recommendations)]
 struct RecommendResponse<'a> {
     user_id: &'a str,
+    /// The region that served the answer.
     region: &'a str,
     model_version: &'a str,
+    /// Best first.
     items: &'a [RankedItem],
     strategy: Strategy,
     source: Source,
+    /// Time spent on the node, in microseconds.
     took_us: u64,
 }
 
+/// Recommend items for a user (popular items for unknown users).
+#[utoipa::path(
+    post,
+    path = "/recommendations",
+    tag = "recommendations",
+    request_body = RecommendBody,
+    responses(
+        (status = 200, description = "Ranked items", body = RecommendResponse),
+        (status = 400, description = MALFORMED, body = ErrorBody),
+        (status = 422, description = INVALID, body = ErrorBody),
+        (status = 503, description = NOT_LOADED, body = ErrorBody),
+    )
+)]
 pub async fn recommend(
     node: web::Data<Node>,
     req: HttpRequest,

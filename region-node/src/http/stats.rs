@@ -3,14 +3,34 @@
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody, NOT_LOADED};
 use crate::node::Node;
 use crate::report::Stats;
 
+/// Model and cache figures.
+#[utoipa::path(
+    get,
+    path = "/stats",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Figures", body = Stats),
+        (status = 503, description = NOT_LOADED, body = ErrorBody),
+    )
+)]
 pub async fn stats(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(Stats::of(&node)?))
 }
 
+/// Prometheus metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 500, description = "The metrics could not be encoded", body = ErrorBody),
+    )
+)]
 pub async fn metrics(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
     let text = node.metrics().render()?;
     Ok(HttpResponse::Ok().insert_header((header::CONTENT_TYPE, prometheus::TEXT_FORMAT)).body(text))

@@ -183,10 +183,42 @@ async fn health_metrics_openapi_and_unknown_routes() {
     }
 
     let (status, doc) = node.json("/openapi.json").await;
-    assert_eq!(status, 200);
+    assert_eq!((status, doc["openapi"].as_str()), (200, Some("3.1.0")));
+    let served: BTreeSet<(String, String)> =
+        ROUTES.iter().map(|(method, path)| (method.to_lowercase(), path.to_string())).collect();
+    let described: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object().expect("operations").keys().map(|m| (m.clone(), path.clone()))
+        })
+        .collect();
+    assert_eq!(
+        served.difference(&described).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "served, not described"
+    );
+    assert_eq!(
+        described.difference(&served).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "described, not served"
+    );
+    // ROUTES is what the app serves: no route answers "no route" or "method not allowed".
     for (method, path) in ROUTES {
-        let op = &doc["paths"][path][method.to_lowercase()];
-        assert!(op.is_object(), "openapi.json does not describe {method} {path}");
+        let path =
+            path.replace("{item_id}", "i01").replace("{user_id}", "u01").replace("{product_id}", "i01");
+        let path = path.replace("{file}", "index.css");
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let res = node.client.request(method.clone(), node.url(&path)).send().await.expect("sent");
+        let status = res.status();
+        let body = res.text().await.expect("body");
+        let code =
+            serde_json::from_str::<Value>(&body).ok().and_then(|v| v["error"].as_str().map(String::from));
+        assert!(
+            !matches!(code.as_deref(), Some("not_found" | "method_not_allowed")),
+            "{method} {path}: {status} {body}"
+        );
     }
 
     let (status, err) = node.json("/nope").await;
@@ -222,4 +254,60 @@ async fn waits_for_the_store_and_a_first_model() {
     node.wait_for_version(&version(1)).await;
     let health = node.health().await;
     assert!(health["last_swap_error"].is_null(), "{health}");
+}
+
+/// Swagger UI at `/docs`: its page, and every file the page loads, from the node itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docs_serve_swagger_ui_from_the_binary() {
+    let node = spawn_node_with(Options { publish: None, ..Options::default() }).await;
+    for page in ["/docs", "/docs/"] {
+        let res = node.get(page).await;
+        assert_eq!(res.status(), 200, "{page}");
+        let content_type = res.headers()["content-type"].to_str().expect("ascii").to_string();
+        assert!(content_type.starts_with("text/html"), "{page}: {content_type}");
+        let html = res.text().await.expect("text");
+        assert!(
+            html.contains("<div id=\"swagger-ui\">") && html.contains("<base href=\"/docs/\">"),
+            "{html}"
+        );
+        let assets = linked(&html);
+        assert!(assets.len() >= 5, "the page loads its scripts and styles: {assets:?}");
+        for asset in assets {
+            assert!(
+                !asset.contains("://") && !asset.starts_with("//"),
+                "{page} loads {asset} from elsewhere"
+            );
+            let path = format!("/docs/{}", asset.trim_start_matches("./"));
+            let res = node.get(&path).await;
+            assert_eq!(res.status(), 200, "{path}");
+            let content_type = res.headers()["content-type"].to_str().expect("ascii").to_string();
+            let want = match path.rsplit_once('.').map(|(_, ext)| ext) {
+                Some("js") => "javascript",
+                Some("css") => "text/css",
+                Some("png") => "image/png",
+                other => panic!("unexpected asset {path} ({other:?})"),
+            };
+            assert!(content_type.contains(want), "{path}: {content_type}");
+            assert!(!res.bytes().await.expect("body").is_empty(), "{path}");
+        }
+    }
+    let init = node.get("/docs/swagger-initializer.js").await.text().await.expect("text");
+    assert!(init.contains("\"url\": \"/openapi.json\""), "{init}");
+    assert!(init.contains("\"validatorUrl\": \"none\""), "no validator badge calling out: {init}");
+    let (status, err) = node.json("/docs/nope.js").await;
+    assert_eq!((status, err["error"].as_str()), (404, Some("not_found")));
+}
+
+/// `href` and `src` targets of an HTML page.
+fn linked(html: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for attr in ["href=\"", "src=\""] {
+        for part in html.split(attr).skip(1) {
+            let target = part.split('"').next().unwrap_or_default();
+            if !target.is_empty() && target != "/docs/" {
+                out.push(target.to_string());
+            }
+        }
+    }
+    out
 }

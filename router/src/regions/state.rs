@@ -4,8 +4,11 @@
 use std::fmt;
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Whether a region takes traffic: `drained` by an operator, `unhealthy` when none of its
+/// nodes passes health checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RegionState {
     Healthy,

@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::state::RegionState;
 use super::Region;
@@ -55,15 +56,22 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// One region as `GET /regions` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Region)]
 pub struct RegionView {
     pub name: String,
     pub state: RegionState,
-    /// Latency estimate of its best healthy node (of any node when none is healthy).
+    /// Latency estimate of its best healthy node (of any node when none is healthy), in ms;
+    /// null before any answer.
+    #[schema(required = true)]
     pub ewma_ms: Option<f64>,
+    /// Null before the first probe.
+    #[schema(required = true)]
     pub last_probe: Option<ProbeView>,
     /// Failure streak of its least-failing node (probes or requests).
     pub consecutive_failures: u32,
+    /// The version its nodes last reported.
+    #[schema(required = true)]
     pub model_version: Option<String>,
     pub requests_served: u64,
     /// Regions it fails over to, best first.
@@ -71,7 +79,9 @@ pub struct RegionView {
     pub nodes: Vec<NodeView>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The last health probe of a region.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Probe)]
 pub struct ProbeView {
     pub ok: bool,
     pub at_unix_ms: u64,
@@ -80,10 +90,14 @@ pub struct ProbeView {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One node of a region.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Node)]
 pub struct NodeView {
     pub url: String,
     pub healthy: bool,
+    /// Latency estimate in ms; null before any answer.
+    #[schema(required = true)]
     pub ewma_ms: Option<f64>,
     pub in_flight: usize,
     pub consecutive_failures: u32,

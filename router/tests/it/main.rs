@@ -4,6 +4,7 @@
 mod admin;
 mod conformance;
 mod connections;
+mod docs;
 mod failover;
 mod fuzz;
 mod helpers;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::helpers::fake::MODEL_VERSION;
 use crate::helpers::{spawn_router, FakeNode, Opts, Region, TestRouter, TOKEN};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
+pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_page_is_self_contained_html_polling_regions() {
@@ -26,7 +26,7 @@ async fn status_page_is_self_contained_html_polling_regions() {
 }
 
 /// Run headless Chromium with the flags CI uses, a fresh profile, and `extra` arguments.
-async fn chromium(extra: &[&str], url: &str) -> std::process::Output {
+pub(crate) async fn chromium(extra: &[&str], url: &str) -> std::process::Output {
     let profile = tempfile::tempdir().expect("profile dir");
     let mut cmd = tokio::process::Command::new(CHROMIUM);
     cmd.args([
