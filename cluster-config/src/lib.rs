@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 pub use url::Url;
 
 /// Prefix of environment variables that override keys of the file.
@@ -39,21 +39,6 @@ pub struct ClusterConfig {
     pub model: ModelPollConfig,
     /// Regions by name, in name order.
     pub regions: BTreeMap<String, RegionConfig>,
-}
-
-/// The publishing bucket: model-sync uploads here first, then replicates to regions.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PrimaryStore {
-    /// S3 endpoint URL (checked at load; kept as written, which is what the S3 client takes);
-    /// absent means the provider's default (AWS S3).
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    pub bucket: String,
-    #[serde(default)]
-    pub prefix: String,
-    /// Signing region for this store.
-    pub cloud_region: String,
 }
 
 /// `[router]`.
@@ -99,22 +84,6 @@ pub struct ModelPollConfig {
     pub swap_priority: SwapPriority,
 }
 
-/// How a region node's swap work shares the CPUs with its request threads.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum SwapPriority {
-    /// Linux `SCHED_IDLE`: the swap runs only on CPU time the request threads leave, and a
-    /// CPU running it counts as idle, so a woken request thread takes it at once. On a node
-    /// whose CPUs are saturated, a swap waits until load drops: opt in where the nodes keep
-    /// CPU headroom.
-    Idle,
-    /// Nice 5 (the default): the swap gets about a third of a request thread's share of a
-    /// busy CPU, so it completes in seconds under any load, at the cost of requests now and
-    /// then waiting behind it.
-    #[default]
-    Low,
-}
-
 /// One region: its node(s), its Redis and its bucket.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegionConfig {
@@ -132,17 +101,6 @@ pub struct RegionConfig {
     pub s3: RegionStore,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RegionStore {
-    /// S3 endpoint URL, checked at load and kept as written; absent means AWS S3.
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    pub bucket: String,
-    #[serde(default)]
-    pub prefix: String,
-}
-
 /// A URL as written in the file: without the `/` path the parser adds to `http://host:port`.
 pub fn url_text(url: &Url) -> &str {
     let s = url.as_str();
@@ -153,91 +111,9 @@ pub fn url_text(url: &Url) -> &str {
     }
 }
 
-/// The file's text form of each section: what is deserialized (and checked) before the
-/// typed values are made, and what `Serialize` writes back out. Defaults live here only.
-mod raw {
-    use serde::{Deserialize, Serialize};
+mod raw;
 
-    use super::{PrimaryStore, RegionStore, SwapPriority};
-
-    #[derive(Debug, Clone, Serialize, Deserialize)]
-    #[serde(deny_unknown_fields, default)]
-    pub struct Router {
-        pub listen: String,
-        pub request_timeout_ms: u64,
-    }
-
-    impl Default for Router {
-        fn default() -> Self {
-            Self { listen: "127.0.0.1:8080".into(), request_timeout_ms: 1000 }
-        }
-    }
-
-    #[derive(Debug, Clone, Serialize, Deserialize)]
-    #[serde(deny_unknown_fields, default)]
-    pub struct Health {
-        pub interval_ms: u64,
-        pub timeout_ms: u64,
-        pub fall: u32,
-        pub rise: u32,
-        pub eject_after: u32,
-    }
-
-    impl Default for Health {
-        fn default() -> Self {
-            Self { interval_ms: 1000, timeout_ms: 500, fall: 2, rise: 2, eject_after: 3 }
-        }
-    }
-
-    #[derive(Debug, Clone, Serialize, Deserialize)]
-    #[serde(deny_unknown_fields, default)]
-    pub struct Cache {
-        pub ttl_secs: u64,
-        pub ttl_jitter_pct: u8,
-        pub redis_timeout_ms: u64,
-    }
-
-    impl Default for Cache {
-        fn default() -> Self {
-            Self { ttl_secs: 300, ttl_jitter_pct: 10, redis_timeout_ms: 50 }
-        }
-    }
-
-    #[derive(Debug, Clone, Serialize, Deserialize)]
-    #[serde(deny_unknown_fields, default)]
-    pub struct Model {
-        pub poll_interval_ms: u64,
-        pub swap_priority: SwapPriority,
-    }
-
-    impl Default for Model {
-        fn default() -> Self {
-            Self { poll_interval_ms: 2000, swap_priority: SwapPriority::Low }
-        }
-    }
-
-    #[derive(Debug, Clone, Serialize, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct Region {
-        pub listen: String,
-        pub urls: Vec<String>,
-        pub redis_url: String,
-        pub cloud_region: String,
-        #[serde(default)]
-        pub failover: Vec<String>,
-        pub s3: RegionStore,
-    }
-
-    #[derive(Debug, Clone, Serialize)]
-    pub struct Cluster {
-        pub primary: PrimaryStore,
-        pub router: Router,
-        pub health: Health,
-        pub cache: Cache,
-        pub model: Model,
-        pub regions: std::collections::BTreeMap<String, Region>,
-    }
-}
+pub use raw::{PrimaryStore, RegionStore, SwapPriority};
 
 impl ClusterConfig {
     pub fn region(&self, name: &str) -> Result<&RegionConfig, ConfigError> {
