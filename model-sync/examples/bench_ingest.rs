@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use model_sync::events::{self, EventType, LiveEvent};
+use model::events::{self, EventType, LiveEvent};
 use model_sync::ingest::{ingest_region, read_events, IngestOptions};
 use model_sync::testkit::{RedisServer, S3Server};
 

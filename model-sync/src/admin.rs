@@ -7,10 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::manifest::{self, Pointer};
 use crate::publish::{error_chain, set_pointer, PointerChange};
 use crate::reader::{self, ObjectProblem, ReadError};
 use crate::store::{Bucket, ListedObject, Location, StoreError};
+use model::manifest::{self, Pointer};
 
 /// One `models/<version>/` directory.
 #[derive(Debug, Clone)]

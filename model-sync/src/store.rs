@@ -140,7 +140,7 @@ pub struct ObjectStream<'a> {
 }
 
 /// Size and sha256 of an object as its chunks go by, with yield points for a paced thread
-/// ([`crate::pace`]) between 16 KiB pieces.
+/// ([`model::pace`]) between 16 KiB pieces.
 #[derive(Default)]
 pub(crate) struct StreamDigest {
     size: u64,
@@ -152,7 +152,7 @@ impl StreamDigest {
         self.size += chunk.len() as u64;
         for piece in chunk.chunks(16 * 1024) {
             self.hasher.update(piece);
-            crate::pace::tick();
+            model::pace::tick();
         }
     }
 

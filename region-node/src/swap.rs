@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use cluster_config::SwapPriority;
-use model_sync::manifest;
+use model::manifest;
 use model_sync::publish::error_chain;
 use model_sync::reader::{self, ReadError};
 use model_sync::store::Bucket;

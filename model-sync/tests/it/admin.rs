@@ -1,7 +1,7 @@
 //! Rollback and gc: pointers only move to verified versions; gc never deletes them.
 
+use model::manifest::{self, PAYLOAD_FILE};
 use model_sync::admin::{self, RollbackError};
-use model_sync::manifest::{self, PAYLOAD_FILE};
 use model_sync::publish::PointerChange;
 use model_sync::reader::{self, ReadError};
 

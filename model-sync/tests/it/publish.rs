@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use model_sync::manifest::{self, PAYLOAD_FILE};
+use model::manifest::{self, PAYLOAD_FILE};
 use model_sync::publish::{PointerChange, PublishError, PublishOptions, RegionError, Replication};
 use model_sync::reader::{self, ReadError};
 use model_sync::store::{StoreError, StoreOptions};
