@@ -8,9 +8,9 @@
 use std::collections::BTreeMap;
 
 use crate::publish::{error_chain, set_pointer, PointerChange};
-use crate::reader::{self, ObjectProblem, ReadError};
-use crate::store::{Bucket, ListedObject, Location, StoreError};
 use model::manifest::{self, Pointer};
+use store::reader::{self, ObjectProblem, ReadError};
+use store::{Bucket, ListedObject, Location, StoreError};
 
 /// One `models/<version>/` directory.
 #[derive(Debug, Clone)]

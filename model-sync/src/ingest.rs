@@ -13,8 +13,8 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::store::Bucket;
 use model::manifest;
+use store::Bucket;
 
 mod batch;
 mod error;

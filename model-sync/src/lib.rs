@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - Elsewhere: the cluster configuration (`regions.toml`) in `cluster-config`; the model, its
-//!   format, search, fold-in and the live-event contract in `model`.
+//!   format, search, fold-in and the live-event contract in `model`; S3 access and the
+//!   verified reader in `store`.
 //! - [`dataset`]: interactions in memory and their normalised on-disk form.
 //! - [`build`] (with [`par`]): dataset -> model; [`eval`]: offline metrics; [`tune`]:
 //!   parameters chosen on a validation split.
@@ -18,13 +19,11 @@ pub mod ingest;
 pub mod model_dir;
 pub mod par;
 pub mod tune;
-// store/reader/publish/admin: S3 buckets, verified reads, publish + status/rollback/gc.
+// publish + status/rollback/gc, through the `store` crate's buckets and verified reads.
 pub mod admin;
 pub mod generate;
 pub mod import;
 pub mod publish;
-pub mod reader;
 pub mod run;
-pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -11,9 +11,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::reader::{self, ReadError};
-use crate::store::{Bucket, StoreError};
 use model::manifest::{self, FileEntry, Manifest, Pointer};
+use store::reader::{self, ReadError};
+use store::{Bucket, StoreError};
 
 mod local;
 mod report;

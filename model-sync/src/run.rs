@@ -29,10 +29,10 @@ use crate::eval::{self, Protocol};
 use crate::ingest::{self, IngestError, IngestOptions, RegionIngest, StreamSource};
 use crate::model_dir::{self, ModelDirError};
 use crate::publish::{self, PublishError, PublishOptions, Replication};
-use crate::reader::{self, ReadError};
-use crate::store::Bucket;
 use model::manifest::Manifest;
 use model::model::BuildParams;
+use store::reader::{self, ReadError};
+use store::Bucket;
 
 /// The recommender and cutoff whose NDCG decides.
 pub const RECOMMENDER: &str = "user-knn";

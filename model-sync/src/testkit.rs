@@ -16,7 +16,7 @@ use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
 
-use crate::store::{Bucket, Credentials, Location, StoreOptions};
+use store::{Bucket, Credentials, Location, StoreOptions};
 
 /// Access key every test server accepts.
 pub const ACCESS_KEY: &str = "georec-test-access";

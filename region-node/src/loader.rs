@@ -10,8 +10,8 @@ use cluster_config::SwapPriority;
 use model::blob::{self, DecodeError};
 use model::manifest::{Manifest, PAYLOAD_FILE};
 use model::model::Model;
-use model_sync::reader::{self, ReadError};
-use model_sync::store::Bucket;
+use store::reader::{self, ReadError};
+use store::Bucket;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

@@ -18,9 +18,9 @@ use arc_swap::ArcSwapOption;
 use cluster_config::SwapPriority;
 use model::manifest;
 use model_sync::publish::error_chain;
-use model_sync::reader::{self, ReadError};
-use model_sync::store::Bucket;
 use serde::Serialize;
+use store::reader::{self, ReadError};
+use store::Bucket;
 
 use crate::loader::{self, LoadError};
 use crate::metrics::SwapMetrics;

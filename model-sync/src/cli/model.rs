@@ -11,7 +11,6 @@ use crate::dataset::Dataset;
 use crate::eval::{
     evaluate as run_evaluation, Evaluation, LiveProtocol, Protocol, RecommenderScores, SplitKind,
 };
-use crate::store::Credentials;
 use crate::tune::{tune as run_tuning, Grid};
 use crate::{dataset, ingest, model_dir};
 use cluster_config::ClusterConfig;
@@ -19,6 +18,7 @@ use model::blob;
 use model::manifest::{self, Manifest, MANIFEST_FILE, PAYLOAD_FILE};
 use model::model::BuildParams;
 use model::neighbours::Weighting;
+use store::Credentials;
 
 use super::store::primary_bucket;
 use super::units::human_bytes;

@@ -16,9 +16,9 @@ use serde::Serialize;
 use super::error::IngestError;
 use super::stream::{EventId, StreamEntry};
 use crate::dataset::Dataset;
-use crate::store::Bucket;
 use model::events::LiveEvent;
 use model::manifest::sha256_hex;
+use store::Bucket;
 
 /// Directory of event batches under the primary bucket's prefix.
 pub const EVENTS_DIR: &str = "events/";

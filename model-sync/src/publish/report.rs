@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::reader::ReadError;
-use crate::store::StoreError;
+use store::reader::ReadError;
+use store::StoreError;
 
 /// What happened to a bucket's pointer.
 #[derive(Debug, Clone, PartialEq, Eq)]

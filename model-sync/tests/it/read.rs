@@ -2,7 +2,7 @@
 
 use model::manifest::{self, PAYLOAD_FILE};
 use model_sync::admin::{self, VersionCheck};
-use model_sync::reader::{self, Defect, ReadError};
+use store::reader::{self, Defect, ReadError};
 
 use crate::helpers::{noise, simple_model, version, Cluster, PREFIX};
 
@@ -101,7 +101,7 @@ async fn readers_refuse_unknown_formats_and_report_no_pointer() {
 async fn stream_version_hands_over_the_payload_only_when_it_verifies() {
     use std::io::Read;
 
-    use model_sync::reader::{stream_version, PayloadReader, ReadError};
+    use store::reader::{stream_version, PayloadReader, ReadError};
     let s3 = model_sync::testkit::S3Server::start(&["st-primary", "st-region"]);
     let primary = s3.bucket("st-primary", "p/", "primary");
     let region = s3.bucket("st-region", "p/", "eu-west");
