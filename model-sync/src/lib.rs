@@ -25,5 +25,3 @@ pub mod generate;
 pub mod import;
 pub mod publish;
 pub mod run;
-#[cfg(feature = "testkit")]
-pub mod testkit;

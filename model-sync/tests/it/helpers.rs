@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use model::manifest::{self, Counts, FileEntry, Manifest};
 use model_sync::publish::{self, PublishError, PublishOptions, PublishReport};
-use model_sync::testkit::S3Server;
 use store::{Bucket, StoreOptions};
+use testkit::S3Server;
 
 pub const PREFIX: &str = "georec/";
 

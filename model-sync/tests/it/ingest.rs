@@ -10,9 +10,9 @@ use model_sync::generate::{generate, GenerateParams};
 use model_sync::ingest::{
     self, ingest_region, read_events, Batch, IngestError, IngestOptions, RegionStream, StreamSource, CONSUMER,
 };
-use model_sync::testkit::{RedisServer, S3Server};
 use redis::aio::MultiplexedConnection;
 use store::Bucket;
+use testkit::{RedisServer, S3Server};
 
 use crate::helpers::PREFIX;
 

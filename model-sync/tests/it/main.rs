@@ -10,4 +10,3 @@ mod publish;
 mod quality;
 mod read;
 mod retrain;
-mod testkit;

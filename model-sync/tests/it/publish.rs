@@ -195,7 +195,7 @@ async fn wrong_credentials_and_missing_buckets_say_what_to_fix() {
     let m = simple_model(1, 1000);
     let server = &cluster.shared;
     let wrong = store::Credentials::Static {
-        access_key: model_sync::testkit::ACCESS_KEY.into(),
+        access_key: testkit::ACCESS_KEY.into(),
         secret_key: "not-the-secret".into(),
     };
     let primary = store::Bucket::new(

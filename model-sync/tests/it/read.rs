@@ -102,7 +102,7 @@ async fn stream_version_hands_over_the_payload_only_when_it_verifies() {
     use std::io::Read;
 
     use store::reader::{stream_version, PayloadReader, ReadError};
-    let s3 = model_sync::testkit::S3Server::start(&["st-primary", "st-region"]);
+    let s3 = testkit::S3Server::start(&["st-primary", "st-region"]);
     let primary = s3.bucket("st-primary", "p/", "primary");
     let region = s3.bucket("st-region", "p/", "eu-west");
     let local = crate::helpers::simple_model(2, 1_000_000);

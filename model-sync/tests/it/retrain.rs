@@ -10,11 +10,11 @@ use model::manifest::PAYLOAD_FILE;
 use model_sync::dataset::{self, Dataset};
 use model_sync::generate::{generate, GenerateParams};
 use model_sync::run::ndcg_at_10;
-use model_sync::testkit::{RedisServer, S3Server, ACCESS_KEY, SECRET_KEY};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use store::reader;
 use store::Bucket;
+use testkit::{RedisServer, S3Server, ACCESS_KEY, SECRET_KEY};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::helpers::PREFIX;

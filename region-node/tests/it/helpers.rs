@@ -11,11 +11,11 @@ use model::model::{BuildParams, Model, Query, Scored};
 use model_sync::build::build;
 use model_sync::dataset::{Dataset, ItemMeta};
 use model_sync::publish::{self, PublishOptions};
-use model_sync::testkit::{RedisServer, S3Server};
 use region_node::settings::{AdminToken, PollSettings, Settings};
 use region_node::{Background, Node};
 use serde_json::Value;
 use store::Bucket;
+use testkit::{RedisServer, S3Server};
 
 pub const REGION: &str = "us-west";
 pub const PREFIX: &str = "georec/";
