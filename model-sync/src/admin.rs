@@ -7,7 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::publish::{error_chain, set_pointer, PointerChange};
+use crate::publish::{set_pointer, PointerChange};
+use cluster_config::errors::error_chain;
 use model::manifest::{self, Pointer};
 use store::reader::{self, ObjectProblem, ReadError};
 use store::{Bucket, ListedObject, Location, StoreError};

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cluster_config::errors::error_chain;
 use model::manifest::{self, FileEntry, Manifest, Pointer};
 use store::reader::{self, ReadError};
 use store::{Bucket, StoreError};
@@ -20,8 +21,7 @@ mod report;
 
 pub use local::LocalModel;
 pub use report::{
-    error_chain, BucketPublished, PointerChange, PublishError, PublishReport, RegionError, RegionReport,
-    Transfer,
+    BucketPublished, PointerChange, PublishError, PublishReport, RegionError, RegionReport, Transfer,
 };
 
 /// How a version reaches the region buckets.

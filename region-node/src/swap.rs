@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
+use cluster_config::errors::error_chain;
 use cluster_config::SwapPriority;
 use model::manifest;
-use model_sync::publish::error_chain;
 use serde::Serialize;
 use store::reader::{self, ReadError};
 use store::Bucket;

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use cluster_config::errors::error_chain;
 use store::reader::ReadError;
 use store::StoreError;
 
@@ -118,18 +119,6 @@ fn regions_failed(report: &PublishReport) -> String {
         if let Err(e) = &r.outcome {
             s.push_str(&format!("\n  {}", error_chain(e)));
         }
-    }
-    s
-}
-
-/// `error: cause: cause`, for messages that list several independent failures.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
     }
     s
 }
