@@ -43,7 +43,7 @@ fn format_2(m: &Model) -> Vec<u8> {
     old.extend_from_slice(&bytes[..8]);
     old.extend_from_slice(&2u32.to_le_bytes());
     let params = br#"{"neighbours":5,"hnsw_m":4,"hnsw_ef_construction":16,"hnsw_ef_search":8,"popularity_half_life_days":14.0,"binary":false,"seed":42}"#;
-    let old_len = u64::from_le_bytes(bytes[12..20].try_into().unwrap()) as usize;
+    let old_len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes")) as usize;
     old.extend_from_slice(&(params.len() as u64).to_le_bytes());
     old.extend_from_slice(params);
     old.extend_from_slice(&bytes[20 + old_len..bytes.len() - END.len()]);
@@ -103,7 +103,7 @@ fn blended(blend: f64) -> Model {
         ..GenerateParams::default()
     });
     build(&data, &BuildParams { neighbours: 10, popularity_blend: blend, ..BuildParams::default() })
-        .unwrap()
+        .expect("builds")
         .model
 }
 
