@@ -26,11 +26,12 @@ WORKDIR /src
 COPY . .
 
 # --locked: the image is built from exactly Cargo.lock. Every binary target of the workspace
-# is copied out, so a new binary crate needs no change here.
+# is copied out, so a new binary crate needs no change here; the dev-only testkit crate
+# (local-s3, the local cluster's S3 stand-in) is left out.
 RUN --mount=type=cache,id=georec-cargo-registry,target=/usr/local/cargo/registry \
     --mount=type=cache,id=georec-cargo-git,target=/usr/local/cargo/git \
     --mount=type=cache,id=georec-target,target=/src/target \
-    cargo build --release --locked --workspace --bins \
+    cargo build --release --locked --workspace --exclude testkit --bins \
  && mkdir -p /out \
  && find target/release -maxdepth 1 -type f -perm -u+x -exec cp {} /out/ \; \
  && ls -l /out

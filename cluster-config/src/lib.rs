@@ -10,9 +10,10 @@
 //! never reads the process environment itself: binaries pass `std::env::vars()` in.
 //!
 //! Beside the configuration: the admin token every binary checks or sends ([`AdminToken`]),
-//! and the log set-up they share ([`telemetry`]). This crate is all the router needs of the
+//! the log set-up they share ([`telemetry`]) and one-line error chains ([`errors`]). This crate is all the router needs of the
 //! cluster, so it stays free of the model, storage and pipeline crates.
 
+pub mod errors;
 pub mod telemetry;
 
 use std::collections::BTreeMap;

@@ -36,7 +36,7 @@ impl Source {
                 let file = if path.is_dir() { path.join("model.bin") } else { path.clone() };
                 let reader = std::fs::File::open(&file)
                     .map_err(|source| UsersError::Read { path: file.clone(), source })?;
-                model_sync::blob::decode(reader)
+                model::blob::decode(reader)
                     .map_err(|source| UsersError::Model { path: file.clone(), source })?
                     .users
             }
@@ -149,7 +149,7 @@ pub enum UsersError {
     Model {
         path: PathBuf,
         #[source]
-        source: model_sync::blob::DecodeError,
+        source: model::blob::DecodeError,
     },
     #[error("no user ids in {0}")]
     Empty(String),

@@ -9,9 +9,9 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use model_sync::events::{self, EventType, LiveEvent};
+use model::events::{self, EventType, LiveEvent};
 use model_sync::ingest::{ingest_region, read_events, IngestOptions};
-use model_sync::testkit::{RedisServer, S3Server};
+use testkit::{RedisServer, S3Server};
 
 const MAX_EVENTS: usize = 5_000_000;
 const REGION: &str = "bench";

@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use model_sync::blob;
+use model::blob;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -36,16 +36,16 @@ fn main() -> anyhow::Result<()> {
     }
     let mut times: Vec<Duration> = Vec::with_capacity(sample.len());
     let mut found = 0usize;
-    let budget = model_sync::live::LIVE_SCAN_BUDGET;
+    let budget = model::live::LIVE_SCAN_BUDGET;
     let mut capped = 0usize;
-    let mut slowest: Vec<(Duration, u64, usize, model_sync::neighbours::SearchPath)> = Vec::new();
+    let mut slowest: Vec<(Duration, u64, usize, model::neighbours::SearchPath)> = Vec::new();
     for (u, v) in &sample {
         let t = Instant::now();
         let f = model.knn_within(v, k, Some(*u), budget);
         times.push(t.elapsed());
         slowest.push((t.elapsed(), f.scanned, v.len(), f.path));
         found += f.neighbours.len();
-        capped += usize::from(f.path == model_sync::neighbours::SearchPath::Capped);
+        capped += usize::from(f.path == model::neighbours::SearchPath::Capped);
     }
     times.sort_unstable();
     slowest.sort_by_key(|s| std::cmp::Reverse(s.0));

@@ -7,9 +7,9 @@
 use std::time::Instant;
 
 use anyhow::Context;
+use model::model::BuildParams;
+use model::neighbours::{search_exhaustive, SearchPath};
 use model_sync::build::{build_sampled, NO_NEIGHBOURS};
-use model_sync::model::BuildParams;
-use model_sync::neighbours::{search_exhaustive, SearchPath};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);

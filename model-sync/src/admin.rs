@@ -7,10 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::manifest::{self, Pointer};
-use crate::publish::{error_chain, set_pointer, PointerChange};
-use crate::reader::{self, ObjectProblem, ReadError};
-use crate::store::{Bucket, ListedObject, Location, StoreError};
+use crate::publish::{set_pointer, PointerChange};
+use cluster_config::errors::error_chain;
+use model::manifest::{self, Pointer};
+use store::reader::{self, ObjectProblem, ReadError};
+use store::{Bucket, ListedObject, Location, StoreError};
 
 /// One `models/<version>/` directory.
 #[derive(Debug, Clone)]

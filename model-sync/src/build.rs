@@ -13,17 +13,17 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 use crate::dataset::Dataset;
-use crate::matrix::Matrix;
-use crate::model::{decay, BuildParams, Derived, Model};
-use crate::neighbours::{search_exhaustive, SearchPath};
 use crate::par::par_map;
+use model::matrix::Matrix;
+use model::model::{decay, BuildParams, Derived, Model, ParamError};
+use model::neighbours::{search_exhaustive, SearchPath};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("the dataset has no interactions: nothing to build a model from")]
     Empty,
-    #[error("invalid build parameter {name}: {reason}")]
-    Param { name: &'static str, reason: String },
+    #[error(transparent)]
+    Param(#[from] ParamError),
 }
 
 /// A built model and how it was made.
@@ -68,34 +68,6 @@ impl SearchStats {
             self.recall,
             self.recall_users
         )
-    }
-}
-
-impl BuildParams {
-    pub fn validate(&self) -> Result<(), BuildError> {
-        let bad = |name, reason: &str| Err(BuildError::Param { name, reason: reason.into() });
-        if self.neighbours == 0 || self.neighbours > 1000 {
-            return bad("neighbours", "must be in 1..=1000");
-        }
-        if !(self.idf.is_finite() && (0.0..=4.0).contains(&self.idf)) {
-            return bad("idf", "must be in 0..=4");
-        }
-        if !(self.shrink.is_finite() && self.shrink >= 0.0) {
-            return bad("shrink", "must be a non-negative number");
-        }
-        if !(self.min_similarity.is_finite() && (0.0..1.0).contains(&self.min_similarity)) {
-            return bad("min_similarity", "must be in [0, 1)");
-        }
-        if !(self.popularity_blend.is_finite() && (0.0..=1.0).contains(&self.popularity_blend)) {
-            return bad("popularity_blend", "must be in [0, 1]");
-        }
-        if self.scan_budget < 1000 {
-            return bad("scan_budget", "must be at least 1000 list entries");
-        }
-        if !(self.popularity_half_life_days.is_finite() && self.popularity_half_life_days >= 0.0) {
-            return bad("popularity_half_life_days", "must be a non-negative number");
-        }
-        Ok(())
     }
 }
 
@@ -342,9 +314,9 @@ pub fn fingerprint(data: &Dataset) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blob;
     use crate::dataset::ItemMeta;
-    use crate::model::Query;
+    use model::blob;
+    use model::model::Query;
 
     /// Two taste groups: users 0-9 like items a*, users 10-19 like items b*.
     fn groups() -> Dataset {

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::build::{build, build_sampled, BuildError};
 use crate::dataset::{Dataset, Event};
-use crate::model::{BuildParams, Model, Query, Scored};
 use crate::par::par_map;
+use model::model::{BuildParams, Model, Query, Scored};
 
 /// How the data is split and what is measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -498,14 +498,14 @@ pub fn evaluate_live(
             .filter(|e| revealed.contains(&e.item))
             .filter_map(|e| Some((model.item_index(&data.items[e.item as usize])?, e.weight)))
             .collect();
-        let fold = crate::live::sum_by_item(fold);
+        let fold = model::live::sum_by_item(fold);
         let revealed_idx: Vec<u32> = fold.iter().map(|&(i, _)| i).collect();
-        let seen = crate::live::union(history, &revealed_idx);
+        let seen = model::live::union(history, &revealed_idx);
         test_users += 1;
         known_users += usize::from(user.is_some());
 
         let started = std::time::Instant::now();
-        let mut live = crate::live::recommend_live(model, user, &fold, &seen, &q);
+        let mut live = model::live::recommend_live(model, user, &fold, &seen, &q);
         if live.is_empty() {
             live = model.popular(&seen, &q);
         }

@@ -1,4 +1,4 @@
-//! `ingest`: drain every region's event stream (see [`crate::events`]) into the primary bucket.
+//! `ingest`: drain every region's event stream (see [`model::events`]) into the primary bucket.
 //!
 //! Per region: connect, create the consumer group if missing, re-read this consumer's pending
 //! entries (delivered to an ingest that stopped before acknowledging them), then read new
@@ -13,8 +13,8 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::manifest;
-use crate::store::Bucket;
+use model::manifest;
+use store::Bucket;
 
 mod batch;
 mod error;
@@ -27,7 +27,7 @@ pub use batch::{
 pub use error::IngestError;
 pub use stream::{redact, EventId, RegionStream, StreamEntry};
 
-/// Consumer name within [`crate::events::CONSUMER_GROUP`]. One name for every run, so the next
+/// Consumer name within [`model::events::CONSUMER_GROUP`]. One name for every run, so the next
 /// ingest finds what a stopped one left pending.
 pub const CONSUMER: &str = "ingest";
 pub const DEFAULT_BATCH: usize = 10_000;

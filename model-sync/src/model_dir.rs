@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::blob;
 use crate::build::Built;
 use crate::eval::Evaluation;
-use crate::manifest::{self, Counts, FileEntry, Manifest, FORMAT_VERSION, MANIFEST_FILE, PAYLOAD_FILE};
-use crate::model::BuildParams;
+use model::blob;
+use model::manifest::{self, Counts, FileEntry, Manifest, FORMAT_VERSION, MANIFEST_FILE, PAYLOAD_FILE};
+use model::model::BuildParams;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelDirError {

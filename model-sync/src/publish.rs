@@ -11,17 +11,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::manifest::{self, FileEntry, Manifest, Pointer};
-use crate::reader::{self, ReadError};
-use crate::store::{Bucket, StoreError};
+use cluster_config::errors::error_chain;
+use model::manifest::{self, FileEntry, Manifest, Pointer};
+use store::reader::{self, ReadError};
+use store::{Bucket, StoreError};
 
 mod local;
 mod report;
 
 pub use local::LocalModel;
 pub use report::{
-    error_chain, BucketPublished, PointerChange, PublishError, PublishReport, RegionError, RegionReport,
-    Transfer,
+    BucketPublished, PointerChange, PublishError, PublishReport, RegionError, RegionReport, Transfer,
 };
 
 /// How a version reaches the region buckets.

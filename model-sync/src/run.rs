@@ -27,12 +27,12 @@ use crate::build::{self, BuildError};
 use crate::dataset::{self, Dataset, DatasetError};
 use crate::eval::{self, Protocol};
 use crate::ingest::{self, IngestError, IngestOptions, RegionIngest, StreamSource};
-use crate::manifest::Manifest;
-use crate::model::BuildParams;
 use crate::model_dir::{self, ModelDirError};
 use crate::publish::{self, PublishError, PublishOptions, Replication};
-use crate::reader::{self, ReadError};
-use crate::store::Bucket;
+use model::manifest::Manifest;
+use model::model::BuildParams;
+use store::reader::{self, ReadError};
+use store::Bucket;
 
 /// The recommender and cutoff whose NDCG decides.
 pub const RECOMMENDER: &str = "user-knn";

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::build::{build_sampled, BuildError};
 use crate::dataset::Dataset;
 use crate::eval::{score_rankers, scores, split, Protocol, SplitReport};
-use crate::model::{BuildParams, Query, Scored};
-use crate::neighbours::Weighting;
+use model::model::{BuildParams, Query, Scored};
+use model::neighbours::Weighting;
 
 /// The values tried for each parameter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

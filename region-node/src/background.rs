@@ -2,7 +2,7 @@
 //! version runs on the loader's own runtime thread, decoding and building it on threads of
 //! their own, and the replaced version is freed on another, all at the background priority
 //! ([`SwapPriority`], `[model] swap_priority`) and paced (they give the CPU back every 200 us
-//! in their long loops, see [`model_sync::pace`]).
+//! in their long loops, see [`model::pace`]).
 //!
 //! The default, `low`, is nice 5. `idle` is Linux `SCHED_IDLE`. What that buys over a nice
 //! value is where the scheduler puts a request thread that wakes up: a CPU running only
@@ -98,11 +98,11 @@ pub fn retire<T: Send + Sync + 'static>(old: Arc<T>, patience: Duration, priorit
     }
 }
 
-/// `priority` for this thread, and yield points in its long loops ([`model_sync::pace`]): a
+/// `priority` for this thread, and yield points in its long loops ([`model::pace`]): a
 /// lower priority alone still lets the scheduler run this thread for up to a timer tick
 /// (4 ms) while a request thread waits.
 fn lower_priority(priority: SwapPriority) {
-    model_sync::pace::enable(model_sync::pace::DEFAULT_INTERVAL);
+    model::pace::enable(model::pace::DEFAULT_INTERVAL);
     let lowered = match priority {
         SwapPriority::Idle => {
             set_idle().or_else(|idle| set_low().map_err(|low| format!("SCHED_IDLE: {idle}; nice: {low}")))

@@ -8,7 +8,7 @@
 //! ```text
 //! georec:<region>:<version>:rec:<user id>      hash: <shape hash> -> {head, ranked}
 //! georec:<region>:<version>:sim:<count>:<item id>
-//! georec:<region>:events                       stream of accepted events (model_sync::events)
+//! georec:<region>:events                       stream of accepted events (model::events)
 //! georec:<region>:recent:<user id>             the user's recent events, newest first
 //! ```
 //!
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use std::future::Future;
 
-use model_sync::events::{self, LiveEvent, RECENT_MAX, RECENT_TTL_SECS};
+use model::events::{self, LiveEvent, RECENT_MAX, RECENT_TTL_SECS};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, RedisError, RedisResult};
 use serde::{Deserialize, Serialize};

@@ -7,11 +7,11 @@
 //! used only if the whole file matches its manifest entry.
 
 use cluster_config::SwapPriority;
-use model_sync::blob::{self, DecodeError};
-use model_sync::manifest::{Manifest, PAYLOAD_FILE};
-use model_sync::model::Model;
-use model_sync::reader::{self, ReadError};
-use model_sync::store::Bucket;
+use model::blob::{self, DecodeError};
+use model::manifest::{Manifest, PAYLOAD_FILE};
+use model::model::Model;
+use store::reader::{self, ReadError};
+use store::Bucket;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use cluster_config::ClusterConfig;
-use model_sync::store::{Bucket, Credentials, Location, StoreOptions};
 use region_node::settings::{AdminToken, Settings};
 use region_node::Node;
+use store::{Bucket, Credentials, Location, StoreOptions};
 
 /// Serve one region's recommendations from its bucket's current model and its Redis.
 #[derive(Debug, Parser)]

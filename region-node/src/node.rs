@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use model_sync::store::Bucket;
+use store::Bucket;
 use tokio::task::JoinHandle;
 
 use crate::cache::{Cache, CacheError};

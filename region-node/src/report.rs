@@ -4,7 +4,7 @@
 //! status code. Field names are a contract: the router reads `status`, `model_version` and
 //! `redis` from `/health/ready`.
 
-use model_sync::manifest::rfc3339;
+use model::manifest::rfc3339;
 use serde::Serialize;
 
 use crate::node::Node;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use model_sync::events::LiveEvent;
+use model::events::LiveEvent;
 use prometheus::IntCounterVec;
 
 use crate::answer::{Ranked, RecommendQuery, Source};

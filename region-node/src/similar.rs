@@ -1,12 +1,12 @@
 //! Item-item similarity: items most often chosen by the same users, cosine-normalised.
 //!
 //! The model stores users x items by row; "who chose item i" comes from the item-major index
-//! every model derives when it is built or decoded ([`model_sync::neighbours::ItemIndex`],
+//! every model derives when it is built or decoded ([`model::neighbours::ItemIndex`],
 //! the one its neighbour search reads), so a query touches only the users of `i` and their
 //! items: `sim(i, j) = |U(i) ∩ U(j)| / sqrt(|U(i)| * |U(j)|)` over binary choices.
 
-use model_sync::model::{top_k, Model, Scored};
-use model_sync::pace;
+use model::model::{top_k, Model, Scored};
+use model::pace;
 
 /// The `count` items most similar to `item` (never `item` itself), ties by item index.
 pub fn similar(model: &Model, item: u32, count: usize) -> Vec<Scored> {
@@ -35,9 +35,9 @@ pub fn similar(model: &Model, item: u32, count: usize) -> Vec<Scored> {
 
 #[cfg(test)]
 mod tests {
+    use model::model::BuildParams;
     use model_sync::build::build;
     use model_sync::dataset::Dataset;
-    use model_sync::model::BuildParams;
 
     use super::*;
 

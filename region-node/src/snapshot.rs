@@ -7,10 +7,10 @@
 
 use std::borrow::Cow;
 
-use model_sync::events::LiveEvent;
-use model_sync::live::{self, sum_by_item, union};
-use model_sync::manifest::Manifest;
-use model_sync::model::{Model, Query, Scored};
+use model::events::LiveEvent;
+use model::live::{self, sum_by_item, union};
+use model::manifest::Manifest;
+use model::model::{Model, Query, Scored};
 
 use crate::answer::{Ranked, RankedItem, RecommendQuery, Strategy};
 use crate::similar;
@@ -179,7 +179,7 @@ impl ModelSnapshot {
         for u in [0, users / 2, users - 1] {
             let q = RecommendQuery::new(m.users[u].clone(), 10, Vec::new(), Vec::new());
             std::hint::black_box(self.recommend(&q));
-            model_sync::pace::tick();
+            model::pace::tick();
         }
         let unknown = RecommendQuery::new("\u{0}warm-up", 10, Vec::new(), Vec::new());
         let popular = self.recommend(&unknown);

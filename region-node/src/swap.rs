@@ -15,12 +15,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
+use cluster_config::errors::error_chain;
 use cluster_config::SwapPriority;
-use model_sync::manifest;
-use model_sync::publish::error_chain;
-use model_sync::reader::{self, ReadError};
-use model_sync::store::Bucket;
+use model::manifest;
 use serde::Serialize;
+use store::reader::{self, ReadError};
+use store::Bucket;
 
 use crate::loader::{self, LoadError};
 use crate::metrics::SwapMetrics;

@@ -75,7 +75,7 @@ fn ids_come_from_a_models_users() {
     let built = model_sync::build::build(&data, &Default::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = std::fs::File::create(dir.path().join("model.bin")).unwrap();
-    model_sync::blob::encode(&built.model, file).unwrap();
+    model::blob::encode(&built.model, file).unwrap();
 
     let users = Source::Model(dir.path().to_path_buf()).load().unwrap();
     assert_eq!(users, built.model.users);

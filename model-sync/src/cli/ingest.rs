@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use anyhow::bail;
 
 use crate::ingest::{self, describe, IngestError, IngestOptions, RegionIngest, StreamSource, DEFAULT_BATCH};
-use crate::store::Credentials;
 use cluster_config::ClusterConfig;
+use store::Credentials;
 
 use super::store::{emit, primary_bucket};
 

@@ -9,8 +9,6 @@ use cluster_config::ClusterConfig;
 pub mod data;
 pub mod exit;
 pub mod ingest;
-#[cfg(feature = "testkit")]
-pub mod local_s3;
 pub mod model;
 pub mod run;
 pub mod store;
@@ -64,9 +62,6 @@ pub enum Command {
     Inspect(model::InspectArgs),
     /// Check regions.toml (with env overrides) and print the configuration in effect.
     Config(ConfigArgs),
-    /// Run an S3-compatible store (s3s-fs) over a local directory for the local cluster.
-    #[cfg(feature = "testkit")]
-    LocalS3(local_s3::LocalS3Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -124,8 +119,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(a) => store::status(&cli.load_config()?, a).await,
         Command::Rollback(a) => store::rollback(&cli.load_config()?, a).await,
         Command::Gc(a) => store::gc(&cli.load_config()?, a).await,
-        #[cfg(feature = "testkit")]
-        Command::LocalS3(a) => local_s3::run(&cli.load_config()?, a).await,
     }
 }
 

@@ -11,16 +11,38 @@ use crate::dataset::Dataset;
 use crate::eval::{
     evaluate as run_evaluation, Evaluation, LiveProtocol, Protocol, RecommenderScores, SplitKind,
 };
-use crate::manifest::{self, Manifest, MANIFEST_FILE, PAYLOAD_FILE};
-use crate::model::BuildParams;
-use crate::neighbours::Weighting;
-use crate::store::Credentials;
 use crate::tune::{tune as run_tuning, Grid};
-use crate::{blob, dataset, ingest, model_dir};
+use crate::{dataset, ingest, model_dir};
 use cluster_config::ClusterConfig;
+use model::blob;
+use model::manifest::{self, Manifest, MANIFEST_FILE, PAYLOAD_FILE};
+use model::model::BuildParams;
+use model::neighbours::Weighting;
+use store::Credentials;
 
 use super::store::primary_bucket;
 use super::units::human_bytes;
+
+/// `--weighting`: a [`Weighting`] as the command line spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WeightingArg {
+    /// The summed weight itself (ratings, event weights).
+    Raw,
+    /// 1 for every interaction: what was chosen, not how often or how strongly.
+    Binary,
+    /// `ln(1 + w)`: repeat interactions count, with diminishing returns.
+    Log,
+}
+
+impl From<WeightingArg> for Weighting {
+    fn from(w: WeightingArg) -> Self {
+        match w {
+            WeightingArg::Raw => Weighting::Raw,
+            WeightingArg::Binary => Weighting::Binary,
+            WeightingArg::Log => Weighting::Log,
+        }
+    }
+}
 
 /// Model parameters shared by `build`, `evaluate`, `tune` and `run`. They start from the
 /// defaults, or from a parameters file (`tune` writes `DATA/params.json`, which is read when
@@ -38,7 +60,7 @@ pub struct ParamArgs {
     pub neighbours: Option<usize>,
     /// How interaction weights enter similarities and scores [default: raw].
     #[arg(long, value_enum)]
-    pub weighting: Option<Weighting>,
+    pub weighting: Option<WeightingArg>,
     /// Same as --weighting binary.
     #[arg(long, conflicts_with = "weighting")]
     pub binary: bool,
@@ -92,7 +114,10 @@ impl ParamArgs {
             }
         }
         set(&mut p.neighbours, self.neighbours);
-        set(&mut p.weighting, self.weighting.or(self.binary.then_some(Weighting::Binary)));
+        set(
+            &mut p.weighting,
+            self.weighting.map(Weighting::from).or(self.binary.then_some(Weighting::Binary)),
+        );
         set(&mut p.idf, self.idf);
         set(&mut p.shrink, self.shrink);
         set(&mut p.min_similarity, self.min_similarity);
@@ -296,7 +321,7 @@ fn evaluate_live(a: &EvaluateArgs, data: &Dataset) -> anyhow::Result<()> {
     println!(
         "split at {} ({}), training interactions {}, test users {} ({} known to the model, {} new)",
         e.split_ts,
-        crate::manifest::rfc3339(e.split_ts),
+        model::manifest::rfc3339(e.split_ts),
         e.train_interactions,
         e.test_users,
         e.known_users,

@@ -11,8 +11,8 @@ use crate::eval::Protocol;
 use crate::ingest::{describe, IngestOptions, DEFAULT_BATCH};
 use crate::publish::Replication;
 use crate::run::{self, CycleReport, Outcome, RunSettings, Runner, Targets, DEFAULT_MAX_NDCG_DROP};
-use crate::store::Credentials;
 use cluster_config::ClusterConfig;
+use store::Credentials;
 
 use super::exit::Exit;
 use super::ingest::sources;

@@ -14,8 +14,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::admin::{self, BucketState, VersionCheck};
 use crate::publish::{self, PointerChange, PublishError, PublishEvent, PublishOptions, Replication};
-use crate::store::{Bucket, Credentials, Location, StoreOptions};
 use cluster_config::ClusterConfig;
+use store::{Bucket, Credentials, Location, StoreOptions};
 
 use super::units::human_bytes;
 
@@ -219,7 +219,7 @@ pub async fn status(c: &ClusterConfig, a: &StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bucket_healthy(state: &Result<BucketState, crate::store::StoreError>) -> bool {
+fn bucket_healthy(state: &Result<BucketState, store::StoreError>) -> bool {
     let Ok(s) = state else { return false };
     s.pointer_error.is_none()
         && s.dangling_pointer.is_none()

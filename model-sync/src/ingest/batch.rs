@@ -16,9 +16,9 @@ use serde::Serialize;
 use super::error::IngestError;
 use super::stream::{EventId, StreamEntry};
 use crate::dataset::Dataset;
-use crate::events::LiveEvent;
-use crate::manifest::sha256_hex;
-use crate::store::Bucket;
+use model::events::LiveEvent;
+use model::manifest::sha256_hex;
+use store::Bucket;
 
 /// Directory of event batches under the primary bucket's prefix.
 pub const EVENTS_DIR: &str = "events/";
@@ -247,7 +247,7 @@ pub fn merge(data: Dataset, events: &[IngestedEvent]) -> Dataset {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::EventType;
+    use model::events::EventType;
 
     fn entry(id: u64, fields: &[(&str, &str)]) -> StreamEntry {
         let fields = fields.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())).collect();

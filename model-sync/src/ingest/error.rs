@@ -1,6 +1,6 @@
 //! [`IngestError`]: why a region's ingest, or reading the ingested batches back, failed.
 
-use crate::store::StoreError;
+use store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {

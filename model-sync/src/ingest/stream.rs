@@ -8,7 +8,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError, Value};
 
 use super::error::IngestError;
-use crate::events::{self, CONSUMER_GROUP};
+use model::events::{self, CONSUMER_GROUP};
 
 /// Connecting gives up after this long: an unreachable region fails in seconds.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);

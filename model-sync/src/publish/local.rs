@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::report::PublishError;
-use crate::manifest::{self, Manifest};
+use model::manifest::{self, Manifest};
 
 /// A verified local model directory.
 #[derive(Debug, Clone)]

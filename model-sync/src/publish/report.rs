@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::reader::ReadError;
-use crate::store::StoreError;
+use cluster_config::errors::error_chain;
+use store::reader::ReadError;
+use store::StoreError;
 
 /// What happened to a bucket's pointer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,18 +119,6 @@ fn regions_failed(report: &PublishReport) -> String {
         if let Err(e) = &r.outcome {
             s.push_str(&format!("\n  {}", error_chain(e)));
         }
-    }
-    s
-}
-
-/// `error: cause: cause`, for messages that list several independent failures.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
     }
     s
 }

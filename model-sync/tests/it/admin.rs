@@ -1,9 +1,9 @@
 //! Rollback and gc: pointers only move to verified versions; gc never deletes them.
 
+use model::manifest::{self, PAYLOAD_FILE};
 use model_sync::admin::{self, RollbackError};
-use model_sync::manifest::{self, PAYLOAD_FILE};
 use model_sync::publish::PointerChange;
-use model_sync::reader::{self, ReadError};
+use store::reader::{self, ReadError};
 
 use crate::helpers::{noise, simple_model, version, Cluster, PREFIX};
 

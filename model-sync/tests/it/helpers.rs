@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use model_sync::manifest::{self, Counts, FileEntry, Manifest};
+use model::manifest::{self, Counts, FileEntry, Manifest};
 use model_sync::publish::{self, PublishError, PublishOptions, PublishReport};
-use model_sync::store::{Bucket, StoreOptions};
-use model_sync::testkit::S3Server;
+use store::{Bucket, StoreOptions};
+use testkit::S3Server;
 
 pub const PREFIX: &str = "georec/";
 

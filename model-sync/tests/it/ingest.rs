@@ -3,16 +3,16 @@
 
 use std::time::{Duration, Instant};
 
+use model::events::{self, EventType, LiveEvent, CONSUMER_GROUP};
+use model::model::BuildParams;
 use model_sync::build::build;
-use model_sync::events::{self, EventType, LiveEvent, CONSUMER_GROUP};
 use model_sync::generate::{generate, GenerateParams};
 use model_sync::ingest::{
     self, ingest_region, read_events, Batch, IngestError, IngestOptions, RegionStream, StreamSource, CONSUMER,
 };
-use model_sync::model::BuildParams;
-use model_sync::store::Bucket;
-use model_sync::testkit::{RedisServer, S3Server};
 use redis::aio::MultiplexedConnection;
+use store::Bucket;
+use testkit::{RedisServer, S3Server};
 
 use crate::helpers::PREFIX;
 

@@ -2,9 +2,9 @@
 //! after a global time split, folding a user's first new items into their vector must rank
 //! their later items better than the model without them.
 
+use model::model::BuildParams;
 use model_sync::eval::{evaluate_live, LiveProtocol};
 use model_sync::import::{import, Source};
-use model_sync::model::BuildParams;
 
 #[test]
 fn movielens_100k_live_fold_in_beats_the_plain_model() {

@@ -2,6 +2,7 @@
 
 mod admin;
 mod bookcrossing_import;
+mod built_model;
 mod helpers;
 mod ingest;
 mod live;
@@ -9,4 +10,3 @@ mod publish;
 mod quality;
 mod read;
 mod retrain;
-mod testkit;

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use model_sync::manifest::{self, PAYLOAD_FILE};
+use model::manifest::{self, PAYLOAD_FILE};
 use model_sync::publish::{PointerChange, PublishError, PublishOptions, RegionError, Replication};
-use model_sync::reader::{self, ReadError};
-use model_sync::store::{StoreError, StoreOptions};
+use store::reader::{self, ReadError};
+use store::{StoreError, StoreOptions};
 
 use crate::helpers::{model, simple_model, version, Cluster, FOUR, PREFIX};
 
@@ -194,11 +194,11 @@ async fn wrong_credentials_and_missing_buckets_say_what_to_fix() {
     let cluster = Cluster::new(&["eu-west"], &[]);
     let m = simple_model(1, 1000);
     let server = &cluster.shared;
-    let wrong = model_sync::store::Credentials::Static {
-        access_key: model_sync::testkit::ACCESS_KEY.into(),
+    let wrong = store::Credentials::Static {
+        access_key: testkit::ACCESS_KEY.into(),
         secret_key: "not-the-secret".into(),
     };
-    let primary = model_sync::store::Bucket::new(
+    let primary = store::Bucket::new(
         "primary",
         server.location("georec-primary", PREFIX),
         &wrong,
@@ -214,9 +214,8 @@ async fn wrong_credentials_and_missing_buckets_say_what_to_fix() {
     assert!(e.to_string().contains("check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"), "{e}");
     assert!(e.to_string().contains("primary"), "{e}");
 
-    let unknown_key =
-        model_sync::store::Credentials::Static { access_key: "nobody".into(), secret_key: "x".into() };
-    let b = model_sync::store::Bucket::new(
+    let unknown_key = store::Credentials::Static { access_key: "nobody".into(), secret_key: "x".into() };
+    let b = store::Bucket::new(
         "eu-west",
         server.location("georec-eu-west", PREFIX),
         &unknown_key,

@@ -11,11 +11,11 @@
 
 use std::path::PathBuf;
 
+use model::model::BuildParams;
+use model::neighbours::Weighting;
 use model_sync::dataset::Dataset;
 use model_sync::eval::{evaluate, Evaluation, Protocol};
 use model_sync::import::{import, Source};
-use model_sync::model::BuildParams;
-use model_sync::neighbours::Weighting;
 use model_sync::tune::{tune, Grid};
 
 /// The dataset directory in `var`; `None` (after saying so) outside CI when it is unset.

@@ -1,8 +1,8 @@
 //! What readers (region nodes) see: only whole, verified versions.
 
+use model::manifest::{self, PAYLOAD_FILE};
 use model_sync::admin::{self, VersionCheck};
-use model_sync::manifest::{self, PAYLOAD_FILE};
-use model_sync::reader::{self, Defect, ReadError};
+use store::reader::{self, Defect, ReadError};
 
 use crate::helpers::{noise, simple_model, version, Cluster, PREFIX};
 
@@ -101,8 +101,8 @@ async fn readers_refuse_unknown_formats_and_report_no_pointer() {
 async fn stream_version_hands_over_the_payload_only_when_it_verifies() {
     use std::io::Read;
 
-    use model_sync::reader::{stream_version, PayloadReader, ReadError};
-    let s3 = model_sync::testkit::S3Server::start(&["st-primary", "st-region"]);
+    use store::reader::{stream_version, PayloadReader, ReadError};
+    let s3 = testkit::S3Server::start(&["st-primary", "st-region"]);
     let primary = s3.bucket("st-primary", "p/", "primary");
     let region = s3.bucket("st-region", "p/", "eu-west");
     let local = crate::helpers::simple_model(2, 1_000_000);
@@ -139,7 +139,7 @@ async fn stream_version_hands_over_the_payload_only_when_it_verifies() {
     let (_, none) = stream_version(&region, &version, "not-listed.bin", read_all).await.expect("manifest");
     assert!(none.is_none(), "a file the manifest does not list is not streamed");
 
-    let on_disk = s3.object_path("st-region", &model_sync::manifest::file_key("p/", &version, &name));
+    let on_disk = s3.object_path("st-region", &model::manifest::file_key("p/", &version, &name));
     let intact = std::fs::read(&on_disk).unwrap();
     let mut flipped = intact.clone();
     flipped[500_000] ^= 1;

@@ -5,16 +5,16 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+use model::events::EventType;
+use model::manifest::PAYLOAD_FILE;
 use model_sync::dataset::{self, Dataset};
-use model_sync::events::EventType;
 use model_sync::generate::{generate, GenerateParams};
-use model_sync::manifest::PAYLOAD_FILE;
-use model_sync::reader;
 use model_sync::run::ndcg_at_10;
-use model_sync::store::Bucket;
-use model_sync::testkit::{RedisServer, S3Server, ACCESS_KEY, SECRET_KEY};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use store::reader;
+use store::Bucket;
+use testkit::{RedisServer, S3Server, ACCESS_KEY, SECRET_KEY};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::helpers::PREFIX;
@@ -213,7 +213,7 @@ async fn build_with_events_adds_ingested_users_with_or_without_data() {
         let out = site.model_sync(&args).await;
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let file = std::fs::File::open(model_dir.join(PAYLOAD_FILE)).expect("model.bin");
-        let model = model_sync::blob::decode(file).expect("decode");
+        let model = model::blob::decode(file).expect("decode");
         assert!(model.user_index("walk-in").is_some(), "with_data {with_data}");
         let users = if with_data { good.users.len() + 1 } else { 1 };
         assert_eq!(model.users.len(), users);

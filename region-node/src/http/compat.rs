@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use model_sync::manifest;
+use model::manifest;
 use serde::{Deserialize, Serialize};
 
 use crate::answer::{RankedItem, RecommendQuery, Source, Strategy};

@@ -7,7 +7,7 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
-use model_sync::publish::error_chain;
+use cluster_config::errors::error_chain;
 use serde::Serialize;
 
 use crate::cache::CacheError;

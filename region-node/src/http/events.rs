@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use model_sync::events::{EventError, EventType, LiveEvent};
+use model::events::{EventError, EventType, LiveEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::http::error::{ApiError, ErrorBody, INVALID, MALFORMED};

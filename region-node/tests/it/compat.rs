@@ -1,6 +1,6 @@
 //! The FastAPI-layout routes answer what the native ones answer, in their shapes.
 
-use model_sync::model::Query;
+use model::model::Query;
 use serde_json::{json, Value};
 
 use crate::helpers::*;

@@ -1,7 +1,7 @@
 //! `POST /events`: events stored durably in the region's stream, and recommendations that
 //! move with them at once (live fold-in through the model's HNSW graph).
 
-use model_sync::events::{self, LiveEvent};
+use model::events::{self, LiveEvent};
 use serde_json::{json, Value};
 
 use crate::helpers::*;

@@ -6,16 +6,16 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use model::manifest::{self, Counts, FileEntry, Manifest, FORMAT_VERSION, MANIFEST_FILE, PAYLOAD_FILE};
+use model::model::{BuildParams, Model, Query, Scored};
 use model_sync::build::build;
 use model_sync::dataset::{Dataset, ItemMeta};
-use model_sync::manifest::{self, Counts, FileEntry, Manifest, FORMAT_VERSION, MANIFEST_FILE, PAYLOAD_FILE};
-use model_sync::model::{BuildParams, Model, Query, Scored};
 use model_sync::publish::{self, PublishOptions};
-use model_sync::store::Bucket;
-use model_sync::testkit::{RedisServer, S3Server};
 use region_node::settings::{AdminToken, PollSettings, Settings};
 use region_node::{Background, Node};
 use serde_json::Value;
+use store::Bucket;
+use testkit::{RedisServer, S3Server};
 
 pub const REGION: &str = "us-west";
 pub const PREFIX: &str = "georec/";
@@ -75,7 +75,7 @@ pub fn model_dir(n: u32) -> ModelDir {
     let built = build(&dataset(n), &params).expect("test model builds");
     let dir = tempfile::tempdir().expect("tempdir");
     let payload = dir.path().join(PAYLOAD_FILE);
-    model_sync::blob::encode(&built.model, std::fs::File::create(&payload).expect("create payload"))
+    model::blob::encode(&built.model, std::fs::File::create(&payload).expect("create payload"))
         .expect("encode model");
     let (size, sha256) = manifest::hash_file(&payload).expect("hash payload");
     let m = &built.model;

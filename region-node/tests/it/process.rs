@@ -3,7 +3,7 @@
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 
-use model_sync::testkit::{Reap, RedisServer, S3Server, ACCESS_KEY, SECRET_KEY};
+use testkit::{Reap, RedisServer, S3Server, ACCESS_KEY, SECRET_KEY};
 
 use crate::helpers::*;
 

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use model_sync::model::{top_k, Query, Scored};
+use model::model::{top_k, Query, Scored};
 use region_node::http::ROUTES;
 use serde_json::{json, Value};
 
@@ -90,7 +90,7 @@ async fn request_ids_and_served_by_are_on_every_response() {
 }
 
 /// Cosine of co-occurrence computed the slow way, from the matrix rows.
-fn brute_force_similar(m: &model_sync::model::Model, item: u32, count: usize) -> Vec<Scored> {
+fn brute_force_similar(m: &model::model::Model, item: u32, count: usize) -> Vec<Scored> {
     let users_of = |i: u32| -> HashSet<u32> {
         (0..m.users.len() as u32).filter(|&u| m.user_items(u).0.contains(&i)).collect()
     };

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use model_sync::model::Query;
+use model::model::Query;
 use serde_json::{json, Value};
 
 use crate::helpers::*;

@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use model_sync::testkit::Reap;
+use testkit::Reap;
 
 use crate::helpers::{cluster_toml, wait_until, FakeNode, Opts, Region, TOKEN};
 

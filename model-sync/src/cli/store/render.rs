@@ -4,8 +4,9 @@ use serde_json::json;
 
 use crate::admin::{GcReport, StatusReport, VersionCheck};
 use crate::cli::units::human_bytes;
-use crate::publish::{error_chain, BucketPublished, PointerChange, PublishReport};
-use crate::reader::Defect;
+use crate::publish::{BucketPublished, PointerChange, PublishReport};
+use cluster_config::errors::error_chain;
+use store::reader::Defect;
 
 pub(super) fn publish_table(r: &PublishReport) -> String {
     let mut s = format!("version {}\n", r.version);

@@ -6,7 +6,7 @@
 //! through the item lists ([`Model::knn_within`], at most [`LIVE_SCAN_BUDGET`] list entries
 //! read, so a request never pays for a full scan of the longest lists); items are scored
 //! from those neighbours as for any user. Region nodes serve this as `user-knn-live`;
-//! [`crate::eval::evaluate_live`] measures it offline.
+//! `model-sync evaluate --live` measures it offline (`model_sync::eval::evaluate_live`).
 
 use crate::model::{Model, Query, Scored};
 use crate::neighbours::Entry;

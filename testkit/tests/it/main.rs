@@ -1,9 +1,10 @@
-//! The test servers themselves: stop means unreachable, restart means back on the same port.
+//! testkit integration tests: the test servers themselves. Stop means unreachable, restart
+//! means back on the same port.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use model_sync::testkit::RedisServer;
+use testkit::RedisServer;
 
 fn ping(port: u16) -> std::io::Result<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
@@ -28,7 +29,7 @@ fn redis_server_starts_stops_and_restarts_on_its_port() {
 
 #[tokio::test]
 async fn a_stopped_s3_server_is_unreachable_until_restarted() {
-    let mut s3 = model_sync::testkit::S3Server::start(&["georec-x"]);
+    let mut s3 = testkit::S3Server::start(&["georec-x"]);
     let b = s3.bucket("georec-x", "", "x");
     b.put_bytes("k", bytes::Bytes::from_static(b"v")).await.expect("put");
     s3.stop();

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use crate::manifest::{self, FileEntry, Manifest, Pointer};
-use crate::store::{Bucket, StoreError, StreamDigest};
+use crate::{Bucket, StoreError, StreamDigest};
+use model::manifest::{self, FileEntry, Manifest, Pointer};
 
 /// A version whose every file matched its manifest entry when downloaded.
 #[derive(Debug, Clone)]

@@ -131,7 +131,7 @@ impl Bucket {
 }
 
 fn manifest_sha(bytes: &[u8]) -> String {
-    crate::manifest::sha256_hex(bytes)
+    model::manifest::sha256_hex(bytes)
 }
 
 fn sha_metadata(sha256: String) -> HashMap<String, String> {

@@ -1,9 +1,16 @@
-//! One S3 bucket (+ key prefix) of the cluster, and the few object operations model-sync needs.
+//! store: one S3 bucket (+ key prefix) of the cluster, the few object operations model-sync
+//! and the region nodes need, and the verified reader nodes load models through.
 //!
 //! Every call is bounded: a short connect timeout and few retries, so an unreachable region
 //! fails its part of a publish in seconds instead of stalling the others for minutes. Errors
 //! are classified ([`StoreError`]) because the operator's fix differs: start the store, fix
 //! the credentials, or create the bucket.
+//!
+//! # Layout
+//! - The crate root: [`Location`], [`Credentials`], [`StoreOptions`] and [`Bucket`] with its
+//!   object calls (get, streamed and hashed reads, head, copy, list, delete); `error`: the
+//!   classification ([`StoreError`]); `upload`: single and multipart uploads.
+//! - [`reader`]: published versions read back whole and verified (`stream_version`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -19,6 +26,7 @@ use sha2::{Digest, Sha256};
 use cluster_config::{PrimaryStore, RegionConfig};
 
 mod error;
+pub mod reader;
 mod upload;
 
 pub use error::StoreError;
@@ -140,7 +148,7 @@ pub struct ObjectStream<'a> {
 }
 
 /// Size and sha256 of an object as its chunks go by, with yield points for a paced thread
-/// ([`crate::pace`]) between 16 KiB pieces.
+/// ([`model::pace`]) between 16 KiB pieces.
 #[derive(Default)]
 pub(crate) struct StreamDigest {
     size: u64,
@@ -152,7 +160,7 @@ impl StreamDigest {
         self.size += chunk.len() as u64;
         for piece in chunk.chunks(16 * 1024) {
             self.hasher.update(piece);
-            crate::pace::tick();
+            model::pace::tick();
         }
     }
 

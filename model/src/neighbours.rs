@@ -66,7 +66,7 @@ const READING: Reading = Reading { short_list: 1024, block: 512, strongest_share
 const IN_ORDER_COST: f32 = 0.33;
 
 /// How an interaction's weight enters the user vectors (and the neighbours' scores).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Weighting {
     /// The summed weight itself (ratings, event weights).

@@ -1,5 +1,8 @@
-//! Real servers for tests and the local cluster: an in-process S3 (s3s-fs over a temp dir)
-//! and `redis-server` children, each on a free port with a bounded readiness wait.
+//! testkit (dev-only): real servers for tests and the local cluster: an in-process S3
+//! (s3s-fs over a temp dir) and `redis-server` children, each on a free port with a bounded
+//! readiness wait; [`Reap`] for binaries under test. Every crate's tests use it as a
+//! dev-dependency; the `local-s3` binary (`src/main.rs`) serves the local cluster's buckets.
+//! No release binary links it (`scripts/check-layout`).
 //!
 //! Each [`S3Server`] runs on its own thread and runtime, so `stop()` (and `Drop`) can close
 //! the listener *and every open connection* synchronously: a stopped server is unreachable
@@ -16,7 +19,7 @@ use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
 
-use crate::store::{Bucket, Credentials, Location, StoreOptions};
+use store::{Bucket, Credentials, Location, StoreOptions};
 
 /// Access key every test server accepts.
 pub const ACCESS_KEY: &str = "georec-test-access";
@@ -129,7 +132,7 @@ impl Drop for S3Server {
 
 /// Serve `root` (one directory per bucket; `buckets` are created) on `addr` with SigV4
 /// credentials until the process is stopped: the local cluster's object store
-/// (`model-sync local-s3`). Returns once the listener is bound, with its address.
+/// (the `local-s3` binary). Returns once the listener is bound, with its address.
 pub fn serve_dir(
     root: &Path,
     addr: SocketAddr,

@@ -88,6 +88,41 @@ impl BuildParams {
             self.popularity_blend
         )
     }
+
+    /// Every parameter within its range, else the first one that is not.
+    pub fn validate(&self) -> Result<(), ParamError> {
+        let bad = |name, reason: &str| Err(ParamError { name, reason: reason.into() });
+        if self.neighbours == 0 || self.neighbours > 1000 {
+            return bad("neighbours", "must be in 1..=1000");
+        }
+        if !(self.idf.is_finite() && (0.0..=4.0).contains(&self.idf)) {
+            return bad("idf", "must be in 0..=4");
+        }
+        if !(self.shrink.is_finite() && self.shrink >= 0.0) {
+            return bad("shrink", "must be a non-negative number");
+        }
+        if !(self.min_similarity.is_finite() && (0.0..1.0).contains(&self.min_similarity)) {
+            return bad("min_similarity", "must be in [0, 1)");
+        }
+        if !(self.popularity_blend.is_finite() && (0.0..=1.0).contains(&self.popularity_blend)) {
+            return bad("popularity_blend", "must be in [0, 1]");
+        }
+        if self.scan_budget < 1000 {
+            return bad("scan_budget", "must be at least 1000 list entries");
+        }
+        if !(self.popularity_half_life_days.is_finite() && self.popularity_half_life_days >= 0.0) {
+            return bad("popularity_half_life_days", "must be a non-negative number");
+        }
+        Ok(())
+    }
+}
+
+/// A build parameter out of its range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid build parameter {name}: {reason}")]
+pub struct ParamError {
+    pub name: &'static str,
+    pub reason: String,
 }
 
 /// Parameters as stored: today's fields, and those of format 2 (`binary`, the HNSW
@@ -426,44 +461,6 @@ pub fn decay(age_secs: i64, half_life_days: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::build;
-    use crate::generate::{generate, GenerateParams};
-
-    fn model(blend: f64) -> Model {
-        let data = generate(&GenerateParams {
-            users: 300,
-            items: 80,
-            events_per_user: 6.0,
-            ..GenerateParams::default()
-        });
-        build(&data, &BuildParams { neighbours: 10, popularity_blend: blend, ..BuildParams::default() })
-            .unwrap()
-            .model
-    }
-
-    #[test]
-    fn the_popularity_blend_runs_from_neighbours_only_to_popularity_only() {
-        let (plain, half, full) = (model(0.0), model(0.5), model(1.0));
-        let q = Query { count: 10, exclude: &[], categories: None };
-        let mut differ = 0;
-        for u in (0..plain.users.len() as u32).step_by(7) {
-            let seen = plain.user_items(u).0;
-            let pop: Vec<u32> = plain.popular(seen, &q).iter().map(|s| s.item).collect();
-            let knn: Vec<u32> = plain.recommend(u, &q).iter().map(|s| s.item).collect();
-            let all_pop: Vec<u32> = full.recommend(u, &q).iter().map(|s| s.item).collect();
-            if knn.is_empty() {
-                // No neighbour has anything new: nothing to blend, the caller serves popularity.
-                assert!(all_pop.is_empty());
-                continue;
-            }
-            assert_eq!(all_pop, pop, "user {u}: blend 1 is popularity");
-            let mixed = half.recommend(u, &q);
-            assert_eq!(mixed.len(), 10);
-            assert!(mixed.iter().all(|s| seen.binary_search(&s.item).is_err() && s.score <= 1.0 + 1e-6));
-            differ += usize::from(mixed.iter().map(|s| s.item).collect::<Vec<_>>() != knn);
-        }
-        assert!(differ > 0, "a half blend changes some answers");
-    }
 
     #[test]
     fn parameters_of_format_2_still_read() {
