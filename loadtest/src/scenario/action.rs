@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use cluster_config::errors::error_chain;
 use cluster_config::AdminToken;
 use serde_json::json;
 use tokio::time::{sleep, Instant};
@@ -143,11 +144,11 @@ impl Action {
         self.applied = match &self.kind {
             Kind::Kill { process, .. } => match self.setup.cluster.signal(process, Signal::Kill) {
                 Ok(pid) => t.mark(format!("SIGKILL {process} (pid {pid})")),
-                Err(e) => t.fail(format!("SIGKILL {process}: {}", chain(&e))),
+                Err(e) => t.fail(format!("SIGKILL {process}: {}", error_chain(&e))),
             },
             Kind::Pause { process, pid } => match cluster::send(*pid, Signal::Stop) {
                 Ok(()) => t.mark(format!("SIGSTOP {process} (pid {pid})")),
-                Err(e) => t.fail(format!("SIGSTOP {process}: {}", chain(&e))),
+                Err(e) => t.fail(format!("SIGSTOP {process}: {}", error_chain(&e))),
             },
             // Restoring a region that was not drained is harmless: always undo.
             Kind::Drain { .. } => {
@@ -195,11 +196,11 @@ impl Action {
                         ))
                     }
                 }
-                Err(e) => t.fail(format!("restart {process}: {}", chain(&e))),
+                Err(e) => t.fail(format!("restart {process}: {}", error_chain(&e))),
             },
             Kind::Pause { process, pid } => match cluster::send(*pid, Signal::Cont) {
                 Ok(()) => t.mark(format!("SIGCONT {process} (pid {pid})")),
-                Err(e) => t.fail(format!("SIGCONT {process}: {}", chain(&e))),
+                Err(e) => t.fail(format!("SIGCONT {process}: {}", error_chain(&e))),
             },
             Kind::Drain { .. } => self.drain(t, "restore").await,
             Kind::Publish { .. } => true,
@@ -223,7 +224,7 @@ impl Action {
                 let body = r.text().await.unwrap_or_default();
                 t.fail(format!("POST /failover {action} {region}: {status} {}", body.trim()))
             }
-            Err(e) => t.fail(format!("POST /failover {action} {region}: {}", chain(&e))),
+            Err(e) => t.fail(format!("POST /failover {action} {region}: {}", error_chain(&e))),
         }
     }
 
@@ -352,18 +353,6 @@ async fn wait_ready(http: &reqwest::Client, ready: &Ready, deadline: Instant) ->
         sleep(Duration::from_millis(100)).await;
     }
     false
-}
-
-/// An error and its sources on one line.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// The base URL of a region's first node (its listen address when it names none).
