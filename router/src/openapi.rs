@@ -20,21 +20,48 @@ use crate::front::response::Response;
 use crate::headers::{HINT_HEADERS, REQUEST_ID, TRACEPARENT};
 use crate::proxy::{BodyHint, MAX_REQUEST_ID};
 
-/// The router's own answers on a forwarded path, by status.
-const UNKNOWN_REGION: &str = "`unknown_region`: the hint names no region (`valid_regions` lists them); \
-    or the node's 400, relayed; or `malformed_request`: the router could not read the request";
-const BAD_GATEWAY: &str = "`upstream_error`: a node failed in a way not worth retrying elsewhere; \
-    `outcome_unknown` (`/events`): the node may have stored the events, so they were not sent elsewhere";
-const UNAVAILABLE: &str = "`no_healthy_region`: every region is down or drained (`regions`); \
-    `all_regions_failed` (`attempts`); `retry_budget_exhausted`; or the node's 503, relayed. \
-    The router's own carry `Retry-After: 1`";
-const TIMEOUT: &str = "`upstream_error` or `outcome_unknown` after a node gave no answer in time";
-const REQUEST_TIMEOUT: &str = "`request_timeout`: the request did not arrive within --client-timeout-ms";
-const TOO_LARGE: &str = "`body_too_large`: the body is over --max-body-bytes";
-const UNSUPPORTED: &str = "`unsupported_transfer_encoding`";
+/// The node's answer, relayed (a forwarded path's answers other than the router's own).
 const RELAYED: &str = "The node's answer, relayed: its status, headers and body (see the node's \
     `/openapi.json`), with `x-served-by` naming the region that answered, and `x-failover-from` \
     the one it was meant for when another answered";
+
+/// The router's own answers on a forwarded path, by status, and the node's relayed ones:
+/// every forwarded route names this list once.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum Forwarded {
+    /// `unknown_region`: the hint names no region (`valid_regions` lists them); or the node's
+    /// 400, relayed; or `malformed_request`: the router could not read the request
+    #[response(status = 400)]
+    UnknownRegion(ErrorBody<'static>),
+    /// `request_timeout`: the request did not arrive within --client-timeout-ms
+    #[response(status = 408)]
+    RequestTimeout(ErrorBody<'static>),
+    /// `body_too_large`: the body is over --max-body-bytes
+    #[response(status = 413)]
+    TooLarge(ErrorBody<'static>),
+    /// `unsupported_transfer_encoding`
+    #[response(status = 501)]
+    Unsupported(ErrorBody<'static>),
+    /// `upstream_error`: a node failed in a way not worth retrying elsewhere;
+    /// `outcome_unknown` (`/events`): the node may have stored the events, so they were not
+    /// sent elsewhere
+    #[response(status = 502)]
+    BadGateway(ErrorBody<'static>),
+    /// `no_healthy_region`: every region is down or drained (`regions`);
+    /// `all_regions_failed` (`attempts`); `retry_budget_exhausted`; or the node's 503,
+    /// relayed. The router's own carry `Retry-After: 1`
+    #[response(status = 503)]
+    Unavailable(ErrorBody<'static>),
+    /// `upstream_error` or `outcome_unknown` after a node gave no answer in time
+    #[response(status = 504)]
+    Timeout(ErrorBody<'static>),
+    /// The node's answer, relayed: its status, headers and body (see the node's
+    /// `/openapi.json`), with `x-served-by` naming the region that answered, and
+    /// `x-failover-from` the one it was meant for when another answered
+    #[response(status = "default")]
+    Relayed,
+}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -135,14 +162,7 @@ pub fn json() -> Response {
         (status = 200, description = RELAYED,
             headers(("x-served-by" = String, description = "The region that answered"),
                     ("x-failover-from" = String, description = "The region the request was meant for, when another answered"))),
-        (status = 400, description = UNKNOWN_REGION, body = ErrorBody),
-        (status = 408, description = REQUEST_TIMEOUT, body = ErrorBody),
-        (status = 413, description = TOO_LARGE, body = ErrorBody),
-        (status = 501, description = UNSUPPORTED, body = ErrorBody),
-        (status = 502, description = BAD_GATEWAY, body = ErrorBody),
-        (status = 503, description = UNAVAILABLE, body = ErrorBody),
-        (status = 504, description = TIMEOUT, body = ErrorBody),
-        (status = "default", description = RELAYED),
+        Forwarded,
     )
 )]
 #[allow(dead_code)]
@@ -158,14 +178,7 @@ fn recommendations() {}
     request_body(content = BodyHint, description = "Forwarded unchanged (a JSON array of events too, which names no region)"),
     responses(
         (status = 200, description = RELAYED),
-        (status = 400, description = UNKNOWN_REGION, body = ErrorBody),
-        (status = 408, description = REQUEST_TIMEOUT, body = ErrorBody),
-        (status = 413, description = TOO_LARGE, body = ErrorBody),
-        (status = 501, description = UNSUPPORTED, body = ErrorBody),
-        (status = 502, description = BAD_GATEWAY, body = ErrorBody),
-        (status = 503, description = UNAVAILABLE, body = ErrorBody),
-        (status = 504, description = TIMEOUT, body = ErrorBody),
-        (status = "default", description = RELAYED),
+        Forwarded,
     )
 )]
 #[allow(dead_code)]
@@ -183,14 +196,7 @@ fn events() {}
     request_body(content = BodyHint, description = "Forwarded unchanged"),
     responses(
         (status = 200, description = RELAYED),
-        (status = 400, description = UNKNOWN_REGION, body = ErrorBody),
-        (status = 408, description = REQUEST_TIMEOUT, body = ErrorBody),
-        (status = 413, description = TOO_LARGE, body = ErrorBody),
-        (status = 501, description = UNSUPPORTED, body = ErrorBody),
-        (status = 502, description = BAD_GATEWAY, body = ErrorBody),
-        (status = 503, description = UNAVAILABLE, body = ErrorBody),
-        (status = 504, description = TIMEOUT, body = ErrorBody),
-        (status = "default", description = RELAYED),
+        Forwarded,
     )
 )]
 #[allow(dead_code)]
