@@ -253,6 +253,8 @@ pub async fn set_pointer(bucket: &Bucket, version: &str) -> Result<PointerChange
         version: version.to_string(),
         previous: previous.clone(),
         updated_at: manifest::rfc3339(manifest::now_unix()),
+        // A plain flip ends any rollout in the region: the pointer names one version.
+        candidate: None,
     };
     bucket.put_bytes(&manifest::pointer_key(bucket.prefix()), pointer.to_json().into()).await?;
     tracing::info!(bucket = %bucket.label(), version = %version, previous = ?previous, "pointer flipped");

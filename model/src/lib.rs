@@ -11,6 +11,8 @@
 //! - [`live`]: request-time fold-in of a user's new interactions.
 //! - [`events`]: live events, the contract between region nodes (`POST /events`) and
 //!   `model-sync ingest`: keys, fields, validation (the Redis calls stay with each side).
+//! - [`rollout`]: a candidate version beside the serving one (shadow or a sticky split),
+//!   users' arms, and the per-version figures nodes report to the controller.
 //! - [`pace`]: yield points for long CPU loops that share cores with request threads.
 
 pub mod blob;
@@ -21,3 +23,4 @@ pub mod matrix;
 pub mod model;
 pub mod neighbours;
 pub mod pace;
+pub mod rollout;

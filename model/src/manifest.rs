@@ -105,13 +105,17 @@ impl Manifest {
 }
 
 /// A region's (or the primary's) pointer to the version it serves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pointer {
     pub version: String,
     /// The version served before this one; `gc` keeps it for rollback.
     #[serde(default)]
     pub previous: Option<String>,
     pub updated_at: String,
+    /// A version under rollout beside `version` (see [`crate::rollout`]); absent in pointers
+    /// of older builds, which older nodes read without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<crate::rollout::Candidate>,
 }
 
 impl Pointer {
