@@ -196,6 +196,9 @@ pub struct VersionReport {
     pub version: String,
     /// Answers given by this version (`POST /recommendations` and its FastAPI form).
     pub requests: u64,
+    /// Distinct users answered by this version in this region (HyperLogLog in the region's
+    /// Redis, so about 1% off; every node of a region reports the same figure).
+    pub users: u64,
     /// Requests this version failed (an internal error while computing).
     pub errors: u64,
     pub latency: Latency,
