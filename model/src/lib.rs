@@ -7,7 +7,8 @@
 //! - [`neighbours`]: exact nearest users through the item -> users lists, searched by
 //!   [`model::Model::knn`] at build and request time.
 //! - [`blob`]: the `model.bin` encoding and its checked decoder.
-//! - [`manifest`]: the published layout of a model version (keys, manifest, pointer).
+//! - [`manifest`]: the published layout of a model version (keys, manifest, pointer);
+//!   [`names`]: what a version name may be.
 //! - [`live`]: request-time fold-in of a user's new interactions.
 //! - [`events`]: live events, the contract between region nodes (`POST /events`) and
 //!   `model-sync ingest`: keys, fields, validation (the Redis calls stay with each side).
@@ -21,6 +22,7 @@ pub mod live;
 pub mod manifest;
 pub mod matrix;
 pub mod model;
+pub mod names;
 pub mod neighbours;
 pub mod pace;
 pub mod rollout;

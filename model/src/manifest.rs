@@ -45,14 +45,7 @@ pub fn pointer_key(prefix: &str) -> String {
     format!("{prefix}{POINTER_FILE}")
 }
 
-/// Model versions are `YYYYMMDDTHHMMSSZ-<8 hex>`: they sort by creation time, and contain
-/// only characters safe in object keys and URLs.
-pub fn valid_version(v: &str) -> bool {
-    !v.is_empty()
-        && v.len() <= 64
-        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        && !v.starts_with('.')
-}
+pub use crate::names::valid_version;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {

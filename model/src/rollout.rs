@@ -85,10 +85,10 @@ impl Candidate {
         if !(0.0..=1.0).contains(&self.share) {
             return Err(CandidateError::Share(self.share));
         }
-        if !crate::manifest::valid_version(&self.version) {
+        if !crate::names::valid_version(&self.version) {
             return Err(CandidateError::Version(self.version.clone()));
         }
-        if !crate::manifest::valid_version(&self.rollout_id) {
+        if !crate::names::valid_version(&self.rollout_id) {
             return Err(CandidateError::RolloutId(self.rollout_id.clone()));
         }
         if self.version == serving {
@@ -135,8 +135,8 @@ pub fn arm_for(user_id: &str, rollout_id: &str, share: f64) -> Arm {
 
 /// Upper bounds (seconds) of the latency histograms nodes report; the last bucket is +Inf.
 pub const LATENCY_BUCKETS: [f64; 16] = [
-    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.003, 0.005, 0.007_5, 0.01, 0.015, 0.025, 0.05, 0.1,
-    0.25, 0.5, 1.0,
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.003, 0.005, 0.007_5, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25,
+    0.5, 1.0,
 ];
 
 /// A cumulative latency histogram over [`LATENCY_BUCKETS`].
@@ -205,7 +205,7 @@ pub struct VersionReport {
     /// Answers by strategy (`user-knn`, `user-knn-live`, `popular`).
     pub strategies: std::collections::BTreeMap<String, u64>,
     /// Events on an item this version recommended to that user within the attribution window,
-    /// by event type (`view`, `click`, `add_to_cart`, `purchase`).
+    /// by event type (`view`, `add_to_cart`, `purchase`).
     pub conversions: std::collections::BTreeMap<String, u64>,
 }
 
@@ -282,8 +282,11 @@ mod tests {
         assert_eq!(c.check("v1"), Ok(()));
         assert!(matches!(c.check("v2"), Err(CandidateError::SameAsServing(_))));
         assert!(matches!(Candidate { share: 1.5, ..c.clone() }.check("v1"), Err(CandidateError::Share(_))));
-        assert!(matches!(Candidate { share: f64::NAN, ..c.clone() }.check("v1"), Err(CandidateError::Share(_))));
-        assert!(matches!(Candidate { rollout_id: "a b".into(), ..c.clone() }.check("v1"), Err(_)));
+        assert!(matches!(
+            Candidate { share: f64::NAN, ..c.clone() }.check("v1"),
+            Err(CandidateError::Share(_))
+        ));
+        assert!(Candidate { rollout_id: "a b".into(), ..c.clone() }.check("v1").is_err());
         let shadow = Candidate { mode: Mode::Shadow, share: 1.0, ..c };
         assert_eq!(shadow.arm("anyone"), Arm::Stable);
     }

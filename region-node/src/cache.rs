@@ -10,6 +10,9 @@
 //! georec:<region>:<version>:sim:<count>:<item id>
 //! georec:<region>:events                       stream of accepted events (model::events)
 //! georec:<region>:recent:<user id>             the user's recent events, newest first
+//! georec:<region>:served:<user id>             during a rollout: item -> version, arm, time
+//!                                              it was recommended to the user (30 min)
+//! georec:<region>:<version>:users              HyperLogLog of users answered by a version
 //! ```
 //!
 //! Each cached recommendation records the head of the user's recent-event list it was
@@ -47,14 +50,18 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Appends a batch of events atomically: each goes to the region's stream (its entry id is
 /// the event id) and to its user's recent list (trimmed, TTL refreshed); then the users'
-/// cached answers for the serving version are unlinked. Returns the event ids in order.
+/// cached answers for the resident versions are unlinked. Returns the event ids in order,
+/// then for each event the record of its item having been recommended to its user
+/// (`version \t arm \t unix time`, or nil), for conversion attribution.
 ///
-/// `KEYS[1]` stream, `KEYS[2..2+n]` the recent list of each event's user, the rest cache
-/// hashes to unlink; `ARGV` = recent max, recent TTL, n, then user, item, type, ts per event.
-/// The field names are those of `LiveEvent::stream_fields`.
+/// `KEYS[1]` stream, `KEYS[2..2+n]` the recent list of each event's user, `KEYS[2+n..2+2n]`
+/// each event's user's served record, the rest cache hashes to unlink; `ARGV` = recent max,
+/// recent TTL, n, then user, item, type, ts per event. The field names are those of
+/// `LiveEvent::stream_fields`.
 const APPEND_SCRIPT: &str = r"
 local n = tonumber(ARGV[3])
 local ids = {}
+local served = {}
 for i = 0, n - 1 do
   local user, item, kind, ts = ARGV[4 + 4 * i], ARGV[5 + 4 * i], ARGV[6 + 4 * i], ARGV[7 + 4 * i]
   local id = redis.call('XADD', KEYS[1], '*', 'user', user, 'item', item, 'type', kind, 'ts', ts)
@@ -63,12 +70,56 @@ for i = 0, n - 1 do
   redis.call('LTRIM', recent, 0, tonumber(ARGV[1]) - 1)
   redis.call('EXPIRE', recent, ARGV[2])
   ids[#ids + 1] = id
+  served[#served + 1] = redis.call('HGET', KEYS[2 + n + i], item)
 end
-for j = 2 + n, #KEYS do
+for j = 2 + 2 * n, #KEYS do
   redis.call('UNLINK', KEYS[j])
+end
+for i = 1, n do
+  ids[#ids + 1] = served[i]
 end
 return ids
 ";
+
+/// How long a recommendation can earn a conversion (and its served record lives).
+pub const ATTRIBUTION_WINDOW: Duration = Duration::from_secs(30 * 60);
+/// Lifetime of a version's user count once nothing adds to it.
+const USERS_TTL_SECS: u64 = 7 * 24 * 3600;
+
+/// An item recommended to a user during a rollout, read back when the user acts on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedRecord {
+    pub version: String,
+    pub arm: model::rollout::Arm,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+impl ServedRecord {
+    fn encode(&self) -> String {
+        format!("{}\t{}\t{}", self.version, self.arm.as_str(), self.at)
+    }
+
+    fn decode(text: &str) -> Option<Self> {
+        let mut parts = text.split('\t');
+        let (version, arm, at) = (parts.next()?, parts.next()?, parts.next()?.parse().ok()?);
+        let arm = match arm {
+            "stable" => model::rollout::Arm::Stable,
+            "candidate" => model::rollout::Arm::Candidate,
+            _ => return None,
+        };
+        Some(Self { version: version.to_string(), arm, at })
+    }
+}
+
+/// What storing a batch of events returned.
+#[derive(Debug, Default)]
+pub struct Appended {
+    /// The stream ids, in the order of the events.
+    pub ids: Vec<String>,
+    /// Per event: the record of its item having been recommended to its user, if any.
+    pub served: Vec<Option<ServedRecord>>,
+}
 
 /// Where one recommendation answer is cached, and the user's recent-event list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,23 +342,27 @@ impl Cache {
     }
 
     /// Append `events` atomically (see [`APPEND_SCRIPT`]) and drop their users' cached
-    /// answers for `version`. Returns the event ids, in order. On a timeout the events may
-    /// or may not have been stored; on any other error none were.
+    /// answers for `versions` (those resident). Returns the event ids, in order, and what
+    /// was recommended. On a timeout the events may or may not have been stored; on any other
+    /// error none were.
     pub async fn append_events(
         &self,
         events: &[LiveEvent],
-        version: Option<&str>,
+        versions: &[&str],
         timeout: Duration,
-    ) -> Result<Vec<String>, CacheError> {
+    ) -> Result<Appended, CacheError> {
         let mut inv = self.append.key(events::stream_key(&self.region));
         for e in events {
             inv.key(events::recent_key(&self.region, &e.user_id));
         }
-        if let Some(v) = version {
-            let mut users: Vec<&str> = events.iter().map(|e| e.user_id.as_str()).collect();
-            users.sort_unstable();
-            users.dedup();
-            for u in users {
+        for e in events {
+            inv.key(self.served_key(&e.user_id));
+        }
+        let mut users: Vec<&str> = events.iter().map(|e| e.user_id.as_str()).collect();
+        users.sort_unstable();
+        users.dedup();
+        for v in versions {
+            for u in &users {
                 inv.key(self.user_hash(v, u));
             }
         }
@@ -315,8 +370,57 @@ impl Cache {
         for e in events {
             inv.arg(&e.user_id).arg(&e.item_id).arg(e.kind.as_str()).arg(e.ts);
         }
-        self.exec_unguarded("APPEND", Some(timeout), |mut c| async move { inv.invoke_async(&mut c).await })
-            .await
+        let reply: Vec<Option<String>> = self
+            .exec_unguarded("APPEND", Some(timeout), |mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        let n = events.len();
+        let ids = reply.iter().take(n).map(|id| id.clone().unwrap_or_default()).collect();
+        let served = (0..n)
+            .map(|i| reply.get(n + i).cloned().flatten().and_then(|s| ServedRecord::decode(&s)))
+            .collect();
+        Ok(Appended { ids, served })
+    }
+
+    fn served_key(&self, user_id: &str) -> String {
+        format!("{}served:{user_id}", self.prefix)
+    }
+
+    fn users_key(&self, version: &str) -> String {
+        format!("{}{version}:users", self.prefix)
+    }
+
+    /// Remember that `items` were recommended to `user_id` by `record.version` (for
+    /// conversions, [`ATTRIBUTION_WINDOW`]) and count the user for that version. Best effort,
+    /// one round trip; the caller runs it off the response path.
+    pub async fn record_served(&self, user_id: &str, items: &[&str], record: &ServedRecord) {
+        let mut pipe = redis::pipe();
+        if !items.is_empty() {
+            let key = self.served_key(user_id);
+            let value = record.encode();
+            let hset = pipe.cmd("HSET").arg(&key);
+            for item in items {
+                hset.arg(*item).arg(&value);
+            }
+            hset.ignore();
+            pipe.cmd("EXPIRE").arg(&key).arg(ATTRIBUTION_WINDOW.as_secs()).ignore();
+        }
+        let users = self.users_key(&record.version);
+        pipe.cmd("PFADD").arg(&users).arg(user_id).ignore();
+        pipe.cmd("EXPIRE").arg(&users).arg(USERS_TTL_SECS).ignore();
+        let _ = self
+            .exec::<(), _, _>("SERVED", None, |mut c| async move { pipe.query_async(&mut c).await })
+            .await;
+    }
+
+    /// Distinct users answered by each of `versions` in this region (0 when unknown).
+    pub async fn users(&self, versions: &[&str]) -> Vec<u64> {
+        let mut pipe = redis::pipe();
+        for v in versions {
+            pipe.cmd("PFCOUNT").arg(self.users_key(v));
+        }
+        let counts: Result<Vec<u64>, _> =
+            self.exec("PFCOUNT", None, |mut c| async move { pipe.query_async(&mut c).await }).await;
+        counts.unwrap_or_else(|_| vec![0; versions.len()])
     }
 
     /// Store `value` with the jittered TTL. Best effort: a failure is counted and ignored.

@@ -8,6 +8,8 @@
 //! - [`snapshot`]: one immutable model version; [`similar`]: item-item cosine from the
 //!   model's item-major index.
 //! - [`swap`]: the [`swap::ModelSlot`] (one `ArcSwap`) and the poller that replaces its snapshot.
+//! - [`rollout`]: the serving pair (stable and candidate) and arms; [`figures`]: what a node
+//!   measures per version.
 //! - [`cache`]: cache-aside in Redis behind timeouts and a [`breaker`]; [`flight`]: single-flight.
 //! - [`answer`]: queries and ranked answers; [`service`]: snapshot + cache + single-flight.
 //! - [`metrics`]: the Prometheus registry; [`report`]: health and stats.
@@ -20,12 +22,14 @@ pub mod answer;
 pub mod background;
 pub mod breaker;
 pub mod cache;
+pub mod figures;
 pub mod flight;
 pub mod http;
 pub mod loader;
 pub mod metrics;
 pub mod node;
 pub mod report;
+pub mod rollout;
 pub mod service;
 pub mod settings;
 pub mod similar;

@@ -26,6 +26,10 @@ struct Cli {
     /// Address to bind instead of the region's `listen`.
     #[arg(long)]
     listen: Option<String>,
+    /// For rollout tests and drills only: make one model version fail a share of its
+    /// computations or answer slower, e.g. `20261207T101500Z-ab12cd34:error=0.3,delay_ms=20`.
+    #[arg(long, env = "GEOREC_INJECT_FAULT")]
+    inject_fault: Option<String>,
     /// Log JSON lines instead of text.
     #[arg(long = "log-json", env = "GEOREC_LOG_JSON", action = clap::ArgAction::SetTrue,
           value_parser = clap::builder::BoolishValueParser::new())]
@@ -38,7 +42,16 @@ async fn main() -> anyhow::Result<()> {
     cluster_config::telemetry::init(cli.log_json);
     let cluster = ClusterConfig::load(&cli.config, std::env::vars())?;
     let token = AdminToken::from_env();
-    let settings = Settings::from_cluster(&cluster, &cli.region, cli.listen.as_deref(), token)?;
+    let mut settings = Settings::from_cluster(&cluster, &cli.region, cli.listen.as_deref(), token)?;
+    settings.fault = cli
+        .inject_fault
+        .as_deref()
+        .map(region_node::rollout::Fault::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--inject-fault / GEOREC_INJECT_FAULT: {e}"))?;
+    if let Some(f) = &settings.fault {
+        tracing::warn!(version = %f.version, error_share = f.error_share, delay_ms = f.delay.as_millis() as u64, "fault injection is on");
+    }
     let location = Location::region(cluster.region(&cli.region)?);
     let bucket = Bucket::new(
         &cli.region,

@@ -37,6 +37,8 @@ struct Inner {
     service: Service,
     metrics: Metrics,
     started: Instant,
+    /// Names this run of the node (counters restart from 0 with a new one).
+    instance: String,
 }
 
 /// The node's background tasks; dropping this stops them.
@@ -66,9 +68,11 @@ impl Node {
         let slot = Arc::new(ModelSlot::default());
         let swapper = Swapper::new(bucket, slot.clone(), metrics.swap.clone(), settings.swap_priority)
             .map_err(NodeError::Loader)?;
-        let service = Service::new(slot.clone(), cache.clone(), metrics.computations.clone());
+        let service =
+            Service::new(slot.clone(), cache.clone(), metrics.computations.clone(), settings.fault.clone());
         let started = Instant::now();
-        Ok(Self(Arc::new(Inner { settings, slot, swapper, cache, service, metrics, started })))
+        let instance = format!("{:016x}", rand::random::<u64>());
+        Ok(Self(Arc::new(Inner { settings, slot, swapper, cache, service, metrics, started, instance })))
     }
 
     /// Start polling the model pointer (first check at once) and monitoring Redis.
@@ -113,5 +117,9 @@ impl Node {
 
     pub fn uptime(&self) -> std::time::Duration {
         self.0.started.elapsed()
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.0.instance
     }
 }

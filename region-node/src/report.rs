@@ -4,7 +4,8 @@
 //! status code. Field names are a contract: the router reads `status`, `model_version` and
 //! `redis` from `/health/ready`.
 
-use model::manifest::rfc3339;
+use model::manifest::{now_unix, rfc3339};
+use model::rollout::{Candidate, NodeReport};
 use serde::Serialize;
 
 use crate::node::Node;
@@ -45,6 +46,14 @@ pub struct Health {
     /// The last failed pointer check or load; cleared once the node serves what the pointer names.
     #[schema(required = true)]
     pub last_swap_error: Option<SwapFailure>,
+    /// The candidate under rollout, once loaded here (see `GET /rollout/metrics`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub candidate: Option<Candidate>,
+    /// Why the pointer's candidate is not loaded here; the stable version answers everyone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub candidate_error: Option<SwapFailure>,
     pub uptime_secs: u64,
 }
 
@@ -62,6 +71,8 @@ impl Health {
             cache_hit_ratio: node.metrics().cache.hit_ratio(),
             swap_count: status.swap_count,
             last_swap_error: status.last_error,
+            candidate: node.service().serving().and_then(|s| s.candidate.as_ref().map(|c| c.spec.clone())),
+            candidate_error: status.candidate_error,
             uptime_secs: node.uptime().as_secs(),
         }
     }
@@ -126,5 +137,23 @@ impl Stats {
                 hit_ratio: c.hit_ratio(),
             },
         })
+    }
+}
+
+/// `GET /rollout/metrics`: each resident version's figures, with the users each answered in
+/// this region (one Redis round trip; 0 when Redis cannot say).
+pub async fn rollout(node: &Node) -> NodeReport {
+    let serving = node.service().serving();
+    let versions = serving.as_ref().map(|s| s.versions()).unwrap_or_default();
+    let users = if versions.is_empty() { Vec::new() } else { node.cache().users(&versions).await };
+    let users_of = |i: usize| users.get(i).copied().unwrap_or(0);
+    NodeReport {
+        region: node.region().to_string(),
+        instance: node.instance().to_string(),
+        at: rfc3339(now_unix()),
+        stable: serving.as_ref().map(|s| s.stable.figures.report(&s.stable.version, users_of(0))),
+        candidate: serving.as_ref().and_then(|s| s.candidate.as_ref()).map(|c| c.report(users_of(1))),
+        candidate_error: node.swapper().status().candidate_error.map(|e| e.error),
+        attribution_window_s: crate::cache::ATTRIBUTION_WINDOW.as_secs(),
     }
 }

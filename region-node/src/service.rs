@@ -2,18 +2,39 @@
 //!
 //! Each request loads the snapshot once and uses it throughout, so the version in its cache
 //! key, its answer and its response always agree even if a swap lands mid-request.
+//!
+//! During a rollout ([`crate::rollout`]) a recommendation is answered by the user's arm: the
+//! candidate for the users of its share in a split, else the stable version. A candidate
+//! that fails a request (a panic while computing, or an injected fault) is counted against it
+//! and the stable version answers instead, so users never see its failures. In shadow mode a
+//! sampled share of requests is also computed on the candidate after the answer is sent,
+//! at most [`SHADOW_CONCURRENCY`] at a time (the rest are counted as skipped), and compared
+//! with what was served. Answers given during a rollout are recorded in Redis so that the
+//! user's later events on those items count as conversions for the version that recommended
+//! them.
 
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use model::events::LiveEvent;
+use model::manifest;
+use model::rollout::Arm;
 use prometheus::IntCounterVec;
 
 use crate::answer::{Ranked, RecommendQuery, Source};
-use crate::cache::{Cache, CacheError};
+use crate::cache::{Cache, CacheError, ServedRecord, ATTRIBUTION_WINDOW};
 use crate::flight::SingleFlight;
+use crate::rollout::{overlap_at_10, Fault, Held, Serving};
 use crate::snapshot::{LiveHistory, ModelSnapshot};
 use crate::swap::ModelSlot;
+
+/// Shadow computations running at once on a node; samples beyond are skipped.
+pub const SHADOW_CONCURRENCY: usize = 2;
+/// An event counts as a conversion only if it is not older than the recommendation by more
+/// than this (clients' clocks differ a little).
+const CONVERSION_SKEW_SECS: i64 = 60;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -25,6 +46,14 @@ pub enum ServeError {
     EventsNotStored(#[source] CacheError),
     #[error("the events may or may not have been stored (Redis did not confirm within {0:?}); retrying may store them twice")]
     EventsUnconfirmed(Duration),
+    #[error("model {version} failed to compute the answer")]
+    Failed { version: String },
+}
+
+/// `snapshot`'s answer, or `None` when computing it panicked (the panic is logged by the
+/// hook; the caller falls back to the stable version).
+fn compute(snapshot: &ModelSnapshot, q: &RecommendQuery, live: &LiveHistory) -> Option<Ranked> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| snapshot.recommend_live(q, live))).ok()
 }
 
 /// An answer, where it came from, and the snapshot it belongs to.
@@ -32,59 +61,124 @@ pub enum ServeError {
 pub struct Served {
     pub ranked: Arc<Ranked>,
     pub source: Source,
-    pub snapshot: Arc<ModelSnapshot>,
+    pub snapshot: Held,
 }
 
 impl Served {
     pub fn version(&self) -> &str {
         &self.snapshot.version
     }
+
+    /// Which version answered: `stable` unless a split put the user in the candidate's arm.
+    pub fn arm(&self) -> Arm {
+        self.snapshot.arm()
+    }
 }
+
+/// A version could not answer (see the module doc); the stable version answers instead.
+#[derive(Debug, Clone, Copy)]
+struct Failed;
 
 pub struct Service {
     slot: Arc<ModelSlot>,
     cache: Arc<Cache>,
-    flight: SingleFlight<Arc<Ranked>>,
+    /// `None`: the computation failed (every caller waiting on it falls back).
+    flight: SingleFlight<Option<Arc<Ranked>>>,
     computations: IntCounterVec,
+    fault: Option<Fault>,
+    shadows: Arc<AtomicUsize>,
 }
 
 impl Service {
-    pub fn new(slot: Arc<ModelSlot>, cache: Arc<Cache>, computations: IntCounterVec) -> Self {
-        Self { slot, cache, flight: SingleFlight::default(), computations }
+    pub fn new(
+        slot: Arc<ModelSlot>,
+        cache: Arc<Cache>,
+        computations: IntCounterVec,
+        fault: Option<Fault>,
+    ) -> Self {
+        let shadows = Arc::new(AtomicUsize::new(0));
+        Self { slot, cache, flight: SingleFlight::default(), computations, fault, shadows }
     }
 
-    /// The serving snapshot, or [`ServeError::NotReady`].
-    pub fn snapshot(&self) -> Result<Arc<ModelSnapshot>, ServeError> {
-        self.slot.current().ok_or(ServeError::NotReady)
+    /// The stable snapshot, or [`ServeError::NotReady`].
+    pub fn snapshot(&self) -> Result<Held, ServeError> {
+        let serving = self.slot.serving().ok_or(ServeError::NotReady)?;
+        Ok(Held::new(serving, Arm::Stable))
     }
 
-    /// Cache-aside with live fold-in: one round trip reads the cached answer and the head of
-    /// the user's recent events; on a miss, a user with recent events gets them folded into
-    /// their vector ([`ModelSnapshot::recommend_live`]). Concurrent misses for one key and
-    /// head compute once.
+    /// Both versions during a rollout.
+    pub fn serving(&self) -> Option<Arc<Serving>> {
+        self.slot.serving()
+    }
+
+    /// Cache-aside with live fold-in, answered by the user's arm (see the module doc).
     pub async fn recommend(&self, q: RecommendQuery, force_refresh: bool) -> Result<Served, ServeError> {
-        let snapshot = self.snapshot()?;
-        let keys = self.cache.recommendation_keys(&snapshot.version, &q);
+        let started = Instant::now();
+        let serving = self.slot.serving().ok_or(ServeError::NotReady)?;
+        let (arm, _) = serving.pick(&q.user_id);
+        let held = Held::new(serving.clone(), arm);
+        let served = match self.recommend_on(held.clone(), &q, force_refresh).await {
+            Ok(served) => served,
+            Err(Failed) => {
+                held.figures.failed();
+                tracing::warn!(version = %held.version, arm = arm.as_str(), user_id = %q.user_id, "version failed a request; the stable version answers");
+                let stable = Held::new(serving.clone(), Arm::Stable);
+                match self.recommend_on(stable.clone(), &q, force_refresh).await {
+                    Ok(served) => served,
+                    Err(Failed) => {
+                        // The stable version itself failed (only an injected fault can).
+                        stable.figures.failed();
+                        return Err(ServeError::Failed { version: stable.version.clone() });
+                    }
+                }
+            }
+        };
+        served.snapshot.figures.answered(served.ranked.strategy, started.elapsed());
+        if serving.in_rollout() {
+            self.record_served(&q.user_id, &served);
+        }
+        if serving.shadow().is_some() {
+            self.shadow(serving, q, &served);
+        }
+        Ok(served)
+    }
+
+    /// [`Self::recommend`] on one version; `Err` when it failed.
+    async fn recommend_on(
+        &self,
+        snapshot: Held,
+        q: &RecommendQuery,
+        force_refresh: bool,
+    ) -> Result<Served, Failed> {
+        if let Some(f) = self.fault.as_ref().filter(|f| f.version == snapshot.version) {
+            if !f.delay.is_zero() {
+                tokio::time::sleep(f.delay).await;
+            }
+            if f.error_share > 0.0 && rand::random::<f64>() < f.error_share {
+                return Err(Failed);
+            }
+        }
+        let keys = self.cache.recommendation_keys(&snapshot.version, q);
         let lookup = self.cache.lookup(&keys, force_refresh).await;
         if let Some(ranked) = lookup.cached {
             return Ok(Served { ranked: Arc::new(ranked), source: Source::Cache, snapshot });
         }
         let head = lookup.head;
-        let (keys_ref, snapshot_ref, q_ref, head_ref) = (&keys, &snapshot, &q, &head);
+        let (keys_ref, snapshot_ref, head_ref) = (&keys, &snapshot, &head);
         let work = move || async move {
             // Without the events the answer would not match the head: compute, don't cache.
             let events = match head_ref {
-                Some(_) => self.cache.recent(keys_ref, &q_ref.user_id).await,
+                Some(_) => self.cache.recent(keys_ref, &q.user_id).await,
                 None => Some(Vec::new()),
             };
             let live = LiveHistory::new(&snapshot_ref.model, events.as_deref().unwrap_or_default());
             let kind = if live.folds_in() { "recommend-live" } else { "recommend" };
             self.computations.with_label_values(&[kind]).inc();
-            let ranked = Arc::new(snapshot_ref.recommend_live(q_ref, &live));
+            let ranked = Arc::new(compute(snapshot_ref, q, &live)?);
             if events.is_some() {
                 self.cache.put_recommendation(keys_ref, head_ref.as_deref(), &ranked).await;
             }
-            ranked
+            Some(ranked)
         };
         let ranked = if force_refresh {
             work().await
@@ -92,7 +186,62 @@ impl Service {
             let flight = format!("{}\0{}\0{}", keys.hash, keys.field, head.as_deref().unwrap_or_default());
             self.flight.run(&flight, work).await.0
         };
+        let ranked = ranked.ok_or(Failed)?;
         Ok(Served { ranked, source: Source::Model, snapshot })
+    }
+
+    /// Remember what was recommended, off the response path (see [`Cache::record_served`]).
+    fn record_served(&self, user_id: &str, served: &Served) {
+        let cache = self.cache.clone();
+        let user_id = user_id.to_string();
+        let items: Vec<String> = served.ranked.items.iter().map(|i| i.item_id.clone()).collect();
+        let record = ServedRecord {
+            version: served.version().to_string(),
+            arm: served.arm(),
+            at: manifest::now_unix(),
+        };
+        tokio::spawn(async move {
+            let items: Vec<&str> = items.iter().map(String::as_str).collect();
+            cache.record_served(&user_id, &items, &record).await;
+        });
+    }
+
+    /// In shadow mode, compute the sampled share of requests on the candidate too, after
+    /// the answer, and compare.
+    fn shadow(&self, serving: Arc<Serving>, q: RecommendQuery, served: &Served) {
+        let Some(candidate) = serving.shadow() else { return };
+        if rand::random::<f64>() >= candidate.spec.share {
+            return;
+        }
+        let figures_of = Held::new(serving.clone(), Arm::Candidate);
+        if self.shadows.fetch_add(1, Ordering::AcqRel) >= SHADOW_CONCURRENCY {
+            self.shadows.fetch_sub(1, Ordering::AcqRel);
+            figures_of.figures.shadow_skipped();
+            return;
+        }
+        let (cache, shadows, fault) = (self.cache.clone(), self.shadows.clone(), self.fault.clone());
+        let served_ids: Vec<String> = served.ranked.items.iter().map(|i| i.item_id.clone()).collect();
+        tokio::spawn(async move {
+            let candidate = figures_of;
+            let keys = cache.recommendation_keys(&candidate.version, &q);
+            let events = cache.recent(&keys, &q.user_id).await.unwrap_or_default();
+            let started = Instant::now();
+            let injected = fault.as_ref().filter(|f| f.version == candidate.version);
+            if let Some(f) = injected.filter(|f| !f.delay.is_zero()) {
+                tokio::time::sleep(f.delay).await;
+            }
+            let fails = injected.is_some_and(|f| rand::random::<f64>() < f.error_share);
+            let live = LiveHistory::new(&candidate.model, &events);
+            match compute(&candidate, &q, &live).filter(|_| !fails) {
+                Some(ranked) => {
+                    let a: Vec<&str> = served_ids.iter().map(String::as_str).collect();
+                    let b: Vec<&str> = ranked.items.iter().map(|i| i.item_id.as_str()).collect();
+                    candidate.figures.shadow_computed(started.elapsed(), overlap_at_10(&a, &b));
+                }
+                None => candidate.figures.shadow_failed(),
+            }
+            shadows.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 
     /// Append validated events to the region's stream and their users' recent lists, and
@@ -103,11 +252,24 @@ impl Service {
         events: &[LiveEvent],
         timeout: Duration,
     ) -> Result<Vec<String>, ServeError> {
-        let version = self.slot.current().map(|s| s.version.clone());
-        self.cache.append_events(events, version.as_deref(), timeout).await.map_err(|e| match e {
+        let serving = self.slot.serving();
+        let versions = serving.as_ref().map(|s| s.versions()).unwrap_or_default();
+        let appended = self.cache.append_events(events, &versions, timeout).await.map_err(|e| match e {
             CacheError::Timeout { timeout, .. } => ServeError::EventsUnconfirmed(timeout),
             e => ServeError::EventsNotStored(e),
-        })
+        })?;
+        if let Some(serving) = serving {
+            let now = manifest::now_unix();
+            for (e, record) in events.iter().zip(&appended.served) {
+                let Some(r) = record else { continue };
+                let fresh =
+                    now - r.at <= ATTRIBUTION_WINDOW.as_secs() as i64 && e.ts + CONVERSION_SKEW_SECS >= r.at;
+                if let Some((_, snapshot)) = serving.version(&r.version).filter(|_| fresh) {
+                    snapshot.figures.converted(e.kind);
+                }
+            }
+        }
+        Ok(appended.ids)
     }
 
     pub async fn similar(
@@ -140,7 +302,7 @@ impl Service {
         key: String,
         force_refresh: bool,
         kind: &'static str,
-        snapshot: Arc<ModelSnapshot>,
+        snapshot: Held,
         compute: impl FnOnce(&ModelSnapshot) -> Ranked,
     ) -> Served {
         if !force_refresh {
@@ -153,9 +315,13 @@ impl Service {
             self.computations.with_label_values(&[kind]).inc();
             let ranked = Arc::new(compute(snapshot_ref));
             self.cache.put(key_ref, &ranked).await;
-            ranked
+            Some(ranked)
         };
         let ranked = if force_refresh { work().await } else { self.flight.run(&key, work).await.0 };
+        // `work` never yields `None`: the similar-items path has no failure to fall back from.
+        let ranked = ranked.unwrap_or_else(|| {
+            Arc::new(Ranked { strategy: crate::answer::Strategy::ItemCosine, items: Vec::new() })
+        });
         Served { ranked, source: Source::Model, snapshot }
     }
 }

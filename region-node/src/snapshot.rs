@@ -13,6 +13,7 @@ use model::manifest::Manifest;
 use model::model::{Model, Query, Scored};
 
 use crate::answer::{Ranked, RankedItem, RecommendQuery, Strategy};
+use crate::figures::Figures;
 use crate::similar;
 
 #[derive(Debug)]
@@ -23,6 +24,8 @@ pub struct ModelSnapshot {
     pub model: Model,
     /// Unix seconds when this snapshot was built.
     pub loaded_at: i64,
+    /// What this node measured for this version since it loaded it.
+    pub figures: Figures,
 }
 
 /// A user's recent events in the terms of one model. Events on items the model does not
@@ -82,7 +85,7 @@ impl ModelSnapshot {
         if model.users.is_empty() || model.items.is_empty() {
             return Err(SnapshotError::Empty { version });
         }
-        Ok(Self { version, manifest, model, loaded_at })
+        Ok(Self { version, manifest, model, loaded_at, figures: Figures::default() })
     }
 
     /// User-KNN for known users with neighbours; popularity otherwise. The user's own items

@@ -10,6 +10,14 @@
 //! snapshot: it is recorded for health and metrics and retried with backoff. Start-up is
 //! the same loop with an empty slot, so "retry while the store is unreachable" needs no
 //! separate code.
+//!
+//! During a rollout the pointer also names a candidate ([`model::rollout`]); the slot then
+//! holds both ([`Serving`]). A candidate is loaded the same way, after the stable version,
+//! and a version already resident is reused, never loaded twice (a promotion loads nothing).
+//! At most two versions are resident, plus the one being loaded while the other leaves: a
+//! candidate that is no longer wanted is dropped before anything else is loaded. A candidate
+//! that fails to load leaves the stable version serving everyone; it is recorded
+//! ([`SwapStatus::candidate_error`]) and tried again after [`CANDIDATE_RETRY`].
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,26 +32,32 @@ use store::Bucket;
 
 use crate::loader::{self, LoadError};
 use crate::metrics::SwapMetrics;
+use crate::rollout::{CandidateSlot, Held, Serving};
 use crate::settings::PollSettings;
 use crate::snapshot::{ModelSnapshot, SnapshotError};
 
-/// The serving snapshot, if any. The only mutable model state of a node.
+/// The serving versions, if any. The only mutable model state of a node.
 #[derive(Default)]
-pub struct ModelSlot(ArcSwapOption<ModelSnapshot>);
+pub struct ModelSlot(ArcSwapOption<Serving>);
 
 impl ModelSlot {
-    /// The snapshot to answer one request with; hold it for the whole request.
-    pub fn current(&self) -> Option<Arc<ModelSnapshot>> {
+    /// The stable snapshot; hold it for the whole request.
+    pub fn current(&self) -> Option<Held> {
+        self.serving().map(|s| Held::new(s, model::rollout::Arm::Stable))
+    }
+
+    /// Both versions during a rollout; hold it for the whole request.
+    pub fn serving(&self) -> Option<Arc<Serving>> {
         self.0.load_full()
     }
 
     pub fn version(&self) -> Option<String> {
-        self.0.load().as_ref().map(|s| s.version.clone())
+        self.0.load().as_ref().map(|s| s.stable.version.clone())
     }
 
-    /// Serve `snapshot` from now on; returns the one it replaces.
-    fn replace(&self, snapshot: Arc<ModelSnapshot>) -> Option<Arc<ModelSnapshot>> {
-        self.0.swap(Some(snapshot))
+    /// Serve `serving` from now on; returns what it replaces.
+    fn replace(&self, serving: Serving) -> Option<Arc<Serving>> {
+        self.0.swap(Some(Arc::new(serving)))
     }
 }
 
@@ -120,10 +134,16 @@ pub struct SwapStatus {
     pub last_error: Option<SwapFailure>,
     /// Failed checks in a row (drives the poll backoff).
     pub consecutive_failures: u32,
+    /// The pointer's candidate could not be loaded or is invalid: the stable version serves
+    /// everyone meanwhile.
+    pub candidate_error: Option<SwapFailure>,
 }
 
 /// How long a replaced snapshot waits for the requests still using it before it is freed.
 const RETIRE_PATIENCE: Duration = Duration::from_secs(60);
+
+/// A candidate version that failed to load is not downloaded again before this.
+pub const CANDIDATE_RETRY: Duration = Duration::from_secs(30);
 
 /// Checks and swaps; all of its work runs on the loader's runtime (see [`Swapper`]).
 pub struct Swapper {
@@ -142,7 +162,9 @@ impl Swapper {
     ) -> std::io::Result<Self> {
         let status = Mutex::new(SwapStatus::default());
         let checking = tokio::sync::Mutex::new(());
-        let checker = Arc::new(Checker { bucket, slot, status, metrics, checking, priority });
+        let failed_candidate = Mutex::new(None);
+        let checker =
+            Arc::new(Checker { bucket, slot, status, metrics, checking, priority, failed_candidate });
         Ok(Self { checker, runtime: crate::background::Runtime::start("loader", priority)? })
     }
 
@@ -175,6 +197,8 @@ struct Checker {
     checking: tokio::sync::Mutex<()>,
     /// Of every thread that decodes, builds or frees a model.
     priority: SwapPriority,
+    /// The candidate version that last failed to load, and when.
+    failed_candidate: Mutex<Option<(String, Instant)>>,
 }
 
 impl Checker {
@@ -211,18 +235,114 @@ impl Checker {
 
     async fn check(&self) -> Result<CheckOutcome, SwapError> {
         let pointer = reader::read_pointer(&self.bucket).await.map_err(SwapError::Pointer)?;
-        let version = pointer.ok_or(SwapError::NothingPublished)?.version;
-        let from = self.slot.version();
-        if from.as_deref() == Some(version.as_str()) {
-            return Ok(CheckOutcome::Unchanged { version });
+        let pointer = pointer.ok_or(SwapError::NothingPublished)?;
+        let version = pointer.version;
+        let current = self.slot.serving();
+        let from = current.as_ref().map(|s| s.stable.version.clone());
+        let wanted = pointer.candidate.filter(|c| match c.check(&version) {
+            Ok(()) => true,
+            Err(e) => {
+                self.candidate_failed(Some(&c.version), &e.to_string());
+                false
+            }
+        });
+        // A resident candidate that is no longer wanted leaves before anything is loaded.
+        let keep = |c: &CandidateSlot| {
+            wanted.as_ref().is_some_and(|w| w.version == c.snapshot.version) || c.snapshot.version == version
+        };
+        if let Some(cur) = current.as_ref() {
+            if cur.candidate.as_ref().is_some_and(|c| !keep(c)) {
+                self.publish(Serving::stable_only(cur.stable.clone()));
+                tracing::info!(candidate = ?cur.candidate.as_ref().map(|c| &c.snapshot.version), "candidate dropped");
+            }
         }
+        let current = self.slot.serving();
+        let resident = |v: &str| {
+            current.as_ref().and_then(|s| {
+                if s.stable.version == v {
+                    Some(s.stable.clone())
+                } else {
+                    s.candidate.as_ref().filter(|c| c.snapshot.version == v).map(|c| c.snapshot.clone())
+                }
+            })
+        };
+        let mut outcome = CheckOutcome::Unchanged { version: version.clone() };
+        let stable = match resident(&version) {
+            Some(s) if from.as_deref() == Some(version.as_str()) => s,
+            Some(promoted) => {
+                // The candidate becomes the serving version: nothing to load.
+                self.swapped(from.as_deref(), &promoted, Duration::ZERO);
+                outcome = CheckOutcome::Swapped { from: from.clone(), to: version.clone(), took_ms: 0 };
+                promoted
+            }
+            None => {
+                let started = Instant::now();
+                tracing::info!(from = ?from, to = %version, "loading model version");
+                let snapshot = self.load(&version).await?;
+                let took = started.elapsed();
+                self.publish(Serving::stable_only(snapshot.clone()));
+                self.swapped(from.as_deref(), &snapshot, took);
+                outcome = CheckOutcome::Swapped {
+                    from: from.clone(),
+                    to: version.clone(),
+                    took_ms: took.as_millis() as u64,
+                };
+                snapshot
+            }
+        };
+        let Some(spec) = wanted else {
+            if self.slot.serving().is_some_and(|s| s.candidate.is_some() || !Arc::ptr_eq(&s.stable, &stable))
+            {
+                self.publish(Serving::stable_only(stable));
+            }
+            self.clear_candidate_error();
+            return Ok(outcome);
+        };
+        let snapshot = match resident(&spec.version) {
+            Some(s) => s,
+            None => {
+                let retry_later = self
+                    .failed_candidate
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_ref()
+                    .is_some_and(|(v, at)| *v == spec.version && at.elapsed() < CANDIDATE_RETRY);
+                if retry_later {
+                    return Ok(outcome);
+                }
+                tracing::info!(candidate = %spec.version, mode = spec.mode.as_str(), share = spec.share, "loading candidate");
+                match self.load(&spec.version).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        *self.failed_candidate.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some((spec.version.clone(), Instant::now()));
+                        tracing::warn!(candidate = %spec.version, error = %error_chain(&e), "candidate not loaded");
+                        self.candidate_failed(Some(&spec.version), &error_chain(&e));
+                        return Ok(outcome);
+                    }
+                }
+            }
+        };
+        let unchanged = self.slot.serving().is_some_and(|s| {
+            Arc::ptr_eq(&s.stable, &stable)
+                && s.candidate.as_ref().is_some_and(|c| Arc::ptr_eq(&c.snapshot, &snapshot) && c.spec == spec)
+        });
+        if !unchanged {
+            tracing::info!(candidate = %spec.version, mode = spec.mode.as_str(), share = spec.share, rollout = %spec.rollout_id, "candidate serving");
+            self.publish(Serving { stable, candidate: Some(CandidateSlot { snapshot, spec }) });
+        }
+        self.clear_candidate_error();
+        Ok(outcome)
+    }
+
+    /// Download, verify, decode, build and warm up `version` off the request path.
+    async fn load(&self, version: &str) -> Result<Arc<ModelSnapshot>, SwapError> {
         let started = Instant::now();
-        tracing::info!(from = ?from, to = %version, "loading model version");
-        let (manifest, model) = loader::load_version(&self.bucket, &version, self.priority)
+        let (manifest, model) = loader::load_version(&self.bucket, version, self.priority)
             .await
-            .map_err(|source| SwapError::Load { version: version.clone(), source })?;
+            .map_err(|source| SwapError::Load { version: version.to_string(), source })?;
         let loaded = started.elapsed();
-        let v = version.clone();
+        let v = version.to_string();
         let built = crate::background::run("snapshot", self.priority, move || {
             let snapshot = ModelSnapshot::new(manifest, model, manifest::now_unix())?;
             let built = Instant::now();
@@ -232,28 +352,46 @@ impl Checker {
         .await
         .map_err(|source| SwapError::Build { version: v, source })?;
         let (snapshot, built) =
-            built.map_err(|source| SwapError::Snapshot { version: version.clone(), source })?;
+            built.map_err(|source| SwapError::Snapshot { version: version.to_string(), source })?;
         let warm_up = built.elapsed();
-        let loaded_at = snapshot.loaded_at;
-        if let Some(old) = self.slot.replace(Arc::new(snapshot)) {
-            crate::background::retire(old, RETIRE_PATIENCE, self.priority);
-        }
         let took = started.elapsed();
-        self.metrics.swaps.inc();
-        self.metrics.duration.observe(took.as_secs_f64());
-        self.metrics.serving(&version, loaded_at);
         tracing::info!(
-            from = ?from,
-            to = %version,
+            version,
             took_ms = took.as_millis() as u64,
             download_decode_ms = loaded.as_millis() as u64,
             build_ms = (took.saturating_sub(loaded + warm_up)).as_millis() as u64,
             warm_up_ms = warm_up.as_millis() as u64,
-            "model swapped"
+            "model version loaded"
         );
-        Ok(CheckOutcome::Swapped { from, to: version, took_ms: took.as_millis() as u64 })
+        Ok(Arc::new(snapshot))
     }
 
+    /// Make `serving` live; what it replaces is freed off the request path once unused.
+    fn publish(&self, serving: Serving) {
+        if let Some(old) = self.slot.replace(serving) {
+            crate::background::retire(old, RETIRE_PATIENCE, self.priority);
+        }
+    }
+
+    fn swapped(&self, from: Option<&str>, to: &ModelSnapshot, took: Duration) {
+        self.metrics.swaps.inc();
+        self.metrics.duration.observe(took.as_secs_f64());
+        self.metrics.serving(&to.version, to.loaded_at);
+        tracing::info!(from = ?from, to = %to.version, took_ms = took.as_millis() as u64, "model swapped");
+    }
+
+    fn candidate_failed(&self, version: Option<&str>, error: &str) {
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        status.candidate_error = Some(SwapFailure {
+            version: version.map(str::to_string),
+            error: error.to_string(),
+            at: manifest::rfc3339(manifest::now_unix()),
+        });
+    }
+
+    fn clear_candidate_error(&self) {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).candidate_error = None;
+    }
     /// Check at once, then forever: every jittered interval while healthy, backing off
     /// exponentially (up to `max_backoff`) while checks fail.
     async fn poll(&self, settings: PollSettings) {

@@ -20,6 +20,7 @@ use crate::http::input::{self, MAX_CATEGORIES};
 use crate::node::Node;
 use crate::report::Stats;
 use crate::service::Served;
+use model::rollout::Arm;
 
 /// Body of `POST /api/v1/recommendations/user/{user_id}`; may be empty.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -102,6 +103,8 @@ struct ProductList<'a> {
     processing_time_ms: f64,
     total_count: usize,
     model_version: &'a str,
+    /// Which version answered during a rollout (`stable` otherwise).
+    arm: Arm,
     strategy: Strategy,
     source: Source,
 }
@@ -148,6 +151,7 @@ fn respond(
         generated_at: manifest::rfc3339(manifest::now_unix()),
         processing_time_ms: started.elapsed().as_secs_f64() * 1000.0,
         model_version: served.version(),
+        arm: served.arm(),
         strategy: served.ranked.strategy,
         source: served.source,
     })

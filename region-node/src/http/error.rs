@@ -67,6 +67,7 @@ impl ApiError {
             ApiError::Serve(ServeError::UnknownItem { .. }) => "unknown_item",
             ApiError::Serve(ServeError::EventsNotStored(_)) => "events_not_stored",
             ApiError::Serve(ServeError::EventsUnconfirmed(_)) => "events_unconfirmed",
+            ApiError::Serve(ServeError::Failed { .. }) => "model_failed",
             ApiError::Unauthorized => "unauthorized",
             ApiError::AdminDisabled => "admin_disabled",
             ApiError::Reload(_) => "reload_failed",
@@ -122,7 +123,9 @@ impl ResponseError for ApiError {
             ApiError::AdminDisabled => StatusCode::FORBIDDEN,
             ApiError::Reload(_) => StatusCode::BAD_GATEWAY,
             ApiError::Cache(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Metrics(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Metrics(_) | ApiError::Serve(ServeError::Failed { .. }) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
         }
     }

@@ -67,6 +67,7 @@ route_table! {
     GET "/trending" => items::trending,
     GET "/stats" => stats::stats,
     GET "/metrics" => stats::metrics,
+    GET "/rollout/metrics" => stats::rollout,
     GET "/health" => health::health,
     GET "/health/ready" => health::ready,
     GET "/health/live" => health::live,

@@ -28,6 +28,7 @@ use crate::http::{admin, compat, docs, events, health, items, recommend, stats};
         items::trending,
         stats::stats,
         stats::metrics,
+        stats::rollout,
         health::health,
         health::ready,
         health::live,

@@ -6,6 +6,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use model::rollout::Arm;
+
 use crate::answer::{RankedItem, RecommendQuery, Source, Strategy};
 use crate::http::error::{ApiError, ErrorBody, INVALID, MALFORMED, NOT_LOADED};
 use crate::http::input::{self, MAX_CATEGORIES, MAX_EXCLUDE};
@@ -49,6 +51,9 @@ struct RecommendResponse<'a> {
     /// The region that served the answer.
     region: &'a str,
     model_version: &'a str,
+    /// Which version answered: `candidate` for the users a rollout's split assigns to the
+    /// candidate version, `stable` otherwise.
+    arm: Arm,
     /// Best first.
     items: &'a [RankedItem],
     strategy: Strategy,
@@ -91,6 +96,7 @@ pub async fn recommend(
         user_id: &b.user_id,
         region: node.region(),
         model_version: served.version(),
+        arm: served.arm(),
         items: &served.ranked.items,
         strategy: served.ranked.strategy,
         source: served.source,

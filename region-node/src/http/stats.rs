@@ -3,6 +3,8 @@
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
+use model::rollout::NodeReport;
+
 use crate::http::error::{ApiError, ErrorBody, NOT_LOADED};
 use crate::node::Node;
 use crate::report::Stats;
@@ -32,6 +34,22 @@ pub async fn stats(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
     )
 )]
 pub async fn metrics(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
-    let text = node.metrics().render()?;
+    let mut text = node.metrics().render()?;
+    if let Some(serving) = node.service().serving() {
+        text.push_str(&crate::rollout::prometheus_text(&serving));
+    }
     Ok(HttpResponse::Ok().insert_header((header::CONTENT_TYPE, prometheus::TEXT_FORMAT)).body(text))
+}
+
+/// What this node measured for each resident version (the rollout controller's input).
+#[utoipa::path(
+    get,
+    path = "/rollout/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Cumulative figures per resident version since this node loaded it", body = NodeReport),
+    )
+)]
+pub async fn rollout(node: web::Data<Node>) -> HttpResponse {
+    HttpResponse::Ok().json(crate::report::rollout(&node).await)
 }

@@ -136,6 +136,8 @@ pub struct Options {
     pub publish: Option<u32>,
     /// Redis with the append-only file fsynced on every write, as the cluster runs it.
     pub persistent_redis: bool,
+    /// A fault injected into one version (`--inject-fault`).
+    pub fault: Option<region_node::rollout::Fault>,
 }
 
 impl Default for Options {
@@ -145,6 +147,7 @@ impl Default for Options {
             admin_token: Some(TOKEN),
             publish: Some(1),
             persistent_redis: false,
+            fault: None,
         }
     }
 }
@@ -179,6 +182,7 @@ pub async fn spawn_node_with(opts: Options) -> TestNode {
     settings.cache.probe_interval = Duration::from_millis(100);
     settings.admin_token = opts.admin_token.and_then(AdminToken::new);
     settings.workers = Some(2);
+    settings.fault = opts.fault;
     if let Some(n) = opts.publish {
         publish_to(&s3, &model_dir(n).path).await;
     }
@@ -243,6 +247,12 @@ impl TestNode {
     /// primary gets it intact, the region gets one flipped byte, then the region's pointer
     /// moves to it. The node never sees an intact copy.
     pub async fn publish_corrupt(&self, n: u32) {
+        self.upload_corrupt(n).await;
+        publish::set_pointer(&self.region_bucket(), &version(n)).await.expect("flip region pointer");
+    }
+
+    /// [`Self::publish_corrupt`] without moving the pointer.
+    pub async fn upload_corrupt(&self, n: u32) {
         let dir = model_dir(n);
         let primary = self.s3.bucket(PRIMARY_BUCKET, PREFIX, "primary");
         publish::publish(&primary, &[], &dir.path, PublishOptions::default()).await.expect("publish primary");
@@ -259,7 +269,53 @@ impl TestNode {
             manifest::manifest_key(PREFIX, &dir.version),
             std::fs::read(dir.path.join(MANIFEST_FILE)).expect("manifest"),
         );
-        publish::set_pointer(&self.region_bucket(), &dir.version).await.expect("flip region pointer");
+    }
+
+    /// Build version `n` and put it in the primary and the region's bucket, verified as
+    /// publish does, without moving the region's pointer (as a rollout does); returns the
+    /// model.
+    pub async fn upload(&self, n: u32) -> Model {
+        let dir = model_dir(n);
+        let primary = self.s3.bucket(PRIMARY_BUCKET, PREFIX, "primary");
+        publish::publish(&primary, &[], &dir.path, PublishOptions::default()).await.expect("publish primary");
+        for file in [PAYLOAD_FILE, MANIFEST_FILE] {
+            let path = self.s3.object_path(REGION_BUCKET, &manifest::file_key(PREFIX, &dir.version, file));
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::copy(dir.path.join(file), path).expect("copy object");
+        }
+        dir.model
+    }
+
+    /// Write the region's pointer: `version` serving, `candidate` beside it.
+    pub async fn point(&self, version: &str, candidate: Option<model::rollout::Candidate>) {
+        let pointer = manifest::Pointer {
+            version: version.to_string(),
+            previous: None,
+            updated_at: manifest::rfc3339(manifest::now_unix()),
+            candidate,
+        };
+        let bucket = self.region_bucket();
+        bucket
+            .put_bytes(&manifest::pointer_key(PREFIX), pointer.to_json().into())
+            .await
+            .expect("write pointer");
+    }
+
+    /// Wait until the node serves `stable` with `candidate` (a version) beside it, or none.
+    pub async fn wait_for_pair(&self, stable: &str, candidate: Option<&str>) {
+        eventually(&format!("{stable} serving with candidate {candidate:?}"), || async {
+            let h = self.health().await;
+            let c = h["candidate"]["version"].as_str();
+            (h["model_version"] == stable && c == candidate).then_some(())
+        })
+        .await;
+    }
+
+    /// `GET /rollout/metrics`.
+    pub async fn rollout_report(&self) -> model::rollout::NodeReport {
+        let (status, json) = self.json("/rollout/metrics").await;
+        assert_eq!(status, 200, "{json}");
+        serde_json::from_value(json).expect("a NodeReport")
     }
 
     pub fn url(&self, path: &str) -> String {

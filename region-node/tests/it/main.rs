@@ -8,5 +8,6 @@ mod events;
 mod helpers;
 mod input;
 mod process;
+mod rollout;
 mod serve;
 mod swap;
