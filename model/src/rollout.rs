@@ -240,6 +240,9 @@ pub struct NodeReport {
     pub candidate_error: Option<String>,
     /// Conversion attribution window (seconds).
     pub attribution_window_s: u64,
+    /// [`LATENCY_BUCKETS`], so readers that do not link this crate can read the histograms.
+    #[serde(default)]
+    pub latency_buckets_s: Vec<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -155,5 +155,6 @@ pub async fn rollout(node: &Node) -> NodeReport {
         candidate: serving.as_ref().and_then(|s| s.candidate.as_ref()).map(|c| c.report(users_of(1))),
         candidate_error: node.swapper().status().candidate_error.map(|e| e.error),
         attribution_window_s: crate::cache::ATTRIBUTION_WINDOW.as_secs(),
+        latency_buckets_s: model::rollout::LATENCY_BUCKETS.to_vec(),
     }
 }

@@ -54,7 +54,8 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let probers = probe::spawn_probers(&state);
+    let mut probers = probe::spawn_probers(&state);
+    probers.extend(probe::spawn_samplers(&state));
     let limits = front::Limits {
         max_connections: state.settings.max_connections,
         request_timeout: state.settings.client_timeout,

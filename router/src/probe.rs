@@ -60,29 +60,35 @@ enum ProbeError {
     Body(Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// One `GET /health/ready` on a connection of its own (through the same TCP or TLS path as
-/// requests), so a probe also proves a new connection can be made.
+/// `GET path` on a connection of its own (through the same TCP or TLS path as requests), so
+/// a probe also proves a new connection can be made: the status and up to `limit` bytes.
+async fn fetch(
+    connector: &Connector,
+    endpoint: &Endpoint,
+    path: &str,
+    limit: usize,
+) -> Result<(http::StatusCode, Bytes), ProbeError> {
+    let io = connector.connect(endpoint).await.map_err(ProbeError::Connect)?;
+    let (mut sender, conn) = http1::handshake(TokioIo::new(io)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut req = http::Request::new(Empty::<Bytes>::new());
+    *req.uri_mut() =
+        format!("{}{path}", endpoint.prefix).parse().map_err(|e| ProbeError::Body(Box::new(e)))?;
+    req.headers_mut().insert(header::HOST, endpoint.authority.clone());
+    req.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    let resp = sender.send_request(req).await?;
+    let status = resp.status();
+    let body = Limited::new(resp.into_body(), limit).collect().await.map_err(ProbeError::Body)?;
+    Ok((status, body.to_bytes()))
+}
+
+/// One `GET /health/ready`.
 async fn probe(connector: &Connector, endpoint: &Endpoint, timeout: Duration) -> ProbeRecord {
     let at = SystemTime::now();
     let started = Instant::now();
-    let outcome = tokio::time::timeout(timeout, async {
-        let io = connector.connect(endpoint).await.map_err(ProbeError::Connect)?;
-        let (mut sender, conn) = http1::handshake(TokioIo::new(io)).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let mut req = http::Request::new(Empty::<Bytes>::new());
-        *req.uri_mut() =
-            format!("{}{READY_PATH}", endpoint.prefix).parse().map_err(|e| ProbeError::Body(Box::new(e)))?;
-        req.headers_mut().insert(header::HOST, endpoint.authority.clone());
-        req.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-        let resp = sender.send_request(req).await?;
-        let status = resp.status();
-        let body =
-            Limited::new(resp.into_body(), MAX_READY_BODY).collect().await.map_err(ProbeError::Body)?;
-        Ok::<_, ProbeError>((status, body.to_bytes()))
-    })
-    .await;
+    let outcome = tokio::time::timeout(timeout, fetch(connector, endpoint, READY_PATH, MAX_READY_BODY)).await;
     let took = started.elapsed();
     let (ok, detail, model_version) = match outcome {
         Ok(Ok((status, body))) => {
@@ -97,6 +103,43 @@ async fn probe(connector: &Connector, endpoint: &Endpoint, timeout: Duration) ->
         Ok(Err(e)) => (false, e.to_string(), None),
     };
     ProbeRecord { ok, at, took, detail, model_version }
+}
+
+/// Path of a node's per-version figures.
+pub const ROLLOUT_PATH: &str = "/rollout/metrics";
+const MAX_ROLLOUT_BODY: usize = 256 * 1024;
+
+/// Start one sampler per region: every [`Settings::sample_every`] it reads every node's
+/// `GET /rollout/metrics` into the region's series ([`crate::regions::series`]). A node that
+/// does not answer (or runs a build without the route) leaves a gap, nothing else.
+pub fn spawn_samplers(state: &AppState) -> Vec<JoinHandle<()>> {
+    (0..state.regions.iter().count()).map(|r| tokio::spawn(sample_loop(state.clone(), r))).collect()
+}
+
+async fn sample_loop(state: AppState, region: usize) {
+    let r = state.regions.get(region);
+    let every = state.settings.sample_every();
+    let timeout = state.settings.health.timeout;
+    loop {
+        let mut reports = Vec::with_capacity(r.nodes.len());
+        for node in &r.nodes {
+            let got = tokio::time::timeout(
+                timeout,
+                fetch(&state.settings.connector, &node.endpoint, ROLLOUT_PATH, MAX_ROLLOUT_BODY),
+            )
+            .await;
+            reports.push(match got {
+                Ok(Ok((status, body))) if status == http::StatusCode::OK => {
+                    serde_json::from_slice(&body).ok()
+                }
+                _ => None,
+            });
+        }
+        let now_ms =
+            SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        r.record_sample(&reports, now_ms);
+        tokio::time::sleep(jittered(every)).await;
+    }
 }
 
 /// `interval` +/- 10%, so probes of many nodes spread out instead of arriving together.

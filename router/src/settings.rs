@@ -168,6 +168,12 @@ pub struct RegionSettings {
 }
 
 impl Settings {
+    /// How often each region's nodes are asked for their per-version figures (five probe
+    /// intervals: 5 s by default).
+    pub fn sample_every(&self) -> Duration {
+        self.health.interval * 5
+    }
+
     /// Combine the loaded cluster file, an optional `--listen` override and the tuning flags.
     pub fn new(
         cluster: &ClusterConfig,

@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::settings::{HealthSettings, Settings};
 use crate::upstream::connect::Endpoint;
 
+pub mod series;
 pub mod state;
 pub mod view;
 
@@ -65,6 +66,8 @@ pub struct Region {
     last_probe: ArcSwapOption<ProbeRecord>,
     /// Kept apart from `last_probe`: a failed probe does not erase the known version.
     model_version: ArcSwapOption<String>,
+    /// Its nodes' per-version figures over the last minutes (updated every few seconds).
+    series: Mutex<series::Series>,
 }
 
 /// One replica of a region.
@@ -122,6 +125,7 @@ impl Regions {
                 announced: Mutex::new(RegionState::Healthy),
                 last_probe: ArcSwapOption::empty(),
                 model_version: ArcSwapOption::empty(),
+                series: Mutex::default(),
             })
             .collect::<Vec<_>>();
         let total: usize = list.iter().map(|r: &Region| r.nodes.len()).sum();
@@ -254,6 +258,15 @@ impl Region {
             warn!(region = %self.name, node = %n.url, failures = health.eject_after, "node ejected");
             self.announce(change.cause(), metrics);
         }
+    }
+
+    /// One sample of every node's per-version figures ([`series`]).
+    pub fn record_sample(&self, reports: &[Option<series::NodeReport>], now_ms: u64) {
+        self.series.lock().unwrap_or_else(|p| p.into_inner()).record(reports, now_ms);
+    }
+
+    pub fn rollout(&self) -> series::RolloutView {
+        self.series.lock().unwrap_or_else(|p| p.into_inner()).view()
     }
 
     pub fn record_probe(&self, node: usize, record: ProbeRecord, health: &HealthSettings, metrics: &Metrics) {

@@ -34,6 +34,7 @@ impl Region {
                 .min()
                 .unwrap_or(0),
             model_version: self.model_version.load_full().map(|v| v.as_ref().clone()),
+            rollout: self.rollout(),
             requests_served: self.served(),
             failover: self.failover_names.clone(),
             nodes: self
@@ -73,6 +74,9 @@ pub struct RegionView {
     /// The version its nodes last reported.
     #[schema(required = true)]
     pub model_version: Option<String>,
+    /// Its versions as its nodes report them: serving, candidate, and per version the request
+    /// rate, p99 and conversions over the last 15 minutes.
+    pub rollout: super::series::RolloutView,
     pub requests_served: u64,
     /// Regions it fails over to, best first.
     pub failover: Vec<String>,

@@ -124,3 +124,48 @@ async fn regions_shows_state_latency_probe_failures_model_version_and_traffic() 
     assert_eq!(rb["model_version"], MODEL_VERSION, "the last known version is kept");
     assert_eq!(v["total_served"], 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regions_show_each_version_under_rollout_with_its_conversions() {
+    use crate::helpers::fake::CANDIDATE_VERSION;
+    let a = FakeNode::start("a").await;
+    let router = spawn_router(&[Region::new(&a, &[])], Opts::default()).await;
+    let rollout = |body: &serde_json::Value| body["regions"][0]["rollout"].clone();
+    // The first sample names the versions and only sets the baseline.
+    wait_until("the candidate to show", Duration::from_secs(10), || async {
+        rollout(&router.get("/regions").await.body)["candidate"]["version"] == CANDIDATE_VERSION
+    })
+    .await;
+    for _ in 0..8 {
+        assert_eq!(router.recommend(Some("a")).await.status, 200);
+    }
+    // The fake attributes 6 of 8 answers to the stable version (3 conversions), 2 to the
+    // candidate (2 conversions).
+    wait_until("the figures of the next sample", Duration::from_secs(10), || async {
+        rollout(&router.get("/regions").await.body)["versions"][1]["requests"] == 2
+    })
+    .await;
+    let r = rollout(&router.get("/regions").await.body);
+    assert_eq!(r["serving"], MODEL_VERSION);
+    assert_eq!(
+        (r["candidate"]["mode"].as_str(), r["candidate"]["share"].as_f64()),
+        (Some("split"), Some(0.25))
+    );
+    let v = &r["versions"];
+    assert_eq!((v[0]["version"].as_str(), v[0]["arm"].as_str()), (Some(MODEL_VERSION), Some("stable")));
+    assert_eq!((v[0]["requests"].as_u64(), v[0]["conversions"].as_u64()), (Some(6), Some(3)));
+    assert_eq!(v[0]["conversion_rate"].as_f64(), Some(0.5));
+    assert_eq!(
+        (v[1]["version"].as_str(), v[1]["conversion_rate"].as_f64()),
+        (Some(CANDIDATE_VERSION), Some(1.0))
+    );
+    let point = r["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .rev()
+        .find(|p| !p["versions"].as_array().expect("versions").is_empty())
+        .cloned()
+        .expect("a point with figures");
+    assert_eq!(point["versions"][0]["p99_ms"].as_f64(), Some(0.5), "{point}");
+}

@@ -20,6 +20,8 @@ async fn status_page_is_self_contained_html_polling_regions() {
     assert_eq!(content_type.as_deref(), Some("text/html; charset=utf-8"));
     assert!(html.contains("fetch(\"/regions\""), "polls /regions");
     assert!(html.contains("<form id=\"try\""), "has the try-a-recommendation form");
+    // The SVG namespace is a name, not something fetched.
+    let html = html.replace("\"http://www.w3.org/2000/svg\"", "");
     for external in ["http://", "https://", "<link", " src="] {
         assert!(!html.contains(external), "the page must not load external assets ({external})");
     }
@@ -88,6 +90,8 @@ async fn status_page_renders_live_regions_in_headless_chromium() {
     assert!(dom.contains(MODEL_VERSION), "model version shown: {dom}");
     assert!(dom.contains("75.0%"), "traffic share of a (3 of 4 requests) shown: {dom}");
     assert!(dom.contains("<option value=\"a\">a</option>"), "hint choices filled in: {dom}");
+    let candidate = format!("{} (split 25%)", crate::helpers::fake::CANDIDATE_VERSION);
+    assert!(dom.contains(&candidate), "the rollout shown: {dom}");
     let bytes = std::fs::read(&png).expect("screenshot written");
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
     assert!(bytes.len() > 10_000, "a non-trivial screenshot ({} bytes)", bytes.len());

@@ -18,6 +18,8 @@ const HANG: u8 = 2;
 
 /// Model version every fake reports on `/health/ready`.
 pub const MODEL_VERSION: &str = "v-test-7";
+/// The candidate every fake reports on `/rollout/metrics` (a 25% split).
+pub const CANDIDATE_VERSION: &str = "v-test-8";
 
 #[derive(Debug)]
 struct Control {
@@ -81,6 +83,7 @@ impl FakeNode {
             App::new()
                 .app_data(web::Data::new(ctl.clone()))
                 .route("/health/ready", web::get().to(ready))
+                .route("/rollout/metrics", web::get().to(rollout))
                 .route("/recommendations", web::post().to(recommend))
                 .route("/api/v1/recommendations/user/{user_id}", web::post().to(recommend))
                 .route("/events", web::post().to(recommend))
@@ -187,6 +190,31 @@ async fn ready(ctl: web::Data<Arc<Control>>) -> HttpResponse {
     }
     HttpResponse::Ok().json(json!({
         "status": "ok", "region": ctl.region, "model_version": MODEL_VERSION, "node": ctl.node,
+    }))
+}
+
+/// Per-version figures as a region node reports them: of every 4 requests served, 3 by the
+/// stable version and 1 by the candidate; every candidate answer converts, stable ones half.
+async fn rollout(ctl: web::Data<Arc<Control>>) -> HttpResponse {
+    let served = ctl.served.load(Ordering::SeqCst);
+    let (candidate, stable) = (served / 4, served - served / 4);
+    let figures = |version: &str, requests: u64, conversions: u64| {
+        json!({
+            "version": version, "requests": requests, "users": requests, "errors": 0,
+            "latency": {"counts": [0, 0, requests], "sum_seconds": 0.0},
+            "strategies": {}, "conversions": {"purchase": conversions},
+        })
+    };
+    HttpResponse::Ok().json(json!({
+        "region": ctl.region, "instance": ctl.node, "at": "2026-12-07T00:00:00Z",
+        "stable": figures(MODEL_VERSION, stable, stable / 2),
+        "candidate": {
+            "rollout_id": "r-test", "mode": "split", "share": 0.25,
+            "figures": figures(CANDIDATE_VERSION, candidate, candidate),
+            "shadow": {"computed": 0, "skipped": 0, "errors": 0, "latency": {"counts": [], "sum_seconds": 0.0}, "overlap_sum": 0.0},
+        },
+        "candidate_error": null, "attribution_window_s": 1800,
+        "latency_buckets_s": [0.0001, 0.00025, 0.0005],
     }))
 }
 
