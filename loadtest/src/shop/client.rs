@@ -66,7 +66,12 @@ pub struct ShopClient {
 }
 
 impl ShopClient {
-    pub fn new(target: &str, timeout: Duration, count: u32, region: Option<String>) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        target: &str,
+        timeout: Duration,
+        count: u32,
+        region: Option<String>,
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .tcp_nodelay(true)

@@ -79,8 +79,8 @@ impl ShopPlan {
 /// Run `plan` with the shoppers of `world`; returns the tally once every session finished.
 pub async fn run(plan: &ShopPlan, world: &World) -> Result<Tally, ShopError> {
     plan.validate()?;
-    let client =
-        ShopClient::new(&plan.target, plan.timeout, plan.count, plan.region.clone()).map_err(ShopError::Client)?;
+    let client = ShopClient::new(&plan.target, plan.timeout, plan.count, plan.region.clone())
+        .map_err(ShopError::Client)?;
     let (tx, mut rx) = mpsc::unbounded_channel::<SessionRecord>();
     let collector = tokio::spawn(async move {
         let mut tally = Tally::default();

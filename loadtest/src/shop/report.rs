@@ -288,8 +288,18 @@ impl ShopReport {
         let _ = writeln!(
             s,
             "{:<24} {:<9} {:>8} {:>6} {:>6} {:>7} {:>7} {:>11} {:>9} {:>7}  {:<15} {:>5}",
-            "version", "arm", "sessions", "users", "share", "items", "matched", "conversions", "converted",
-            "rate", "95% CI", "noise"
+            "version",
+            "arm",
+            "sessions",
+            "users",
+            "share",
+            "items",
+            "matched",
+            "conversions",
+            "converted",
+            "rate",
+            "95% CI",
+            "noise"
         );
         for row in &self.arms {
             line(&mut s, &row.model_version, row.arm.as_str(), &row.figures, Some(row.users_share));
@@ -308,7 +318,9 @@ impl ShopReport {
             let pairs: Vec<String> = v
                 .pairs
                 .iter()
-                .map(|p| format!("{} stable / {} candidate: {}", p.stable_version, p.candidate_version, p.users))
+                .map(|p| {
+                    format!("{} stable / {} candidate: {}", p.stable_version, p.candidate_version, p.users)
+                })
                 .collect();
             let _ = writeln!(
                 s,
@@ -370,7 +382,9 @@ fn violations(tally: &Tally, world: &World) -> Violations {
             }
         }
         if violated {
-            users.push(world.shoppers.get(shopper).map_or_else(|| format!("#{shopper}"), |s| s.user_id.clone()));
+            users.push(
+                world.shoppers.get(shopper).map_or_else(|| format!("#{shopper}"), |s| s.user_id.clone()),
+            );
         }
     }
     users.sort_unstable();

@@ -120,8 +120,8 @@ impl World {
         let file = if path.is_dir() { path.join("model.bin") } else { path.to_path_buf() };
         let reader =
             std::fs::File::open(&file).map_err(|source| ShopError::Read { path: file.clone(), source })?;
-        let model = model::blob::decode(reader)
-            .map_err(|source| ShopError::Model { path: file.clone(), source })?;
+        let model =
+            model::blob::decode(reader).map_err(|source| ShopError::Model { path: file.clone(), source })?;
         Self::from_model(&model, users, seed)
     }
 

@@ -80,7 +80,8 @@ fn taste_is_the_heaviest_category_and_a_second_within_a_third() {
 fn tastes_of_generated_users_have_one_or_two_categories_about_evenly() {
     use model_sync::generate::{generate, GenerateParams};
     // Half the generated users prefer two categories, half one.
-    let data = generate(&GenerateParams { users: 400, items: 300, categories: 8, ..GenerateParams::default() });
+    let data =
+        generate(&GenerateParams { users: 400, items: 300, categories: 8, ..GenerateParams::default() });
     let built = model_sync::build::build(&data, &Default::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = std::fs::File::create(dir.path().join("model.bin")).unwrap();
@@ -168,12 +169,12 @@ async fn recommend(body: web::Json<Value>, seen: web::Data<Arc<Mutex<Seen>>>) ->
     if user == "e500" {
         return HttpResponse::InternalServerError().json(json!({"error": "boom"}));
     }
-    let mut s = seen.lock().unwrap();
+    let mut s = seen.lock().expect("fake state");
     let (version, arm) = match user.as_str() {
         "s6" | "s7" | "s8" => ("v2", "candidate"),
         "s9" => {
             s.flips += 1;
-            if s.flips % 2 == 0 {
+            if s.flips.is_multiple_of(2) {
                 ("v2", "candidate")
             } else {
                 ("v1", "stable")
@@ -196,29 +197,30 @@ async fn recommend(body: web::Json<Value>, seen: web::Data<Arc<Mutex<Seen>>>) ->
         "strategy": "knn", "source": "model", "took_us": 7, "arm": arm
     });
     if user == "s0" {
-        answer.as_object_mut().unwrap().remove("arm");
+        answer.as_object_mut().expect("an object").remove("arm");
     }
     HttpResponse::Ok().json(answer)
 }
 
 async fn event(body: web::Json<Value>, seen: web::Data<Arc<Mutex<Seen>>>) -> HttpResponse {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
-    let (user, item, kind) = (body["user_id"].as_str(), body["item_id"].as_str(), body["type"].as_str());
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_secs() as i64;
+    let field = |name: &str| body[name].as_str().unwrap_or_default().to_string();
+    let (user, item, kind) = (field("user_id"), field("item_id"), field("type"));
     let ts = body["ts"].as_i64().unwrap_or(0);
-    let valid = matches!(kind, Some("view" | "add_to_cart" | "purchase"))
-        && user.is_some_and(|u| !u.is_empty())
-        && item.is_some_and(|i| !i.is_empty())
+    let valid = matches!(kind.as_str(), "view" | "add_to_cart" | "purchase")
+        && !user.is_empty()
+        && !item.is_empty()
         && ts > now - 300
         && ts <= now + 300;
     if !valid {
         return HttpResponse::UnprocessableEntity().json(json!({"error": "invalid", "body": body.0}));
     }
-    let mut s = seen.lock().unwrap();
-    if user == Some("s5") {
+    let mut s = seen.lock().expect("fake state");
+    if user == "s5" {
         s.refused += 1;
         return HttpResponse::ServiceUnavailable().json(json!({"error": "redis down"}));
     }
-    s.events.push((user.unwrap().into(), item.unwrap().into(), kind.unwrap().into()));
+    s.events.push((user, item, kind));
     HttpResponse::Ok().json(json!({"accepted": 1, "event_ids": ["1-0"], "region": "local", "took_us": 3}))
 }
 
@@ -235,7 +237,7 @@ fn world() -> World {
     let categories: HashMap<String, String> = (0..20)
         .map(|i| (format!("p{i:02}"), if i % 2 == 0 { "books" } else { "music" }.to_string()))
         .collect();
-    World::new(shoppers, categories).unwrap()
+    World::new(shoppers, categories).expect("a world")
 }
 
 fn plan(target: &str, sessions: u64, p_match: f64, p_noise: f64) -> ShopPlan {
@@ -265,7 +267,7 @@ async fn events_go_to_taste_matching_items_counted_per_arm_and_a_broken_split_is
 
     let tally = loadtest::shop::run(&plan, &world).await.unwrap();
     let report = ShopReport::new(&plan, &world, &tally);
-    let seen = fake.seen.lock().unwrap();
+    let seen = fake.seen.lock().expect("fake state");
 
     // Every session is accounted for: answered, failed with 500, or (if the box is slow) overload.
     assert_eq!(report.sessions, 400);
@@ -316,7 +318,9 @@ async fn events_go_to_taste_matching_items_counted_per_arm_and_a_broken_split_is
 
     // Stable field names in the JSON.
     let j: Value = serde_json::from_str(&report.to_json()).unwrap();
-    for field in ["model_version", "arm", "sessions", "users", "users_share", "conversions", "conversion_rate_low"] {
+    for field in
+        ["model_version", "arm", "sessions", "users", "users_share", "conversions", "conversion_rate_low"]
+    {
         assert!(j["arms"][0].get(field).is_some(), "arms[0].{field} in {j}");
     }
     assert_eq!(j["arm_violations"]["users"], 1);
@@ -331,7 +335,7 @@ async fn noise_events_go_to_random_items_at_the_configured_rate() {
 
     let tally = loadtest::shop::run(&plan, &world).await.unwrap();
     let report = ShopReport::new(&plan, &world, &tally);
-    let seen = fake.seen.lock().unwrap();
+    let seen = fake.seen.lock().expect("fake state");
 
     assert_eq!(report.totals.conversions, 0);
     assert_eq!(report.totals.noise_events, seen.events.len() as u64);
