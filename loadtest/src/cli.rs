@@ -19,7 +19,9 @@ use crate::progress::Progress;
 use crate::report::Report;
 use crate::scenario::judge::Criteria;
 use crate::scenario::{self, AdminToken, Name, Setup};
-use crate::shop::{ShopPlan, ShopReport, World};
+use crate::shop::plan::ShopPlan;
+use crate::shop::report::ShopReport;
+use crate::shop::taste::World;
 use crate::users::{self, Dist, Sampler, Source};
 
 /// Region-hinted load against a georec router or region node, and failure scenarios on the
@@ -313,7 +315,7 @@ async fn shop(a: ShopArgs) -> anyhow::Result<ExitCode> {
     plan.validate()?;
     let world = World::load(&a.model, a.users, a.seed)?;
     tracing::info!(shoppers = world.shoppers.len(), model = %a.model.display(), "shoppers loaded");
-    let tally = crate::shop::run(&plan, &world).await?;
+    let tally = crate::shop::engine::run(&plan, &world).await?;
     let report = ShopReport::new(&plan, &world, &tally);
     if a.json {
         println!("{}", report.to_json());

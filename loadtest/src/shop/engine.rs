@@ -18,69 +18,21 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::time::{sleep_until, Instant};
 
 use crate::client::ErrorKind;
-use crate::plan::Bound;
 use crate::shop::client::{Event, ShopClient};
+use crate::shop::plan::{PlanError, ShopPlan};
 use crate::shop::report::{Outcome, SessionRecord, Tally, Visit};
 use crate::shop::taste::World;
-use crate::shop::ShopError;
 
 /// Event types of a taste-matching item a shopper acts on, with their probabilities (the
 /// node's event types: there is no separate `click`, a view stands for it).
 pub const EVENT_MIX: [(EventType, f64); 3] =
     [(EventType::View, 0.60), (EventType::AddToCart, 0.25), (EventType::Purchase, 0.15)];
 
-/// Everything a shop run needs besides the [`World`].
-#[derive(Debug, Clone)]
-pub struct ShopPlan {
-    /// Base URL of a router or region node.
-    pub target: String,
-    /// Sessions started per second.
-    pub rate: f64,
-    /// `duration` and/or `requests` (sessions, one recommendation request each).
-    pub bound: Bound,
-    pub max_in_flight: usize,
-    /// Per-call deadline.
-    pub timeout: Duration,
-    /// Recommendations asked for per session.
-    pub count: u32,
-    /// Chance of an event on each recommended item of the shopper's taste.
-    pub p_match: f64,
-    /// Chance, per session, of one event on a random item of the model.
-    pub p_noise: f64,
-    /// Seeds shopper choice and every draw of every session.
-    pub seed: u64,
-    /// `X-Region-Hint` on every call, and `region` of every event.
-    pub region: Option<String>,
-}
-
-impl ShopPlan {
-    pub fn validate(&self) -> Result<(), ShopError> {
-        if !(self.target.starts_with("http://") || self.target.starts_with("https://")) {
-            return Err(ShopError::Target(self.target.clone()));
-        }
-        if !(self.rate.is_finite() && self.rate > 0.0) {
-            return Err(ShopError::Rate(self.rate));
-        }
-        for (name, value) in [("--p-match", self.p_match), ("--p-noise", self.p_noise)] {
-            if !(0.0..=1.0).contains(&value) {
-                return Err(ShopError::Probability { name, value });
-            }
-        }
-        if self.max_in_flight == 0 {
-            return Err(ShopError::MaxInFlight);
-        }
-        if self.bound.requests == Some(0) {
-            return Err(ShopError::Sessions);
-        }
-        Ok(())
-    }
-}
-
 /// Run `plan` with the shoppers of `world`; returns the tally once every session finished.
-pub async fn run(plan: &ShopPlan, world: &World) -> Result<Tally, ShopError> {
+pub async fn run(plan: &ShopPlan, world: &World) -> Result<Tally, RunError> {
     plan.validate()?;
     let client = ShopClient::new(&plan.target, plan.timeout, plan.count, plan.region.clone())
-        .map_err(ShopError::Client)?;
+        .map_err(RunError::Client)?;
     let (tx, mut rx) = mpsc::unbounded_channel::<SessionRecord>();
     let collector = tokio::spawn(async move {
         let mut tally = Tally::default();
@@ -118,7 +70,7 @@ pub async fn run(plan: &ShopPlan, world: &World) -> Result<Tally, ShopError> {
     let all = u32::try_from(plan.max_in_flight).unwrap_or(u32::MAX);
     let _ = in_flight.acquire_many(all).await;
     drop(tx);
-    collector.await.map_err(|e| ShopError::Collector(e.to_string()))
+    collector.await.map_err(|e| RunError::Collector(e.to_string()))
 }
 
 /// One visit: ask for recommendations, act on the items of the shopper's taste, maybe on a
@@ -187,4 +139,15 @@ async fn post(client: &ShopClient, user_id: &str, item_id: &str, kind: EventType
     let ts = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_secs() as i64);
     let event = Event { user_id, item_id, kind, ts, region: client.region() };
     client.post_event(&event).await
+}
+
+/// Why a shop run could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("cannot build the HTTP client")]
+    Client(#[source] reqwest::Error),
+    #[error("the tally collector failed: {0}")]
+    Collector(String),
 }

@@ -19,7 +19,7 @@ use model::rollout::Arm;
 use serde::{Deserialize, Serialize};
 
 use crate::client::ErrorKind;
-use crate::shop::engine::ShopPlan;
+use crate::shop::plan::ShopPlan;
 use crate::shop::taste::World;
 
 /// z for a two-sided 95% interval.

@@ -19,8 +19,6 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::shop::ShopError;
-
 /// The second category joins the taste when it weighs at least this share of the first.
 pub const SECOND_CATEGORY_RATIO: f32 = 1.0 / 3.0;
 
@@ -79,9 +77,9 @@ pub struct World {
 impl World {
     /// A world from parts (tests, other sources); noise events pick among the items of
     /// `categories`.
-    pub fn new(shoppers: Vec<Shopper>, categories: HashMap<String, String>) -> Result<Self, ShopError> {
+    pub fn new(shoppers: Vec<Shopper>, categories: HashMap<String, String>) -> Result<Self, TasteError> {
         if shoppers.is_empty() {
-            return Err(ShopError::NoUsers);
+            return Err(TasteError::NoUsers);
         }
         let mut items: Vec<String> = categories.keys().cloned().collect();
         items.sort_unstable();
@@ -90,9 +88,9 @@ impl World {
 
     /// The shoppers of `model`: every user with a taste, or `users` of them chosen by a
     /// seeded shuffle (the same seed picks the same users).
-    pub fn from_model(model: &Model, users: Option<usize>, seed: u64) -> Result<Self, ShopError> {
+    pub fn from_model(model: &Model, users: Option<usize>, seed: u64) -> Result<Self, TasteError> {
         if users == Some(0) {
-            return Err(ShopError::NoUsers);
+            return Err(TasteError::NoUsers);
         }
         let mut shoppers: Vec<Shopper> = (0..model.users.len() as u32)
             .filter_map(|u| {
@@ -101,7 +99,7 @@ impl World {
             })
             .collect();
         if shoppers.is_empty() {
-            return Err(ShopError::NoTastes);
+            return Err(TasteError::NoTastes);
         }
         if let Some(n) = users.filter(|&n| n < shoppers.len()) {
             shoppers.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x5109_7a57));
@@ -116,12 +114,12 @@ impl World {
     }
 
     /// [`World::from_model`] on a model directory or its `model.bin`.
-    pub fn load(path: &Path, users: Option<usize>, seed: u64) -> Result<Self, ShopError> {
+    pub fn load(path: &Path, users: Option<usize>, seed: u64) -> Result<Self, TasteError> {
         let file = if path.is_dir() { path.join("model.bin") } else { path.to_path_buf() };
         let reader =
-            std::fs::File::open(&file).map_err(|source| ShopError::Read { path: file.clone(), source })?;
+            std::fs::File::open(&file).map_err(|source| TasteError::Read { path: file.clone(), source })?;
         let model =
-            model::blob::decode(reader).map_err(|source| ShopError::Model { path: file.clone(), source })?;
+            model::blob::decode(reader).map_err(|source| TasteError::Model { path: file.clone(), source })?;
         Self::from_model(&model, users, seed)
     }
 
@@ -129,4 +127,25 @@ impl World {
     pub fn category_of<'a>(&'a self, item_id: &str, answered: Option<&'a str>) -> Option<&'a str> {
         self.categories.get(item_id).map(String::as_str).or(answered)
     }
+}
+
+/// Why there are no shoppers.
+#[derive(Debug, thiserror::Error)]
+pub enum TasteError {
+    #[error("cannot read {path}")]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot decode model {path}")]
+    Model {
+        path: std::path::PathBuf,
+        #[source]
+        source: model::blob::DecodeError,
+    },
+    #[error("no user of the model has a taste: its items have no categories")]
+    NoTastes,
+    #[error("--users must be at least 1")]
+    NoUsers,
 }

@@ -10,9 +10,11 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use loadtest::client::ErrorKind;
 use loadtest::plan::Bound;
+use loadtest::shop::plan::ShopPlan;
 use loadtest::shop::report::wilson;
+use loadtest::shop::report::ShopReport;
 use loadtest::shop::taste::taste_of;
-use loadtest::shop::{ShopPlan, ShopReport, Shopper, World};
+use loadtest::shop::taste::{Shopper, World};
 use model::rollout::Arm;
 use model_sync::dataset::{Dataset, ItemMeta};
 use serde_json::{json, Value};
@@ -265,7 +267,7 @@ async fn events_go_to_taste_matching_items_counted_per_arm_and_a_broken_split_is
     let world = world();
     let plan = plan(&fake.url, 400, 0.5, 0.0);
 
-    let tally = loadtest::shop::run(&plan, &world).await.unwrap();
+    let tally = loadtest::shop::engine::run(&plan, &world).await.unwrap();
     let report = ShopReport::new(&plan, &world, &tally);
     let seen = fake.seen.lock().expect("fake state");
 
@@ -333,7 +335,7 @@ async fn noise_events_go_to_random_items_at_the_configured_rate() {
     let world = world();
     let plan = plan(&fake.url, 300, 0.0, 0.5);
 
-    let tally = loadtest::shop::run(&plan, &world).await.unwrap();
+    let tally = loadtest::shop::engine::run(&plan, &world).await.unwrap();
     let report = ShopReport::new(&plan, &world, &tally);
     let seen = fake.seen.lock().expect("fake state");
 
@@ -352,7 +354,7 @@ async fn an_absent_target_gives_counted_failures_not_panics() {
     let world = world();
     let plan = plan(&format!("http://127.0.0.1:{port}"), 20, 0.5, 0.5);
 
-    let tally = loadtest::shop::run(&plan, &world).await.unwrap();
+    let tally = loadtest::shop::engine::run(&plan, &world).await.unwrap();
     let report = ShopReport::new(&plan, &world, &tally);
 
     assert_eq!(report.sessions, 20);
@@ -363,5 +365,5 @@ async fn an_absent_target_gives_counted_failures_not_panics() {
 
     let mut bad = plan.clone();
     bad.p_match = 1.5;
-    assert!(loadtest::shop::run(&bad, &world).await.is_err());
+    assert!(loadtest::shop::engine::run(&bad, &world).await.is_err());
 }
