@@ -367,3 +367,25 @@ async fn an_absent_target_gives_counted_failures_not_panics() {
     bad.p_match = 1.5;
     assert!(loadtest::shop::engine::run(&bad, &world).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shop_command_runs_the_users_of_a_model_file() {
+    use clap::Parser;
+    use loadtest::cli::{execute, Cli};
+    let dir = tempfile::tempdir().unwrap();
+    let file = std::fs::File::create(dir.path().join("model.bin")).unwrap();
+    model::blob::encode(&small_model(), file).unwrap();
+    let fake = start_fake();
+
+    let args = ["loadtest", "shop", "--target", &fake.url, "--model"];
+    let model = dir.path().to_str().unwrap();
+    let cli = Cli::try_parse_from(args.iter().copied().chain([model, "--sessions", "30", "--rate", "200"]))
+        .unwrap();
+    let code = execute(cli, Default::default()).await.unwrap();
+
+    // alice, bob and carol are always answered by the stable arm: no violation, exit 0.
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    assert_eq!(fake.seen.lock().unwrap().answers.values().sum::<u64>(), 30);
+    let bad = Cli::try_parse_from(args.iter().copied().chain([model, "--p-match", "2"])).unwrap();
+    assert!(execute(bad, Default::default()).await.is_err(), "--p-match 2 is refused");
+}
