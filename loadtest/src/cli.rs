@@ -1,5 +1,6 @@
 //! The `loadtest` command line: `run` against any target, `scenario NAME` on the local
-//! cluster. `main.rs` parses, then calls [`execute`] with the environment it needs.
+//! cluster, `shop` (simulated shoppers) against any target. `main.rs` parses, then calls
+//! [`execute`] with the environment it needs.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,9 @@ use crate::progress::Progress;
 use crate::report::Report;
 use crate::scenario::judge::Criteria;
 use crate::scenario::{self, AdminToken, Name, Setup};
+use crate::shop::plan::ShopPlan;
+use crate::shop::report::ShopReport;
+use crate::shop::taste::World;
 use crate::users::{self, Dist, Sampler, Source};
 
 /// Region-hinted load against a georec router or region node, and failure scenarios on the
@@ -46,6 +50,60 @@ pub enum Command {
 Exit code 1 on FAIL.\n\nExample:\n  GEOREC_ADMIN_TOKEN=... loadtest scenario drain --region eu-west"
     )]
     Scenario(ScenarioArgs),
+    /// Simulated shoppers with hidden tastes: recommendations, then events on what they like;
+    /// conversions per model version and arm, and whether arms were sticky.
+    #[command(
+        after_help = "A shopper is a user of --model; their taste is the category of their history with the \
+most weight, plus the second when it weighs at least a third of the first. Each session asks for 10 \
+recommendations, posts an event (view 60%, add_to_cart 25%, purchase 15%) on each item of the taste with \
+probability --p-match, and one on a random item with probability --p-noise.\n\
+Exit code 1 when a user was answered by both arms of a version pair.\n\nExample:\n  \
+loadtest shop --target http://127.0.0.1:8080 --model .georec/model --users 2000 --rate 50 --duration 60s"
+    )]
+    Shop(ShopArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ShopArgs {
+    /// Base URL of a router or region node.
+    #[arg(long)]
+    pub target: String,
+    /// Model directory (or model.bin) whose users shop; their tastes come from their history in it.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Simulate this many of the model's users (a seeded choice); default: every user with a taste.
+    #[arg(long, value_name = "N")]
+    pub users: Option<usize>,
+    /// Time during which sessions start (default 10s when --sessions is not given either).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Sessions to start at most (one recommendation request each).
+    #[arg(long)]
+    pub sessions: Option<u64>,
+    /// Sessions started per second, on a fixed schedule (open loop).
+    #[arg(long, default_value_t = 20.0)]
+    pub rate: f64,
+    /// Sessions still running beyond this are not started and count as `overload` failures.
+    #[arg(long, default_value_t = 256)]
+    pub max_in_flight: usize,
+    /// Per-call deadline.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Seed of the shopper choice and every draw of the sessions.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Chance of an event on each recommended item of the shopper's taste.
+    #[arg(long, default_value_t = 0.3)]
+    pub p_match: f64,
+    /// Chance per session of one event on a random item of the model.
+    #[arg(long, default_value_t = 0.05)]
+    pub p_noise: f64,
+    /// X-Region-Hint on every call (and `region` of every event).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Print the JSON report instead of the text table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -237,7 +295,34 @@ pub async fn execute(cli: Cli, env: BTreeMap<String, String>) -> anyhow::Result<
     match cli.command {
         Command::Run(a) => run(a).await,
         Command::Scenario(a) => scenario(a, env).await,
+        Command::Shop(a) => shop(a).await,
     }
+}
+
+async fn shop(a: ShopArgs) -> anyhow::Result<ExitCode> {
+    let plan = ShopPlan {
+        target: a.target.clone(),
+        rate: a.rate,
+        bound: Bound::new(a.duration, a.sessions),
+        max_in_flight: a.max_in_flight,
+        timeout: a.timeout,
+        count: 10,
+        p_match: a.p_match,
+        p_noise: a.p_noise,
+        seed: a.seed,
+        region: a.region.clone(),
+    };
+    plan.validate()?;
+    let world = World::load(&a.model, a.users, a.seed)?;
+    tracing::info!(shoppers = world.shoppers.len(), model = %a.model.display(), "shoppers loaded");
+    let tally = crate::shop::engine::run(&plan, &world).await?;
+    let report = ShopReport::new(&plan, &world, &tally);
+    if a.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(if report.arm_violations.users == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {

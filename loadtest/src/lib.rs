@@ -13,6 +13,7 @@
 //!   [`out`]: the three as files.
 //! - [`cluster`]: signals and restarts for the processes `scripts/up` started.
 //! - [`scenario`]: failover, hang, hot-swap, redis-down and drain, judged PASS or FAIL.
+//! - [`shop`]: simulated shoppers with hidden tastes; conversions per model version and arm.
 //! - [`cli`]: the command line.
 
 pub mod chart;
@@ -25,5 +26,6 @@ pub mod progress;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod shop;
 pub mod stats;
 pub mod users;

@@ -1,4 +1,4 @@
-//! `loadtest run --target URL ...` and `loadtest scenario NAME`: parse, set up logging, run.
+//! `loadtest run --target URL ...`, `loadtest scenario NAME` and `loadtest shop`: parse, set up logging, run.
 
 use std::process::ExitCode;
 

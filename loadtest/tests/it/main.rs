@@ -6,5 +6,6 @@ mod engine;
 mod helpers;
 mod judge;
 mod report;
+mod shop;
 mod tally;
 mod users;

@@ -1,0 +1,68 @@
+//! What a shop run does: where it sends, how fast, for how long, how shoppers act. Built by
+//! the CLI, read by [`crate::shop::engine`]; no I/O here.
+
+use std::time::Duration;
+
+use crate::plan::Bound;
+
+/// Everything a shop run needs besides the shoppers.
+#[derive(Debug, Clone)]
+pub struct ShopPlan {
+    /// Base URL of a router or region node.
+    pub target: String,
+    /// Sessions started per second.
+    pub rate: f64,
+    /// `duration` and/or `requests` (sessions, one recommendation request each).
+    pub bound: Bound,
+    pub max_in_flight: usize,
+    /// Per-call deadline.
+    pub timeout: Duration,
+    /// Recommendations asked for per session.
+    pub count: u32,
+    /// Chance of an event on each recommended item of the shopper's taste.
+    pub p_match: f64,
+    /// Chance, per session, of one event on a random item of the model.
+    pub p_noise: f64,
+    /// Seeds shopper choice and every draw of every session.
+    pub seed: u64,
+    /// `X-Region-Hint` on every call, and `region` of every event.
+    pub region: Option<String>,
+}
+
+impl ShopPlan {
+    pub fn validate(&self) -> Result<(), PlanError> {
+        if !(self.target.starts_with("http://") || self.target.starts_with("https://")) {
+            return Err(PlanError::Target(self.target.clone()));
+        }
+        if !(self.rate.is_finite() && self.rate > 0.0) {
+            return Err(PlanError::Rate(self.rate));
+        }
+        for (name, value) in [("--p-match", self.p_match), ("--p-noise", self.p_noise)] {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(PlanError::Probability { name, value });
+            }
+        }
+        if self.max_in_flight == 0 {
+            return Err(PlanError::MaxInFlight);
+        }
+        if self.bound.requests == Some(0) {
+            return Err(PlanError::Sessions);
+        }
+        Ok(())
+    }
+}
+
+/// Why a plan cannot run; names the flag to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{name} {value} must be a probability within 0..=1")]
+    Probability { name: &'static str, value: f64 },
+    #[error("--rate {0} must be a positive number of sessions per second")]
+    Rate(f64),
+    #[error("--max-in-flight must be at least 1")]
+    MaxInFlight,
+    #[error("--sessions must be at least 1")]
+    Sessions,
+    #[error("invalid --target {0:?}: expected http://host:port")]
+    Target(String),
+}
