@@ -256,18 +256,10 @@ impl Checker {
                 tracing::info!(candidate = ?cur.candidate.as_ref().map(|c| &c.snapshot.version), "candidate dropped");
             }
         }
+        drop(current);
         let current = self.slot.serving();
-        let resident = |v: &str| {
-            current.as_ref().and_then(|s| {
-                if s.stable.version == v {
-                    Some(s.stable.clone())
-                } else {
-                    s.candidate.as_ref().filter(|c| c.snapshot.version == v).map(|c| c.snapshot.clone())
-                }
-            })
-        };
         let mut outcome = CheckOutcome::Unchanged { version: version.clone() };
-        let stable = match resident(&version) {
+        let stable = match current.as_deref().and_then(|s| resident(s, &version)) {
             Some(s) if from.as_deref() == Some(version.as_str()) => s,
             Some(promoted) => {
                 // The candidate becomes the serving version: nothing to load.
@@ -276,6 +268,13 @@ impl Checker {
                 promoted
             }
             None => {
+                // At most two versions resident: a candidate leaves while a new stable version
+                // loads (and is loaded again after, if still wanted).
+                if let Some(cur) = current.as_ref().filter(|c| c.candidate.is_some()) {
+                    self.publish(Serving::stable_only(cur.stable.clone()));
+                }
+                // Nothing here may keep the candidate alive while the new version loads.
+                drop(current);
                 let started = Instant::now();
                 tracing::info!(from = ?from, to = %version, "loading model version");
                 let snapshot = self.load(&version).await?;
@@ -298,7 +297,8 @@ impl Checker {
             self.clear_candidate_error();
             return Ok(outcome);
         };
-        let snapshot = match resident(&spec.version) {
+        let current = self.slot.serving();
+        let snapshot = match current.as_deref().and_then(|s| resident(s, &spec.version)) {
             Some(s) => s,
             None => {
                 let retry_later = self
@@ -404,6 +404,14 @@ impl Checker {
             tokio::time::sleep(next_delay(&settings, failures, rand::random_range(-1.0..=1.0))).await;
         }
     }
+}
+
+/// The snapshot of `version` when `serving` holds it.
+fn resident(serving: &Serving, version: &str) -> Option<Arc<ModelSnapshot>> {
+    if serving.stable.version == version {
+        return Some(serving.stable.clone());
+    }
+    serving.candidate.as_ref().filter(|c| c.snapshot.version == version).map(|c| c.snapshot.clone())
 }
 
 /// `interval * 2^failures` (capped at `max_backoff`, never below `interval`), scaled by

@@ -177,8 +177,18 @@ async fn a_candidate_is_promoted_without_reloading_and_removed_cleanly() {
     assert_eq!(node.metric("georec_model_swaps_total").await, swaps + 1.0);
     let a = node.recommend(&json!({"user_id": "u01"})).await;
     assert_eq!((a["arm"].as_str(), a["model_version"].as_str()), (Some("stable"), Some(version(2).as_str())));
-    // Removal: a candidate named and then taken away leaves the stable version alone.
+    // A new stable version under a running rollout: the candidate leaves while it loads (two
+    // versions resident at most) and is loaded again.
     node.upload(3).await;
+    node.point(&version(2), Some(candidate(3, Mode::Split, 1.0))).await;
+    node.wait_for_pair(&version(2), Some(&version(3))).await;
+    node.recommend(&json!({"user_id": "u05"})).await;
+    node.upload(4).await;
+    node.point(&version(4), Some(candidate(3, Mode::Split, 1.0))).await;
+    node.wait_for_pair(&version(4), Some(&version(3))).await;
+    let c = node.rollout_report().await.candidate.expect("candidate");
+    assert_eq!((c.figures.version.as_str(), c.figures.requests), (version(3).as_str(), 0), "reloaded");
+    // Removal: a candidate named and then taken away leaves the stable version alone.
     node.point(&version(2), Some(candidate(3, Mode::Split, 0.5))).await;
     node.wait_for_pair(&version(2), Some(&version(3))).await;
     node.point(&version(2), None).await;
