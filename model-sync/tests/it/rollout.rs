@@ -335,8 +335,11 @@ async fn a_good_candidate_is_promoted_through_the_plan() {
     // The record in the primary bucket is what was returned, and nothing is active.
     let stored = state::load(&site.cluster.primary(), &r.id).await.expect("record");
     assert_eq!(stored.phase, Phase::Promoted);
-    let last = stored.last_check.expect("figures recorded");
-    assert!(last.window.candidate.requests > 0 && last.window.stable.requests > 0, "{last:?}");
+    // The decision to leave the 50% step was recorded with the figures behind it.
+    let passed = stored.history.iter().find(|e| e.what.starts_with("step 2 (")  && e.what.ends_with("passed"));
+    let w = &passed.and_then(|e| e.figures.as_ref()).expect("figures recorded").window;
+    assert!(w.candidate.requests > 0 && w.stable.requests > 0, "{w:?}");
+    assert_eq!(stored.last_check.expect("figures").step, 2, "the last step's figures");
     assert_eq!(state::active(&site.cluster.primary()).await.expect("read"), None);
 }
 
