@@ -106,7 +106,7 @@ enum Bake {
     Passed(Check),
     Failed(String, Option<Check>),
     /// Someone else ended the rollout (`abort`, `promote`): the record as they left it.
-    Ended(Record),
+    Ended(Box<Record>),
 }
 
 impl Controller {
@@ -158,7 +158,8 @@ impl Controller {
         let mut serving = BTreeMap::new();
         for t in &self.targets {
             let p = self.pointer(t).await?;
-            let c = Candidate { version: version.into(), mode: Mode::Split, share: 1.0, rollout_id: id.clone() };
+            let c =
+                Candidate { version: version.into(), mode: Mode::Split, share: 1.0, rollout_id: id.clone() };
             c.check(&p.version).map_err(|e| match e {
                 CandidateError::SameAsServing(v) => {
                     RolloutError::AlreadyServing { region: t.region.clone(), version: v }
@@ -292,10 +293,17 @@ impl Controller {
                         record.baseline = baseline;
                         record.bake_started_ms = Some(state::now_ms());
                         record.stage = Stage::Baking;
-                        let bake = if record.hold { "until stopped".into() } else { DurationText(step.bake).to_string() };
+                        let bake = if record.hold {
+                            "until stopped".into()
+                        } else {
+                            DurationText(step.bake).to_string()
+                        };
                         record.note(
                             Some(record.step),
-                            format!("step {}: every node loaded the candidate; baking {bake}", record.step + 1),
+                            format!(
+                                "step {}: every node loaded the candidate; baking {bake}",
+                                record.step + 1
+                            ),
                             None,
                         );
                         if let Some(ended) = self.save_unless_ended(&mut record).await? {
@@ -309,7 +317,7 @@ impl Controller {
                 }
             }
             match self.bake(&mut record, &step, &regions).await? {
-                Bake::Ended(ended) => return Ok(ended),
+                Bake::Ended(ended) => return Ok(*ended),
                 Bake::Failed(reason, check) => {
                     let reason = format!("step {} failed: {reason}", record.step + 1);
                     return self.finish(record, Phase::RolledBack, reason, check).await;
@@ -317,7 +325,9 @@ impl Controller {
                 Bake::Passed(check) => {
                     let what = format!("step {} ({step}) passed", record.step + 1);
                     if record.step + 1 >= plan.steps.len() {
-                        return self.finish(record, Phase::Promoted, format!("{what}; plan complete"), Some(check)).await;
+                        return self
+                            .finish(record, Phase::Promoted, format!("{what}; plan complete"), Some(check))
+                            .await;
                     }
                     record.note(Some(record.step), what, Some(check));
                     record.step += 1;
@@ -369,7 +379,12 @@ impl Controller {
     }
 
     /// The step's regions get `candidate`, the others none; serving versions stay.
-    async fn apply(&self, record: &Record, regions: &[String], candidate: &Candidate) -> Result<(), RolloutError> {
+    async fn apply(
+        &self,
+        record: &Record,
+        regions: &[String],
+        candidate: &Candidate,
+    ) -> Result<(), RolloutError> {
         for t in &self.targets {
             let p = self.pointer(t).await?;
             let expected = record.serving.get(&t.region).cloned().unwrap_or_default();
@@ -414,8 +429,12 @@ impl Controller {
                     Ok(r) => match &r.candidate_error {
                         Some(e) => {
                             let since = *failing_since.entry(url.clone()).or_insert(now);
-                            if now.duration_since(since) >= Duration::from_millis(timing.load_error_grace_ms) {
-                                return Ok(Err(format!("{url} ({}) cannot load the candidate: {e}", r.region)));
+                            if now.duration_since(since) >= Duration::from_millis(timing.load_error_grace_ms)
+                            {
+                                return Ok(Err(format!(
+                                    "{url} ({}) cannot load the candidate: {e}",
+                                    r.region
+                                )));
                             }
                             pending.push(format!("{url}: candidate error: {e}"));
                         }
@@ -469,12 +488,13 @@ impl Controller {
                     }
                 }
             }
-            let mut window = nodes::window(&targets, &record.serving, &record.version, &record.baseline, &latest);
+            let mut window =
+                nodes::window(&targets, &record.serving, &record.version, &record.baseline, &latest);
             window.unreachable = unreachable;
             let judgements = guard::judge(step.mode, &window, &record.guards);
             let check = Check { at: state::now_text(), step: record.step, window, judgements };
             if let Some(ended) = self.ended_elsewhere(record).await? {
-                return Ok(Bake::Ended(ended));
+                return Ok(Bake::Ended(Box::new(ended)));
             }
             // A hold is an A/B test: conversions are measured, only errors and latency roll back.
             let failed = check
@@ -535,7 +555,9 @@ impl Controller {
                 let next = match record.phase {
                     Phase::Running => return Ok(()),
                     Phase::Promoted if p.version == record.version && p.candidate.is_none() => return Ok(()),
-                    Phase::Promoted if p.version == record.version => Pointer { candidate: None, updated_at, ..p },
+                    Phase::Promoted if p.version == record.version => {
+                        Pointer { candidate: None, updated_at, ..p }
+                    }
                     Phase::Promoted => Pointer {
                         version: record.version.clone(),
                         previous: Some(p.version),

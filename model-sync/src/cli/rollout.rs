@@ -57,7 +57,7 @@ pub struct RolloutArgs {
 #[derive(Debug, Subcommand)]
 pub enum RolloutCommand {
     /// Publish a built model without flipping pointers, then walk the plan under the guards.
-    Start(StartArgs),
+    Start(Box<StartArgs>),
     /// Continue the active rollout (or ID) where its record says it was, e.g. after a crash.
     Resume(IdArgs),
     /// The rollout's step, phase, last figures and history (from any machine).
@@ -231,9 +231,9 @@ pub async fn controller(c: &ClusterConfig, node_timeout: Duration) -> anyhow::Re
 pub fn plan_for(plan: Option<&str>, hold: Option<&str>, regions: &[String]) -> anyhow::Result<(Plan, bool)> {
     let (plan, hold) = match (plan, hold) {
         (_, Some(share)) => {
-            let share = format!("{share}@all:0s").parse::<Plan>().map_err(|e| {
-                anyhow::anyhow!("--hold {share:?}: {e} (a share like 50% or 12.5%)")
-            })?;
+            let share = format!("{share}@all:0s")
+                .parse::<Plan>()
+                .map_err(|e| anyhow::anyhow!("--hold {share:?}: {e} (a share like 50% or 12.5%)"))?;
             (Plan::hold(share.steps[0].share), true)
         }
         (Some(p), None) => (p.parse::<Plan>().map_err(|e| anyhow::anyhow!("--plan: {e}"))?, false),
@@ -248,7 +248,8 @@ pub async fn rollout(c: &ClusterConfig, a: &RolloutArgs) -> anyhow::Result<()> {
         RolloutCommand::Start(s) => {
             let ctl = controller(c, s.controller.node_timeout).await?;
             let (plan, hold) = plan_for(s.plan.as_deref(), s.hold.as_deref(), &ctl.regions())?;
-            let replication = super::store::replication(s.replication, s.wait_timeout, Duration::from_secs(2));
+            let replication =
+                super::store::replication(s.replication, s.wait_timeout, Duration::from_secs(2));
             let opts = StartOptions {
                 plan,
                 hold,
@@ -258,7 +259,9 @@ pub async fn rollout(c: &ClusterConfig, a: &RolloutArgs) -> anyhow::Result<()> {
             };
             ended(ctl.start(&s.model, replication, opts).await?)
         }
-        RolloutCommand::Resume(s) => ended(controller(c, s.node_timeout).await?.resume(s.id.as_deref()).await?),
+        RolloutCommand::Resume(s) => {
+            ended(controller(c, s.node_timeout).await?.resume(s.id.as_deref()).await?)
+        }
         RolloutCommand::Abort(s) => {
             let r = controller(c, Duration::from_secs(5)).await?.abort(s.id.as_deref(), &s.reason).await?;
             emit(&format!("rollout {} aborted; every region serves its previous version again\n", r.id))
@@ -308,7 +311,14 @@ pub fn status_text(r: &Record) -> String {
     let steps = r.plan.parse::<Plan>().map(|p| p.steps.len()).unwrap_or(0);
     let _ = writeln!(out, "rollout {}: candidate {} ({})", r.id, r.version, r.phase.as_str());
     let _ = writeln!(out, "plan: {}{}", r.plan, if r.hold { " (hold)" } else { "" });
-    let _ = writeln!(out, "step {} of {steps}, {:?}; started {}, updated {}", r.step + 1, r.stage, r.started_at, r.updated_at);
+    let _ = writeln!(
+        out,
+        "step {} of {steps}, {:?}; started {}, updated {}",
+        r.step + 1,
+        r.stage,
+        r.started_at,
+        r.updated_at
+    );
     let serving: Vec<String> = r.serving.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let _ = writeln!(out, "serving before: {}", serving.join(", "));
     if let Some(reason) = &r.reason {
@@ -317,7 +327,13 @@ pub fn status_text(r: &Record) -> String {
     if let Some(c) = &r.last_check {
         let _ = writeln!(out, "last check ({}, step {}):", c.at, c.step + 1);
         for j in &c.judgements {
-            let _ = writeln!(out, "  {:<12} {:<8} {}", j.guard.as_str(), format!("{:?}", j.status).to_lowercase(), j.detail);
+            let _ = writeln!(
+                out,
+                "  {:<12} {:<8} {}",
+                j.guard.as_str(),
+                format!("{:?}", j.status).to_lowercase(),
+                j.detail
+            );
         }
     }
     let _ = writeln!(out, "history:");
@@ -365,7 +381,12 @@ pub fn report_text(r: &Record, check: Option<&crate::rollout::state::Check>) -> 
         let ev = &r.guards.conversion_events;
         let (x, n) = (a.converted(ev).min(a.requests), a.requests);
         let (lo, hi) = guard::wilson(x, n, 1.96);
-        let _ = writeln!(out, "  {:<12} {x:>8}  rate {:.4}  95% CI [{lo:.4}, {hi:.4}]", "counted", a.conversion_rate(ev));
+        let _ = writeln!(
+            out,
+            "  {:<12} {x:>8}  rate {:.4}  95% CI [{lo:.4}, {hi:.4}]",
+            "counted",
+            a.conversion_rate(ev)
+        );
     };
     arm(&mut out, "stable", &c.window.stable);
     arm(&mut out, "candidate", &c.window.candidate);

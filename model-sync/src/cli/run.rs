@@ -165,7 +165,9 @@ async fn once(runner: &mut Runner, stop: &watch::Receiver<bool>, json: bool) -> 
         Outcome::Stopped { after } => bail!("stopped by a signal after {after}; nothing was published"),
         Outcome::RolledBack { rollout, reason, .. } => Err(Exit {
             code: EXIT_ROLLED_BACK,
-            message: format!("rollout {rollout} rolled the candidate back: {reason}; the serving model stays"),
+            message: format!(
+                "rollout {rollout} rolled the candidate back: {reason}; the serving model stays"
+            ),
         }
         .into()),
         Outcome::Skipped { .. } | Outcome::Published { .. } => Ok(()),

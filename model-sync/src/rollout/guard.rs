@@ -385,7 +385,12 @@ mod tests {
         assert_eq!(status(&judge(Mode::Split, &few, &s), Guard::Errors), Status::Waiting);
         // Shadow mode judges the shadow computations, not the (empty) candidate arm.
         let shadow = Window {
-            shadow: ShadowFigures { computed: 1000, errors: 100, latency: latency_at(3, 1000), ..Default::default() },
+            shadow: ShadowFigures {
+                computed: 1000,
+                errors: 100,
+                latency: latency_at(3, 1000),
+                ..Default::default()
+            },
             ..w(0)
         };
         let js = judge(Mode::Shadow, &shadow, &s);

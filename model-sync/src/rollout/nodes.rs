@@ -134,7 +134,9 @@ pub fn window(
                 add_arm(&mut w.stable, &arm);
             }
             if let Some(c) = r.candidate.as_ref().filter(|c| c.figures.version == candidate_version) {
-                let before = then.and_then(|b| b.candidate.as_ref()).filter(|b| b.figures.version == c.figures.version);
+                let before = then
+                    .and_then(|b| b.candidate.as_ref())
+                    .filter(|b| b.figures.version == c.figures.version);
                 let arm = version_since(&c.figures, before.map(|b| &b.figures));
                 candidate_users = candidate_users.max(arm.users);
                 add_arm(&mut w.candidate, &arm);

@@ -259,7 +259,9 @@ fn parse_step(text: &str) -> Result<Step, StepProblem> {
             for name in list.split('+').map(str::trim) {
                 let valid = !name.is_empty()
                     && name.len() <= 63
-                    && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
                 if !valid || name == "all" {
                     return Err(StepProblem::RegionName(name.to_string()));
                 }
@@ -329,7 +331,10 @@ mod tests {
             Plan::default_for(&four).to_string(),
             "shadow@ap-south:5m,5%@ap-south:5m,25%@ap-south+eu-west:10m,100%@all:10m"
         );
-        assert_eq!("shadow=12.5%@a:1500ms".parse::<Plan>().expect("parses").steps[0].share.basis_points(), 1250);
+        assert_eq!(
+            "shadow=12.5%@a:1500ms".parse::<Plan>().expect("parses").steps[0].share.basis_points(),
+            1250
+        );
     }
 
     #[test]
@@ -364,8 +369,12 @@ mod tests {
             (0u64..200).prop_map(|m| Duration::from_secs(m * 60)),
         ];
         let mode = prop_oneof![Just(Mode::Shadow), Just(Mode::Split)];
-        (mode, 1u32..=10_000, regions, bake)
-            .prop_map(|(mode, bp, regions, bake)| Step { mode, share: Share(bp), regions, bake })
+        (mode, 1u32..=10_000, regions, bake).prop_map(|(mode, bp, regions, bake)| Step {
+            mode,
+            share: Share(bp),
+            regions,
+            bake,
+        })
     }
 
     proptest! {

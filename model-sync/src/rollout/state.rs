@@ -183,10 +183,8 @@ struct Active {
 /// Write `r` (stamping `updated_at`).
 pub async fn save(primary: &Bucket, r: &mut Record) -> Result<(), StateError> {
     r.updated_at = now_text();
-    let mut bytes = serde_json::to_vec_pretty(r).map_err(|source| StateError::Corrupt {
-        key: record_key(primary.prefix(), &r.id),
-        source,
-    })?;
+    let mut bytes = serde_json::to_vec_pretty(r)
+        .map_err(|source| StateError::Corrupt { key: record_key(primary.prefix(), &r.id), source })?;
     bytes.push(b'\n');
     primary.put_bytes(&record_key(primary.prefix(), &r.id), bytes.into()).await?;
     Ok(())

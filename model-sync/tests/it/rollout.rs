@@ -241,7 +241,11 @@ impl Site {
         let targets = REGIONS
             .iter()
             .zip(&self.nodes)
-            .map(|(r, n)| Target { region: r.to_string(), bucket: self.cluster.bucket(r), urls: vec![n.url.clone()] })
+            .map(|(r, n)| Target {
+                region: r.to_string(),
+                bucket: self.cluster.bucket(r),
+                urls: vec![n.url.clone()],
+            })
             .collect();
         Controller::new(self.cluster.primary(), targets, Duration::from_secs(2))
     }
@@ -319,7 +323,8 @@ async fn a_good_candidate_is_promoted_through_the_plan() {
 
     assert_eq!(r.phase, Phase::Promoted, "{}", history(&r));
     let h = history(&r);
-    for step in ["step 1 (shadow@eu-west:600ms) passed", "step 2 (50%@eu-west:600ms) passed", "plan complete"] {
+    for step in ["step 1 (shadow@eu-west:600ms) passed", "step 2 (50%@eu-west:600ms) passed", "plan complete"]
+    {
         assert!(h.contains(step), "{h}");
     }
     for p in site.pointers().await {
@@ -336,7 +341,7 @@ async fn a_good_candidate_is_promoted_through_the_plan() {
     let stored = state::load(&site.cluster.primary(), &r.id).await.expect("record");
     assert_eq!(stored.phase, Phase::Promoted);
     // The decision to leave the 50% step was recorded with the figures behind it.
-    let passed = stored.history.iter().find(|e| e.what.starts_with("step 2 (")  && e.what.ends_with("passed"));
+    let passed = stored.history.iter().find(|e| e.what.starts_with("step 2 (") && e.what.ends_with("passed"));
     let w = &passed.and_then(|e| e.figures.as_ref()).expect("figures recorded").window;
     assert!(w.candidate.requests > 0 && w.stable.requests > 0, "{w:?}");
     assert_eq!(stored.last_check.expect("figures").step, 2, "the last step's figures");
@@ -387,7 +392,10 @@ async fn a_stopped_controller_resumes_from_the_record() {
     let site = Site::start(good).await;
     site.publish_v2().await;
     let ctl = site.controller();
-    let record = ctl.begin(&version(2), options("shadow@eu-west:300ms,50%@eu-west:2s,100%@all:300ms")).await.expect("begin");
+    let record = ctl
+        .begin(&version(2), options("shadow@eu-west:300ms,50%@eu-west:2s,100%@all:300ms"))
+        .await
+        .expect("begin");
     let id = record.id.clone();
     let driving = tokio::spawn({
         let ctl = ctl.clone();
@@ -457,10 +465,8 @@ async fn a_candidate_that_never_loads_fails_the_step() {
     })
     .await;
     let plan = "50%@all:300ms";
-    let opts = StartOptions {
-        timing: Timing { load_timeout_ms: 1_000, ..options(plan).timing },
-        ..options(plan)
-    };
+    let opts =
+        StartOptions { timing: Timing { load_timeout_ms: 1_000, ..options(plan).timing }, ..options(plan) };
     let r = site.controller().start(&site.v2.path, Replication::Copy, opts).await.expect("rollout");
     assert_eq!(r.phase, Phase::RolledBack, "{}", history(&r));
     let reason = r.reason.clone().expect("reason");
