@@ -224,7 +224,40 @@ impl Controller {
         };
         record.note(Some(record.step), format!("resumed at step {} ({stage})", record.step + 1), None);
         state::save(&self.primary, &mut record).await?;
+        if record.stage == Stage::Baking {
+            // Re-apply the step's pointers (idempotent: unchanged ones are not rewritten); the
+            // bake goes on from its recorded start and baseline.
+            let (_, regions, candidate) = self.current_step(&record, &record.plan.parse()?);
+            match self.apply(&record, &regions, &candidate).await {
+                Ok(rewritten) if rewritten.is_empty() => {}
+                Ok(rewritten) => {
+                    let what =
+                        format!("step {}: pointers re-applied in {}", record.step + 1, rewritten.join(", "));
+                    record.note(Some(record.step), what, None);
+                    state::save(&self.primary, &mut record).await?;
+                }
+                Err(e) => {
+                    let reason =
+                        format!("step {} could not be re-applied: {}", record.step + 1, error_text(&e));
+                    self.finish(record, Phase::RolledBack, reason, None).await?;
+                    return Err(e);
+                }
+            }
+        }
         self.drive(record).await
+    }
+
+    /// The record's current step, its regions and the candidate their pointers carry.
+    fn current_step(&self, record: &Record, plan: &Plan) -> (Step, Vec<String>, Candidate) {
+        let step = plan.steps[record.step.min(plan.steps.len().saturating_sub(1))].clone();
+        let regions = step.regions.resolve(&self.regions());
+        let candidate = Candidate {
+            version: record.version.clone(),
+            mode: step.mode,
+            share: step.share.fraction(),
+            rollout_id: record.id.clone(),
+        };
+        (step, regions, candidate)
     }
 
     /// Roll back now: every region's pointer loses its candidate; recorded as aborted. A
@@ -263,14 +296,7 @@ impl Controller {
     pub async fn drive(&self, mut record: Record) -> Result<Record, RolloutError> {
         let plan: Plan = record.plan.parse()?;
         loop {
-            let step = plan.steps[record.step.min(plan.steps.len() - 1)].clone();
-            let regions = step.regions.resolve(&self.regions());
-            let candidate = Candidate {
-                version: record.version.clone(),
-                mode: step.mode,
-                share: step.share.fraction(),
-                rollout_id: record.id.clone(),
-            };
+            let (step, regions, candidate) = self.current_step(&record, &plan);
             if record.stage == Stage::Applying {
                 if let Some(ended) = self.ended_elsewhere(&record).await? {
                     return Ok(ended);
@@ -378,13 +404,15 @@ impl Controller {
             .map_err(|source| RolloutError::WritePointer { region: t.region.clone(), source })
     }
 
-    /// The step's regions get `candidate`, the others none; serving versions stay.
+    /// The step's regions get `candidate`, the others none; serving versions stay. Returns the
+    /// regions whose pointer had to be rewritten.
     async fn apply(
         &self,
         record: &Record,
         regions: &[String],
         candidate: &Candidate,
-    ) -> Result<(), RolloutError> {
+    ) -> Result<Vec<String>, RolloutError> {
+        let mut rewritten = Vec::new();
         for t in &self.targets {
             let p = self.pointer(t).await?;
             let expected = record.serving.get(&t.region).cloned().unwrap_or_default();
@@ -399,9 +427,10 @@ impl Controller {
             if p.candidate != want {
                 let updated_at = manifest::rfc3339(manifest::now_unix());
                 self.write_pointer(t, &Pointer { candidate: want, updated_at, ..p }).await?;
+                rewritten.push(t.region.clone());
             }
         }
-        Ok(())
+        Ok(rewritten)
     }
 
     /// Wait until every node of `regions` reports `candidate` loaded; their reports then are
@@ -531,7 +560,7 @@ impl Controller {
         if check.is_some() {
             record.last_check = check;
         }
-        record.reason = (phase != Phase::Promoted || reason.contains("by hand")).then_some(reason);
+        record.reason = Some(reason);
         state::save(&self.primary, &mut record).await?;
         self.settle(&record).await?;
         if phase == Phase::Promoted {

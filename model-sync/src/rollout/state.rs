@@ -128,7 +128,8 @@ pub struct Record {
     pub baseline: BTreeMap<String, NodeReport>,
     #[serde(default)]
     pub last_check: Option<Check>,
-    /// Why it ended, when it did not end promoted by the plan.
+    /// Why it ended: the guard and its figures, the failed step, the plan completed, or the
+    /// operator's reason.
     #[serde(default)]
     pub reason: Option<String>,
     pub history: Vec<Entry>,

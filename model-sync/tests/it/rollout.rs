@@ -413,11 +413,20 @@ async fn a_stopped_controller_resumes_from_the_record() {
     let eu = &site.pointers().await[0];
     assert_eq!(eu.candidate.as_ref().map(|c| (c.mode, c.share)), Some((Mode::Split, 0.5)), "left as it was");
 
+    // A pointer write was lost (say): resuming re-applies the step's pointers.
+    let eu_bucket = site.cluster.bucket("eu-west");
+    let lost = model::manifest::Pointer { candidate: None, ..eu.clone() };
+    eu_bucket
+        .put_bytes(&model::manifest::pointer_key(eu_bucket.prefix()), lost.to_json().into())
+        .await
+        .expect("put");
+
     // Another controller (another machine) picks it up.
     let r = site.controller().resume(None).await.expect("resume");
     assert_eq!(r.phase, Phase::Promoted, "{}", history(&r));
     let h = history(&r);
     assert!(h.contains("resumed at step 2 (baking)"), "{h}");
+    assert!(h.contains("step 2: pointers re-applied in eu-west"), "{h}");
     // Step 2 was not applied again, and its bake kept the recorded start and baseline.
     assert_eq!(h.matches("step 2 (50%@eu-west:2s): candidate written").count(), 1, "{h}");
     assert_eq!(h.matches("step 2: every node loaded").count(), 1, "{h}");
