@@ -491,3 +491,47 @@ async fn a_candidate_that_never_loads_fails_the_step() {
     assert!(reason.contains("(us-west) cannot load the candidate: sha256 mismatch"), "{reason}");
     site.assert_rolled_back().await;
 }
+
+#[tokio::test]
+async fn the_retrain_loop_rolls_an_accepted_build_out() {
+    use model_sync::generate::{generate, GenerateParams};
+    use model_sync::run::{Delivery, Outcome, RunSettings, Runner, Targets};
+
+    let site = Site::start(good).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let shop =
+        GenerateParams { users: 300, items: 120, categories: 6, events_per_user: 15.0, ..Default::default() };
+    model_sync::dataset::write_dir(&generate(&shop), &data).expect("write dataset");
+    let targets = Targets {
+        primary: site.cluster.primary(),
+        regions: site.cluster.region_buckets(),
+        streams: Vec::new(),
+    };
+    let settings = RunSettings {
+        data: Some(data),
+        params: model::model::BuildParams { neighbours: 20, ..Default::default() },
+        protocol: model_sync::eval::Protocol::default(),
+        max_ndcg_drop: 0.01,
+        work_dir: dir.path().join("work"),
+        ingest: model_sync::ingest::IngestOptions::default(),
+        replication: Replication::Copy,
+        delivery: Delivery::Rollout(Box::new((
+            site.controller(),
+            options("shadow@eu-west:300ms,100%@all:300ms"),
+        ))),
+    };
+    let (_stop, stop) = tokio::sync::watch::channel(false);
+
+    // v1 has no recorded NDCG: the build is accepted, then rolled out rather than flipped.
+    let report = Runner::new(targets, settings).cycle(&stop).await.expect("cycle");
+    let Outcome::Published { candidate, rollout: Some(id), .. } = &report.outcome else {
+        panic!("expected a rollout, got {:?}", report.outcome)
+    };
+    let record = state::load(&site.cluster.primary(), id).await.expect("record");
+    assert_eq!((record.phase, record.version.as_str()), (Phase::Promoted, candidate.version.as_str()));
+    assert_eq!(site.nodes[0].seen(), [(Mode::Shadow, 1.0), (Mode::Split, 1.0)]);
+    for p in site.pointers().await {
+        assert_eq!((&p.version, &p.previous, &p.candidate), (&candidate.version, &Some(version(1)), &None));
+    }
+}
