@@ -71,6 +71,7 @@ pub enum RolloutCommand {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = ROLLOUT_HELP)]
 pub struct StartArgs {
     /// Local model directory written by `build`.
     #[arg(long)]
