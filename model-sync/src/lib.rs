@@ -10,6 +10,9 @@
 //! - [`ingest`]: region event streams -> verified batches in the primary bucket, and back;
 //!   [`run`]: the retrain loop (ingest, build, evaluate, publish if not worse);
 //!   [`model_dir`]: the local model directory `build` writes and `publish` reads.
+//! - [`rollout`]: a published version offered as a candidate step by step (shadow, split),
+//!   guarded by the region nodes' figures, promoted or rolled back; its record in the
+//!   primary bucket.
 
 pub mod build;
 pub mod cli;
@@ -24,4 +27,5 @@ pub mod admin;
 pub mod generate;
 pub mod import;
 pub mod publish;
+pub mod rollout;
 pub mod run;

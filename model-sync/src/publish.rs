@@ -49,17 +49,23 @@ pub type EventSink = Arc<dyn Fn(PublishEvent) + Send + Sync>;
 pub struct PublishOptions {
     pub replication: Replication,
     pub on_event: Option<EventSink>,
+    /// Move the pointers once verified (`publish`); `false` leaves every pointer as it is, for
+    /// a rollout that then offers the version as a candidate ([`crate::rollout`]).
+    pub flip: bool,
 }
 
 impl Default for PublishOptions {
     fn default() -> Self {
-        Self { replication: Replication::Copy, on_event: None }
+        Self { replication: Replication::Copy, on_event: None, flip: true }
     }
 }
 
 impl fmt::Debug for PublishOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PublishOptions").field("replication", &self.replication).finish_non_exhaustive()
+        f.debug_struct("PublishOptions")
+            .field("replication", &self.replication)
+            .field("flip", &self.flip)
+            .finish_non_exhaustive()
     }
 }
 
@@ -81,14 +87,15 @@ pub async fn publish(
 
     let primary_done = async {
         let transfer = ensure_version(primary, &local, Source::Local(&local.dir), &emit).await?;
-        let pointer = set_pointer(primary, &version).await?;
+        let pointer =
+            if opts.flip { set_pointer(primary, &version).await? } else { PointerChange::NotFlipped };
         Ok::<_, RegionError>(BucketPublished { transfer, pointer })
     };
     let primary_done = primary_done.await.map_err(PublishError::Primary)?;
     emit(PublishEvent::PrimaryDone);
 
     let outcomes = futures::future::join_all(regions.iter().map(|region| async {
-        let outcome = publish_region(primary, region, &local, &opts.replication, &emit).await;
+        let outcome = publish_region(primary, region, &local, &opts.replication, opts.flip, &emit).await;
         match &outcome {
             Ok(_) => tracing::info!(region = %region.label(), version = %version, "region published"),
             Err(e) => tracing::warn!(region = %region.label(), version = %version, error = %error_chain(e), "region failed"),
@@ -111,6 +118,7 @@ async fn publish_region(
     region: &Bucket,
     local: &LocalModel,
     replication: &Replication,
+    flip: bool,
     emit: &(impl Fn(PublishEvent) + Sync),
 ) -> Result<BucketPublished, RegionError> {
     let step = |step| emit(PublishEvent::RegionStep { region: region.label().to_string(), step });
@@ -125,6 +133,9 @@ async fn publish_region(
             Transfer::default()
         }
     };
+    if !flip {
+        return Ok(BucketPublished { transfer, pointer: PointerChange::NotFlipped });
+    }
     step("flipping pointer");
     let pointer = set_pointer(region, local.version()).await?;
     Ok(BucketPublished { transfer, pointer })

@@ -11,7 +11,9 @@
 //! 4. build, evaluate on the time split ([`crate::eval`]), write the candidate directory with
 //!    its evaluation in the manifest;
 //! 5. publish if its NDCG@10 (user-KNN) is at least the serving one's minus the margin, or if
-//!    the serving model has no recorded NDCG@10; otherwise keep the serving model.
+//!    the serving model has no recorded NDCG@10; otherwise keep the serving model. Publishing
+//!    is a rollout ([`crate::rollout`], [`Delivery::Rollout`]) or a direct flip
+//!    ([`Delivery::Flip`]); a rolled-back candidate is remembered like a refused one.
 //!
 //! A stop request is honoured between steps and between ingest batches; every step is safe to
 //! interrupt anyway (ingest is at-least-once, publishing is idempotent and flips pointers last).
@@ -29,6 +31,7 @@ use crate::eval::{self, Protocol};
 use crate::ingest::{self, IngestError, IngestOptions, RegionIngest, StreamSource};
 use crate::model_dir::{self, ModelDirError};
 use crate::publish::{self, PublishError, PublishOptions, Replication};
+use crate::rollout::{self, Controller, RolloutError, StartOptions};
 use model::manifest::Manifest;
 use model::model::BuildParams;
 use store::reader::{self, ReadError};
@@ -61,6 +64,17 @@ pub struct RunSettings {
     pub work_dir: PathBuf,
     pub ingest: IngestOptions,
     pub replication: Replication,
+    pub delivery: Delivery,
+}
+
+/// How an accepted candidate reaches users.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// Flip every pointer once verified, as `publish` does (the local quick path).
+    Flip,
+    /// Through a rollout ([`crate::rollout`]); the first version of a cluster (nothing serving
+    /// yet) is flipped, there being nothing to compare with.
+    Rollout(Box<(Controller, StartOptions)>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +91,8 @@ pub enum RunError {
     ModelDir(#[from] ModelDirError),
     #[error(transparent)]
     Publish(Box<PublishError>),
+    #[error("the rollout of the candidate failed")]
+    Rollout(#[source] Box<RolloutError>),
     #[error("the build thread failed")]
     Join(#[source] tokio::task::JoinError),
 }
@@ -208,6 +224,15 @@ pub enum Outcome {
     Published {
         candidate: Candidate,
         decision: Decision,
+        /// The rollout that promoted it (`None`: pointers flipped directly).
+        rollout: Option<String>,
+    },
+    /// Accepted offline, then rolled back by its rollout's guards (or aborted).
+    RolledBack {
+        candidate: Candidate,
+        decision: Decision,
+        rollout: String,
+        reason: String,
     },
     Refused {
         candidate: Candidate,
@@ -327,10 +352,25 @@ impl Runner {
             return done(report, Outcome::Refused { candidate, decision });
         }
         tracing::info!(version = %candidate.version, reason = %decision, "publishing the candidate");
-        let opts = PublishOptions { replication: s.replication.clone(), on_event: None };
+        if let (Delivery::Rollout(how), false) = (&s.delivery, decision == Decision::NothingServing) {
+            let (controller, opts) = how.as_ref();
+            let record = controller
+                .start(&candidate.dir, s.replication.clone(), opts.clone())
+                .await
+                .map_err(|e| RunError::Rollout(Box::new(e)))?;
+            if record.phase != rollout::state::Phase::Promoted {
+                let reason = record.reason.clone().unwrap_or_default();
+                self.refused = Some((fingerprint, params, candidate.version.clone()));
+                let rollout = record.id;
+                return done(report, Outcome::RolledBack { candidate, decision, rollout, reason });
+            }
+            self.refused = None;
+            return done(report, Outcome::Published { candidate, decision, rollout: Some(record.id) });
+        }
+        let opts = PublishOptions { replication: s.replication.clone(), on_event: None, flip: true };
         publish::publish(&t.primary, &t.regions, &candidate.dir, opts).await?;
         self.refused = None;
-        done(report, Outcome::Published { candidate, decision })
+        done(report, Outcome::Published { candidate, decision, rollout: None })
     }
 
     /// Build on everything, evaluate on the time split, write `<work>/candidate`.
@@ -378,7 +418,11 @@ pub fn log_cycle(r: &CycleReport) {
         Outcome::Skipped { reason } => {
             tracing::info!(new_events, live_events, seconds, ?failed, reason = %reason, "cycle skipped")
         }
-        Outcome::Published { candidate, decision } => tracing::info!(
+        Outcome::RolledBack { candidate, rollout, reason, .. } => tracing::warn!(
+            new_events, live_events, seconds, ?failed, version = %candidate.version, rollout = %rollout,
+            reason = %reason, "cycle's candidate was rolled back by its rollout"
+        ),
+        Outcome::Published { candidate, decision, .. } => tracing::info!(
             new_events, live_events, seconds, ?failed, version = %candidate.version, ndcg = candidate.ndcg,
             reason = %decision, "cycle published a new model"
         ),

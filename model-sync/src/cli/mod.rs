@@ -10,6 +10,7 @@ pub mod data;
 pub mod exit;
 pub mod ingest;
 pub mod model;
+pub mod rollout;
 pub mod run;
 pub mod store;
 pub mod units;
@@ -48,6 +49,8 @@ pub enum Command {
     Tune(model::TuneArgs),
     /// Upload a built model, replicate it to every region, verify, then flip pointers.
     Publish(store::PublishArgs),
+    /// Roll a version out step by step (shadow, split shares) under guards; resume, abort, promote.
+    Rollout(rollout::RolloutArgs),
     /// Drain every region's live-event stream into verified batches in the primary bucket.
     Ingest(ingest::IngestArgs),
     /// The retrain loop: ingest, build from data + events, evaluate, publish unless worse.
@@ -114,6 +117,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(a) => model::inspect(a),
         Command::Config(a) => show_config(&cli.load_config()?, a),
         Command::Publish(a) => store::publish(&cli.load_config()?, a).await,
+        Command::Rollout(a) => rollout::rollout(&cli.load_config()?, a).await,
         Command::Ingest(a) => ingest::ingest(&cli.load_config()?, a).await,
         Command::Run(a) => run::run(&cli.load_config()?, a).await,
         Command::Status(a) => store::status(&cli.load_config()?, a).await,

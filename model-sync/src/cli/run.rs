@@ -10,13 +10,15 @@ use tokio::sync::watch;
 use crate::eval::Protocol;
 use crate::ingest::{describe, IngestOptions, DEFAULT_BATCH};
 use crate::publish::Replication;
-use crate::run::{self, CycleReport, Outcome, RunSettings, Runner, Targets, DEFAULT_MAX_NDCG_DROP};
+use crate::rollout::StartOptions;
+use crate::run::{self, CycleReport, Delivery, Outcome, RunSettings, Runner, Targets, DEFAULT_MAX_NDCG_DROP};
 use cluster_config::ClusterConfig;
 use store::Credentials;
 
 use super::exit::Exit;
 use super::ingest::sources;
 use super::model::ParamArgs;
+use super::rollout::{ControllerArgs, EXIT_ROLLED_BACK};
 use super::store::{emit, parse_duration, primary_bucket, region_buckets, ReplicationMode};
 
 /// `run --once` exit code when the candidate was refused as worse than the serving model.
@@ -29,8 +31,12 @@ evaluate on the time split, and publish only if the candidate's NDCG@10 (user-KN
 serving model's (recorded in its manifest) by more than --max-ndcg-drop. A cycle without new events or data \
 changes since the serving (or last refused) model is skipped without building.
 
+An accepted candidate is rolled out (model-sync rollout, --rollout-plan, default: shadow, 5%, 25% in two \
+regions, 100% everywhere, guarded by the nodes' errors, latency and conversions); --flip flips every pointer \
+at once instead (the local quick path). The first model of a cluster is always flipped.
+
 Exit codes with --once: 0 published, or nothing new to do; 3 refused as worse than the serving model; \
-1 error (including a region whose events could not be ingested: the cycle still uses the others').
+4 rolled back by its rollout; 1 error (including a region whose events could not be ingested: the cycle still uses the others').
 
 SIGINT/SIGTERM: the loop stops at the next step (waits end at once); a second signal exits immediately \
 (code 130), which is safe: ingest is at-least-once and publishing is idempotent.
@@ -67,6 +73,15 @@ pub struct RunArgs {
     /// With --replication external: how long to wait for each region.
     #[arg(long, default_value = "300s", value_parser = parse_duration)]
     pub wait_timeout: Duration,
+    /// Flip every pointer as soon as the candidate is verified, instead of a rollout.
+    #[arg(long, conflicts_with = "rollout_plan")]
+    pub flip: bool,
+    /// Rollout plan for accepted candidates (syntax: model-sync rollout --help); default:
+    /// shadow, 5%, 25% in two regions, 100% everywhere.
+    #[arg(long, value_name = "PLAN")]
+    pub rollout_plan: Option<String>,
+    #[command(flatten)]
+    pub controller: ControllerArgs,
     /// With --once: print the cycle's result as JSON.
     #[arg(long, requires = "once")]
     pub json: bool,
@@ -94,7 +109,22 @@ pub async fn run(c: &ClusterConfig, a: &RunArgs) -> anyhow::Result<()> {
             Replication::External { timeout: a.wait_timeout, poll: Duration::from_secs(2) }
         }
     };
+    let delivery = if a.flip {
+        Delivery::Flip
+    } else {
+        let controller = super::rollout::controller(c, a.controller.node_timeout).await?;
+        let (plan, _) = super::rollout::plan_for(a.rollout_plan.as_deref(), None, &controller.regions())?;
+        let opts = StartOptions {
+            plan,
+            hold: false,
+            id: None,
+            guards: a.controller.guards(),
+            timing: a.controller.timing(),
+        };
+        Delivery::Rollout(Box::new((controller, opts)))
+    };
     let settings = RunSettings {
+        delivery,
         data: a.data.clone(),
         params: a.params.resolve_and_say(a.data.as_deref())?,
         protocol: Protocol::default(),
@@ -133,6 +163,13 @@ async fn once(runner: &mut Runner, stop: &watch::Receiver<bool>, json: bool) -> 
         }
         .into()),
         Outcome::Stopped { after } => bail!("stopped by a signal after {after}; nothing was published"),
+        Outcome::RolledBack { rollout, reason, .. } => Err(Exit {
+            code: EXIT_ROLLED_BACK,
+            message: format!(
+                "rollout {rollout} rolled the candidate back: {reason}; the serving model stays"
+            ),
+        }
+        .into()),
         Outcome::Skipped { .. } | Outcome::Published { .. } => Ok(()),
     }
 }
@@ -180,11 +217,19 @@ fn render(runner: &Runner, r: &CycleReport) -> String {
         Outcome::Skipped { reason } => {
             let _ = writeln!(out, "skipped: {reason}");
         }
-        Outcome::Published { candidate: c, decision } => {
+        Outcome::Published { candidate: c, decision, rollout } => {
             candidate(&mut out, c);
             let regions = runner.targets.regions.len();
             let _ =
                 writeln!(out, "published {} to the primary and {regions} region(s): {decision}", c.version);
+            if let Some(id) = rollout {
+                let _ = writeln!(out, "rolled out through rollout {id} (model-sync rollout status {id})");
+            }
+        }
+        Outcome::RolledBack { candidate: c, decision, rollout, reason } => {
+            candidate(&mut out, c);
+            let _ = writeln!(out, "accepted offline: {decision}");
+            let _ = writeln!(out, "rolled back by rollout {rollout}: {reason}; the serving model stays");
         }
         Outcome::Refused { candidate: c, decision } => {
             candidate(&mut out, c);

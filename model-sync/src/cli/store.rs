@@ -114,6 +114,14 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// The library's [`Replication`] for the `--replication` flags.
+pub(crate) fn replication(mode: ReplicationMode, timeout: Duration, poll: Duration) -> Replication {
+    match mode {
+        ReplicationMode::Copy => Replication::Copy,
+        ReplicationMode::External => Replication::External { timeout, poll },
+    }
+}
+
 pub(crate) fn primary_bucket(c: &ClusterConfig, creds: &Credentials) -> Bucket {
     Bucket::new("primary", Location::primary(&c.primary), creds, StoreOptions::default())
 }
@@ -144,7 +152,8 @@ pub async fn publish(c: &ClusterConfig, a: &PublishArgs) -> anyhow::Result<()> {
         Arc::new(move |e: PublishEvent| on_progress(&bars, e)) as publish::EventSink
     });
     let result =
-        publish::publish(&primary, &regions, &a.model, PublishOptions { replication, on_event }).await;
+        publish::publish(&primary, &regions, &a.model, PublishOptions { replication, on_event, flip: true })
+            .await;
     if let Some((multi, _)) = bars {
         let _ = multi.clear();
     }
@@ -239,7 +248,9 @@ pub async fn rollback(c: &ClusterConfig, a: &RollbackArgs) -> anyhow::Result<()>
             PointerChange::Flipped { previous } => {
                 format!("{label:<12} now {} (was {})\n", report.to, previous.as_deref().unwrap_or("-"))
             }
-            PointerChange::Unchanged => format!("{label:<12} already at {}\n", report.to),
+            PointerChange::Unchanged | PointerChange::NotFlipped => {
+                format!("{label:<12} already at {}\n", report.to)
+            }
         };
     }
     emit(&out)

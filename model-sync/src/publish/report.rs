@@ -15,6 +15,9 @@ pub enum PointerChange {
     Flipped { previous: Option<String> },
     /// Already pointed at the version (a re-run, or rollback to the current version).
     Unchanged,
+    /// Left as it was on purpose: published for a rollout, which offers the version as a
+    /// candidate instead.
+    NotFlipped,
 }
 
 /// One bucket's share of a publish.

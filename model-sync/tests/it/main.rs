@@ -10,3 +10,4 @@ mod publish;
 mod quality;
 mod read;
 mod retrain;
+mod rollout;

@@ -76,6 +76,8 @@ impl Site {
         let work = self.path("work");
         let mut args = vec!["run", "--once", "--data", data.to_str().expect("utf8"), "--work-dir"];
         args.push(work.to_str().expect("utf8"));
+        // The gate is under test here, not the rollout (tests/it/rollout.rs): flip directly.
+        args.push("--flip");
         args.extend(BUILD_FLAGS);
         let out = self.model_sync(&args).await;
         let text = format!("{}\n--- stderr:\n{}", stdout(&out), String::from_utf8_lossy(&out.stderr));

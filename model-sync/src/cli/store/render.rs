@@ -20,6 +20,7 @@ pub(super) fn publish_table(r: &PublishReport) -> String {
             PointerChange::Flipped { previous: Some(v) } => format!("flipped (was {v})"),
             PointerChange::Flipped { previous: None } => "flipped (first version)".to_string(),
             PointerChange::Unchanged => "already current".to_string(),
+            PointerChange::NotFlipped => "not flipped (rollout)".to_string(),
         };
         let (sent, skipped, repaired) = (t.uploaded.len(), t.skipped.len(), t.repaired.len());
         format!("{label:<12} {:<8} {sent:>8} {skipped:>8} {repaired:>8}  {pointer}\n", "ok")
