@@ -195,6 +195,7 @@ mod tests {
             }),
             candidate_error: None,
             attribution_window_s: 600,
+            latency_buckets_s: Vec::new(),
         }
     }
 

@@ -114,6 +114,7 @@ impl NodeState {
                 _ => None,
             },
             attribution_window_s: 600,
+            latency_buckets_s: model::rollout::LATENCY_BUCKETS.to_vec(),
         }
     }
 

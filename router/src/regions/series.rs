@@ -163,7 +163,7 @@ impl Series {
     /// `now_ms`.
     pub fn record(&mut self, reports: &[Option<NodeReport>], now_ms: u64) {
         self.last.resize_with(reports.len(), Vec::new);
-        let mut sums: Vec<(String, &'static str, u64, u64, u64, Vec<u64>)> = Vec::new();
+        let mut sums: Vec<Cumulative> = Vec::new();
         // What the region serves: as its first answering node says.
         if let Some(r) = reports.iter().flatten().next() {
             self.current = Some((
@@ -199,24 +199,29 @@ impl Series {
                     .enumerate()
                     .map(|(i, n)| n.saturating_sub(b.latency.get(i).copied().unwrap_or(0)))
                     .collect::<Vec<_>>();
-                let delta = (
-                    c.requests - b.requests,
-                    c.errors.saturating_sub(b.errors),
-                    c.conversions.saturating_sub(b.conversions),
-                );
-                match sums.iter_mut().find(|s| s.0 == c.version) {
+                // A difference of two samples, in the shape of a sample.
+                let delta = Cumulative {
+                    instance: String::new(),
+                    version: c.version.clone(),
+                    arm: c.arm,
+                    requests: c.requests - b.requests,
+                    errors: c.errors.saturating_sub(b.errors),
+                    conversions: c.conversions.saturating_sub(b.conversions),
+                    latency,
+                };
+                match sums.iter_mut().find(|s| s.version == c.version) {
                     Some(s) => {
-                        s.2 += delta.0;
-                        s.3 += delta.1;
-                        s.4 += delta.2;
-                        if s.5.len() < latency.len() {
-                            s.5.resize(latency.len(), 0);
+                        s.requests += delta.requests;
+                        s.errors += delta.errors;
+                        s.conversions += delta.conversions;
+                        if s.latency.len() < delta.latency.len() {
+                            s.latency.resize(delta.latency.len(), 0);
                         }
-                        for (a, n) in s.5.iter_mut().zip(&latency) {
+                        for (a, n) in s.latency.iter_mut().zip(&delta.latency) {
                             *a += n;
                         }
                     }
-                    None => sums.push((c.version.clone(), c.arm, delta.0, delta.1, delta.2, latency)),
+                    None => sums.push(delta),
                 }
             }
             self.last[node] = now;
@@ -225,14 +230,14 @@ impl Series {
         let seconds = since.map(|s| now_ms.saturating_sub(s) as f64 / 1000.0).filter(|s| *s > 0.0);
         let versions = sums
             .into_iter()
-            .map(|(version, arm, requests, errors, conversions, latency)| VersionPoint {
-                version,
-                arm: arm.to_string(),
-                requests,
-                errors,
-                conversions,
-                rps: seconds.map_or(0.0, |s| requests as f64 / s),
-                p99_ms: quantile(&latency, &self.buckets, 0.99).map(|s| s * 1000.0),
+            .map(|c| VersionPoint {
+                rps: seconds.map_or(0.0, |s| c.requests as f64 / s),
+                p99_ms: quantile(&c.latency, &self.buckets, 0.99).map(|s| s * 1000.0),
+                version: c.version,
+                arm: c.arm.to_string(),
+                requests: c.requests,
+                errors: c.errors,
+                conversions: c.conversions,
             })
             .collect();
         self.points.push_back(Point { at_unix_ms: now_ms, versions });
