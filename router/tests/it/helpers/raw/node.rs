@@ -88,8 +88,8 @@ struct NodeCtl {
     received: Mutex<Vec<Received>>,
 }
 
-/// A raw-TCP region node on 127.0.0.1:0. `GET /health/ready` is answered properly; every
-/// other request is recorded, then answered by the script its body names
+/// A raw-TCP region node on 127.0.0.1:0. `GET /health/ready` is answered properly and
+/// `GET /rollout/metrics` with a 404 (as an older node would); every other request is recorded, then answered by the script its body names
 /// (`{"script": ...}`, see [`Script::named`]) or else by the node's current one.
 /// Dropping it stops the node and its connections.
 pub struct ScriptedNode {
@@ -166,6 +166,13 @@ async fn serve(ctl: Arc<NodeCtl>, mut io: TcpStream) {
         if req.method == "GET" && req.target == "/health/ready" {
             let ok = json!({"status": "ok", "model_version": "v", "region": ctl.region}).to_string();
             if write_bounded(&mut io, &answer("200 OK", "", &ok)).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        if req.method == "GET" && req.target == "/rollout/metrics" {
+            // The router's sampler: answered like a node of a build without the route.
+            if write_bounded(&mut io, &answer("404 Not Found", "", "{}")).await.is_err() {
                 return;
             }
             continue;
