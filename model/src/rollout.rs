@@ -207,6 +207,13 @@ pub struct VersionReport {
     /// Events on an item this version recommended to that user within the attribution window,
     /// by event type (`view`, `add_to_cart`, `purchase`).
     pub conversions: std::collections::BTreeMap<String, u64>,
+    /// Items this version recommended (the sum of its answers' lengths).
+    #[serde(default)]
+    pub impressions: u64,
+    /// Of those, items the user then acted on within the window, each counted once (at its
+    /// first event): `converted / impressions` is a proportion, unlike conversions per answer.
+    #[serde(default)]
+    pub converted: u64,
 }
 
 /// A candidate computed beside the serving version in shadow mode.

@@ -52,7 +52,8 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// the event id) and to its user's recent list (trimmed, TTL refreshed); then the users'
 /// cached answers for the resident versions are unlinked. Returns the event ids in order,
 /// then for each event the record of its item having been recommended to its user
-/// (`version \t arm \t unix time`, or nil), for conversion attribution.
+/// (`version \t arm \t unix time`, with `\t c` once an earlier event converted it; or nil),
+/// for conversion attribution. The first event on a recommended item marks it.
 ///
 /// `KEYS[1]` stream, `KEYS[2..2+n]` the recent list of each event's user, `KEYS[2+n..2+2n]`
 /// each event's user's served record, the rest cache hashes to unlink; `ARGV` = recent max,
@@ -70,7 +71,12 @@ for i = 0, n - 1 do
   redis.call('LTRIM', recent, 0, tonumber(ARGV[1]) - 1)
   redis.call('EXPIRE', recent, ARGV[2])
   ids[#ids + 1] = id
-  served[#served + 1] = redis.call('HGET', KEYS[2 + n + i], item)
+  local rec = redis.call('HGET', KEYS[2 + n + i], item)
+  if rec and string.sub(rec, -2) ~= '\tc' then
+    -- The first event on this recommended item: marked, so the item converts once.
+    redis.call('HSET', KEYS[2 + n + i], item, rec .. '\tc')
+  end
+  served[#served + 1] = rec
 end
 for j = 2 + 2 * n, #KEYS do
   redis.call('UNLINK', KEYS[j])
@@ -93,6 +99,8 @@ pub struct ServedRecord {
     pub arm: model::rollout::Arm,
     /// Unix seconds.
     pub at: i64,
+    /// An earlier event already converted this recommended item.
+    pub converted: bool,
 }
 
 impl ServedRecord {
@@ -103,12 +111,13 @@ impl ServedRecord {
     fn decode(text: &str) -> Option<Self> {
         let mut parts = text.split('\t');
         let (version, arm, at) = (parts.next()?, parts.next()?, parts.next()?.parse().ok()?);
+        let converted = parts.next() == Some("c");
         let arm = match arm {
             "stable" => model::rollout::Arm::Stable,
             "candidate" => model::rollout::Arm::Candidate,
             _ => return None,
         };
-        Some(Self { version: version.to_string(), arm, at })
+        Some(Self { version: version.to_string(), arm, at, converted })
     }
 }
 

@@ -59,6 +59,8 @@ pub fn strategy_name(s: Strategy) -> &'static str {
 #[derive(Debug, Default)]
 pub struct Figures {
     requests: AtomicU64,
+    impressions: AtomicU64,
+    converted: AtomicU64,
     errors: AtomicU64,
     latency: AtomicLatency,
     strategies: [AtomicU64; 4],
@@ -77,9 +79,10 @@ struct ShadowFigures {
 }
 
 impl Figures {
-    /// One answer given by this version.
-    pub fn answered(&self, strategy: Strategy, took: Duration) {
+    /// One answer of `items` items given by this version.
+    pub fn answered(&self, strategy: Strategy, items: usize, took: Duration) {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        self.impressions.fetch_add(items as u64, Ordering::Relaxed);
         self.strategies[strategy_index(strategy)].fetch_add(1, Ordering::Relaxed);
         self.latency.observe(took);
     }
@@ -89,7 +92,11 @@ impl Figures {
         self.errors.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn converted(&self, kind: EventType) {
+    /// An event on an item this version recommended; `first`: the first on that item since.
+    pub fn converted(&self, kind: EventType, first: bool) {
+        if first {
+            self.converted.fetch_add(1, Ordering::Relaxed);
+        }
         let i = EventType::ALL.iter().position(|&k| k == kind).unwrap_or(0);
         self.conversions[i].fetch_add(1, Ordering::Relaxed);
     }
@@ -122,6 +129,8 @@ impl Figures {
                 .filter(|(_, n)| load(n) > 0)
                 .map(|(s, n)| (strategy_name(*s).to_string(), load(n)))
                 .collect(),
+            impressions: load(&self.impressions),
+            converted: load(&self.converted),
             conversions: EventType::ALL
                 .iter()
                 .zip(&self.conversions)

@@ -133,7 +133,11 @@ impl Service {
                 }
             }
         };
-        served.snapshot.figures.answered(served.ranked.strategy, started.elapsed());
+        served.snapshot.figures.answered(
+            served.ranked.strategy,
+            served.ranked.items.len(),
+            started.elapsed(),
+        );
         if serving.in_rollout() {
             self.record_served(&q.user_id, &served);
         }
@@ -199,6 +203,7 @@ impl Service {
             version: served.version().to_string(),
             arm: served.arm(),
             at: manifest::now_unix(),
+            converted: false,
         };
         tokio::spawn(async move {
             let items: Vec<&str> = items.iter().map(String::as_str).collect();
@@ -265,7 +270,7 @@ impl Service {
                 let fresh =
                     now - r.at <= ATTRIBUTION_WINDOW.as_secs() as i64 && e.ts + CONVERSION_SKEW_SECS >= r.at;
                 if let Some((_, snapshot)) = serving.version(&r.version).filter(|_| fresh) {
-                    snapshot.figures.converted(e.kind);
+                    snapshot.figures.converted(e.kind, !r.converted);
                 }
             }
         }

@@ -92,6 +92,13 @@ async fn a_split_answers_each_user_from_one_sticky_arm_and_counts_conversions_fo
     assert_eq!(c.figures.version, version(2));
     assert_eq!(c.figures.conversions.get("purchase"), Some(&1), "{:?}", c.figures);
     assert_eq!(c.figures.conversions.len(), 1, "{:?}", c.figures);
+    assert_eq!(c.figures.converted, 1, "{:?}", c.figures);
+    assert!(c.figures.impressions >= c.figures.requests, "{:?}", c.figures);
+    // A second event on the same recommended item counts by its type, but the item converts once.
+    let again = json!({"user_id": user, "item_id": item, "type": "view", "ts": now});
+    assert_eq!(node.post("/events", &again).await.status(), 200);
+    let c = node.rollout_report().await.candidate.expect("candidate");
+    assert_eq!((c.figures.conversions.get("view"), c.figures.converted), (Some(&1), 1), "{:?}", c.figures);
     let stable = report.stable.expect("stable in the report");
     assert!(stable.conversions.is_empty(), "{stable:?}");
     assert_eq!(c.figures.requests as usize, per_arm[1] * 2);
