@@ -214,6 +214,10 @@ pub struct VersionReport {
     /// first event): `converted / impressions` is a proportion, unlike conversions per answer.
     #[serde(default)]
     pub converted: u64,
+    /// Time of this version's model computations alone (answers not found in the cache):
+    /// comparable between versions whose caches are not equally warm.
+    #[serde(default)]
+    pub compute_latency: Latency,
 }
 
 /// A candidate computed beside the serving version in shadow mode.

@@ -63,6 +63,7 @@ pub struct Figures {
     converted: AtomicU64,
     errors: AtomicU64,
     latency: AtomicLatency,
+    compute_latency: AtomicLatency,
     strategies: [AtomicU64; 4],
     conversions: [AtomicU64; EventType::ALL.len()],
     shadow: ShadowFigures,
@@ -85,6 +86,11 @@ impl Figures {
         self.impressions.fetch_add(items as u64, Ordering::Relaxed);
         self.strategies[strategy_index(strategy)].fetch_add(1, Ordering::Relaxed);
         self.latency.observe(took);
+    }
+
+    /// One model computation (a cache miss) took `took`.
+    pub fn computed(&self, took: Duration) {
+        self.compute_latency.observe(took);
     }
 
     /// This version failed a request (the stable version answered it instead).
@@ -131,6 +137,7 @@ impl Figures {
                 .collect(),
             impressions: load(&self.impressions),
             converted: load(&self.converted),
+            compute_latency: self.compute_latency.read(),
             conversions: EventType::ALL
                 .iter()
                 .zip(&self.conversions)

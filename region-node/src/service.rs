@@ -154,13 +154,9 @@ impl Service {
         q: &RecommendQuery,
         force_refresh: bool,
     ) -> Result<Served, Failed> {
-        if let Some(f) = self.fault.as_ref().filter(|f| f.version == snapshot.version) {
-            if !f.delay.is_zero() {
-                tokio::time::sleep(f.delay).await;
-            }
-            if f.error_share > 0.0 && rand::random::<f64>() < f.error_share {
-                return Err(Failed);
-            }
+        let fault = self.fault.as_ref().filter(|f| f.version == snapshot.version);
+        if fault.is_some_and(|f| f.error_share > 0.0 && rand::random::<f64>() < f.error_share) {
+            return Err(Failed);
         }
         let keys = self.cache.recommendation_keys(&snapshot.version, q);
         let lookup = self.cache.lookup(&keys, force_refresh).await;
@@ -178,7 +174,14 @@ impl Service {
             let live = LiveHistory::new(&snapshot_ref.model, events.as_deref().unwrap_or_default());
             let kind = if live.folds_in() { "recommend-live" } else { "recommend" };
             self.computations.with_label_values(&[kind]).inc();
-            let ranked = Arc::new(compute(snapshot_ref, q, &live)?);
+            let started = Instant::now();
+            // An injected delay slows the model's computations, as a slow model would.
+            if let Some(f) = fault.filter(|f| !f.delay.is_zero()) {
+                tokio::time::sleep(f.delay).await;
+            }
+            let ranked = compute(snapshot_ref, q, &live);
+            snapshot_ref.figures.computed(started.elapsed());
+            let ranked = Arc::new(ranked?);
             if events.is_some() {
                 self.cache.put_recommendation(keys_ref, head_ref.as_deref(), &ranked).await;
             }

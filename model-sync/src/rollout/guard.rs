@@ -66,6 +66,15 @@ pub struct ArmFigures {
     pub errors: u64,
     pub latency: Latency,
     pub conversions: BTreeMap<String, u64>,
+    /// Items recommended, and of those the ones acted on (each once): see
+    /// `model::rollout::VersionReport`.
+    #[serde(default)]
+    pub impressions: u64,
+    #[serde(default)]
+    pub converted_items: u64,
+    /// Model computations alone (cache misses).
+    #[serde(default)]
+    pub compute_latency: Latency,
 }
 
 impl ArmFigures {
@@ -183,15 +192,27 @@ fn errors(mode: Mode, w: &Window, s: &GuardSettings) -> Judgement {
 }
 
 fn latency(mode: Mode, w: &Window, s: &GuardSettings) -> Judgement {
-    let (what, n, lat) = match mode {
-        Mode::Split => ("candidate", w.candidate.requests, &w.candidate.latency),
-        Mode::Shadow => ("shadow", w.shadow.computed, &w.shadow.latency),
+    // Computations (cache misses) against computations where nodes report them: a candidate's
+    // cache starts cold, so its answers would otherwise look slower than a warm stable's.
+    let computed = |a: &ArmFigures| a.compute_latency.total() >= s.min_requests;
+    let (what, n, lat, stable_lat) = match mode {
+        Mode::Split if computed(&w.candidate) && computed(&w.stable) => (
+            "candidate computation",
+            w.candidate.compute_latency.total(),
+            &w.candidate.compute_latency,
+            &w.stable.compute_latency,
+        ),
+        Mode::Split => ("candidate", w.candidate.requests, &w.candidate.latency, &w.stable.latency),
+        Mode::Shadow if computed(&w.stable) => {
+            ("shadow", w.shadow.computed, &w.shadow.latency, &w.stable.compute_latency)
+        }
+        Mode::Shadow => ("shadow", w.shadow.computed, &w.shadow.latency, &w.stable.latency),
     };
     if n < s.min_requests || lat.total() == 0 {
         let detail = format!("{} {what} latencies of the {} needed", lat.total(), s.min_requests);
         return Judgement::new(Guard::Latency, Status::Waiting, detail);
     }
-    let (Some(p99), Some(stable)) = (lat.quantile(0.99), w.stable.latency.quantile(0.99)) else {
+    let (Some(p99), Some(stable)) = (lat.quantile(0.99), stable_lat.quantile(0.99)) else {
         return Judgement::new(Guard::Latency, Status::Waiting, "no stable latencies yet".into());
     };
     let limit = s.latency_factor * stable + s.latency_allowance_ms / 1000.0;
@@ -210,24 +231,37 @@ fn latency(mode: Mode, w: &Window, s: &GuardSettings) -> Judgement {
 fn conversions(w: &Window, s: &GuardSettings) -> Judgement {
     let ev = &s.conversion_events;
     let (c, st) = (&w.candidate, &w.stable);
-    let (xc, xs) = (c.converted(ev).min(c.requests), st.converted(ev).min(st.requests));
+    // With every event type counted and nodes that report impressions, the proportion is
+    // recommended items acted on / items recommended (each item converts once); else
+    // conversions per answer, capped at 1.
+    let per_item = ev.is_empty() && c.impressions > 0 && st.impressions > 0;
+    let ((xc, nc), (xs, ns), unit) = if per_item {
+        (
+            (c.converted_items, c.impressions),
+            (st.converted_items, st.impressions),
+            "items acted on/recommended",
+        )
+    } else {
+        (
+            (c.converted(ev).min(c.requests), c.requests),
+            (st.converted(ev).min(st.requests), st.requests),
+            "conversions/requests",
+        )
+    };
     let enough = |n: u64, x: u64| n >= s.conversion_min_requests && x >= s.conversion_min_conversions;
-    if !enough(c.requests, xc) || !enough(st.requests, xs) {
+    if !enough(nc, xc) || !enough(ns, xs) {
         let detail = format!(
-            "candidate {xc}/{} and stable {xs}/{} conversions/requests; each arm needs {} requests and {} \
-             conversions",
-            c.requests, st.requests, s.conversion_min_requests, s.conversion_min_conversions
+            "candidate {xc}/{nc} and stable {xs}/{ns} {unit}; each arm needs {} and {} conversions",
+            s.conversion_min_requests, s.conversion_min_conversions
         );
         return Judgement::new(Guard::Conversions, Status::Waiting, detail);
     }
-    let t = z_test(xc, c.requests, xs, st.requests, s.conversion_margin, s.confidence);
+    let t = z_test(xc, nc, xs, ns, s.conversion_margin, s.confidence);
     let detail = format!(
-        "one-sided two-proportion z-test (pooled): candidate {:.4} ({xc}/{}) vs stable {:.4} ({xs}/{}), \
-         margin {}: z = {:.3}, fails below -{:.3} ({}% confidence)",
+        "one-sided two-proportion z-test (pooled) of {unit}: candidate {:.4} ({xc}/{nc}) vs stable {:.4} \
+         ({xs}/{ns}), margin {}: z = {:.3}, fails below -{:.3} ({}% confidence)",
         t.candidate_rate,
-        c.requests,
         t.stable_rate,
-        st.requests,
         s.conversion_margin,
         t.z,
         t.z_alpha,
@@ -341,7 +375,37 @@ mod tests {
             errors,
             latency: latency_at(bucket, requests),
             conversions: [("click".to_string(), clicks), ("view".to_string(), clicks * 3)].into(),
+            ..Default::default()
         }
+    }
+
+    #[test]
+    fn conversions_are_items_acted_on_per_item_recommended_when_nodes_count_them() {
+        let s = GuardSettings {
+            conversion_min_requests: 1000,
+            conversion_min_conversions: 30,
+            ..Default::default()
+        };
+        let items = |impressions: u64, converted_items: u64| ArmFigures {
+            requests: impressions / 10,
+            impressions,
+            converted_items,
+            // More conversions than answers: per answer this would be capped at 1 for both.
+            conversions: [("view".to_string(), impressions)].into(),
+            ..Default::default()
+        };
+        let w = |c: u64| Window {
+            stable: items(20_000, 3_000),
+            candidate: items(20_000, c),
+            ..Default::default()
+        };
+        let j = conversions(&w(1_000), &s);
+        assert_eq!(j.status, Status::Fail, "{}", j.detail);
+        assert!(j.detail.contains("items acted on/recommended"), "{}", j.detail);
+        assert_eq!(conversions(&w(3_000), &s).status, Status::Pass);
+        // A filter by event type falls back to conversions per answer.
+        let typed = GuardSettings { conversion_events: vec!["view".into()], ..s };
+        assert!(conversions(&w(1_000), &typed).detail.contains("conversions/requests"));
     }
 
     fn status(js: &[Judgement], g: Guard) -> Status {

@@ -98,6 +98,9 @@ fn version_since(now: &VersionReport, then: Option<&VersionReport>) -> ArmFigure
         errors: now.errors.saturating_sub(then.errors),
         latency: now.latency.since(&then.latency),
         conversions,
+        impressions: now.impressions.saturating_sub(then.impressions),
+        converted_items: now.converted.saturating_sub(then.converted),
+        compute_latency: now.compute_latency.since(&then.compute_latency),
     }
 }
 
@@ -105,6 +108,9 @@ fn add_arm(sum: &mut ArmFigures, w: &ArmFigures) {
     sum.requests += w.requests;
     sum.errors += w.errors;
     sum.latency.add(&w.latency);
+    sum.impressions += w.impressions;
+    sum.converted_items += w.converted_items;
+    sum.compute_latency.add(&w.compute_latency);
     for (k, v) in &w.conversions {
         *sum.conversions.entry(k.clone()).or_default() += v;
     }

@@ -104,6 +104,8 @@ async fn a_split_answers_each_user_from_one_sticky_arm_and_counts_conversions_fo
     assert_eq!(c.figures.requests as usize, per_arm[1] * 2);
     assert_eq!(stable.requests as usize, per_arm[0] * 2);
     assert_eq!(c.figures.latency.total(), c.figures.requests);
+    // Every candidate answer of the first pass was computed (its cache started empty).
+    assert_eq!(c.figures.compute_latency.total() as usize, per_arm[1]);
     assert_eq!(c.figures.errors, 0);
     // Distinct users per version (HyperLogLog: exact at this size).
     let report = eventually("user counts", || async {
