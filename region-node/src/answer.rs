@@ -25,6 +25,18 @@ pub enum Strategy {
     ItemCosine,
 }
 
+impl Strategy {
+    /// The wire name (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::UserKnn => "user-knn",
+            Strategy::UserKnnLive => "user-knn-live",
+            Strategy::Popular => "popular",
+            Strategy::ItemCosine => "item-cosine",
+        }
+    }
+}
+
 /// Where an answer came from on this request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -149,5 +161,8 @@ mod tests {
         let json = serde_json::to_string(&r).expect("serialises");
         assert_eq!(json, r#"{"strategy":"user-knn","items":[{"item_id":"i1","score":0.5}]}"#);
         assert_eq!(serde_json::to_string(&Source::Cache).expect("serialises"), "\"cache\"");
+        for st in [Strategy::UserKnn, Strategy::UserKnnLive, Strategy::Popular, Strategy::ItemCosine] {
+            assert_eq!(serde_json::to_string(&st).expect("serialises"), format!("\"{}\"", st.as_str()));
+        }
     }
 }

@@ -46,15 +46,6 @@ fn strategy_index(s: Strategy) -> usize {
     STRATEGIES.iter().position(|&x| x == s).unwrap_or(0)
 }
 
-pub fn strategy_name(s: Strategy) -> &'static str {
-    match s {
-        Strategy::UserKnn => "user-knn",
-        Strategy::UserKnnLive => "user-knn-live",
-        Strategy::Popular => "popular",
-        Strategy::ItemCosine => "item-cosine",
-    }
-}
-
 /// What a node measured for one version since it loaded it.
 #[derive(Debug, Default)]
 pub struct Figures {
@@ -133,7 +124,7 @@ impl Figures {
                 .iter()
                 .zip(&self.strategies)
                 .filter(|(_, n)| load(n) > 0)
-                .map(|(s, n)| (strategy_name(*s).to_string(), load(n)))
+                .map(|(s, n)| (s.as_str().to_string(), load(n)))
                 .collect(),
             impressions: load(&self.impressions),
             converted: load(&self.converted),

@@ -114,6 +114,9 @@ pub fn prometheus_text(serving: &Serving) -> String {
     let mut out = String::new();
     let mut versions = vec![(Arm::Stable, &serving.stable)];
     versions.extend(serving.candidate.as_ref().map(|c| (Arm::Candidate, &c.snapshot)));
+    // One read of each version's counters, so every family shows the same moment.
+    let reports: Vec<_> =
+        versions.iter().map(|(arm, s)| (*arm, s, s.figures.report(&s.version, 0))).collect();
     let family = |out: &mut String, name: &str, kind: &str, help: &str| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     };
@@ -123,8 +126,7 @@ pub fn prometheus_text(serving: &Serving) -> String {
         "counter",
         "Answers by model version, arm and strategy",
     );
-    for (arm, s) in &versions {
-        let r = s.figures.report(&s.version, 0);
+    for (arm, s, r) in &reports {
         for (strategy, n) in &r.strategies {
             let _ = writeln!(
                 out,
@@ -140,8 +142,7 @@ pub fn prometheus_text(serving: &Serving) -> String {
         "counter",
         "Requests a version failed (answered by the stable version instead)",
     );
-    for (arm, s) in &versions {
-        let r = s.figures.report(&s.version, 0);
+    for (arm, s, r) in &reports {
         let _ = writeln!(
             out,
             "georec_version_errors_total{{arm=\"{}\",version=\"{}\"}} {}",
@@ -156,8 +157,7 @@ pub fn prometheus_text(serving: &Serving) -> String {
         "counter",
         "Events on items a version recommended to that user within the attribution window, by type",
     );
-    for (arm, s) in &versions {
-        let r = s.figures.report(&s.version, 0);
+    for (arm, s, r) in &reports {
         for (kind, n) in &r.conversions {
             let _ = writeln!(
                 out,
@@ -252,6 +252,23 @@ pub struct Fault {
 }
 
 impl Fault {
+    /// The fault when it applies to `version`.
+    pub fn on<'a>(fault: Option<&'a Fault>, version: &str) -> Option<&'a Fault> {
+        fault.filter(|f| f.version == version)
+    }
+
+    /// Draws whether this computation fails.
+    pub fn fails(&self) -> bool {
+        self.error_share > 0.0 && rand::random::<f64>() < self.error_share
+    }
+
+    /// Waits the injected delay, if any.
+    pub async fn delay(&self) {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+    }
+
     pub fn parse(text: &str) -> Result<Self, String> {
         let (version, spec) = text
             .split_once(':')

@@ -154,8 +154,8 @@ impl Service {
         q: &RecommendQuery,
         force_refresh: bool,
     ) -> Result<Served, Failed> {
-        let fault = self.fault.as_ref().filter(|f| f.version == snapshot.version);
-        if fault.is_some_and(|f| f.error_share > 0.0 && rand::random::<f64>() < f.error_share) {
+        let fault = Fault::on(self.fault.as_ref(), &snapshot.version);
+        if fault.is_some_and(Fault::fails) {
             return Err(Failed);
         }
         let keys = self.cache.recommendation_keys(&snapshot.version, q);
@@ -176,8 +176,8 @@ impl Service {
             self.computations.with_label_values(&[kind]).inc();
             let started = Instant::now();
             // An injected delay slows the model's computations, as a slow model would.
-            if let Some(f) = fault.filter(|f| !f.delay.is_zero()) {
-                tokio::time::sleep(f.delay).await;
+            if let Some(f) = fault {
+                f.delay().await;
             }
             let ranked = compute(snapshot_ref, q, &live);
             snapshot_ref.figures.computed(started.elapsed());
@@ -234,11 +234,11 @@ impl Service {
             let keys = cache.recommendation_keys(&candidate.version, &q);
             let events = cache.recent(&keys, &q.user_id).await.unwrap_or_default();
             let started = Instant::now();
-            let injected = fault.as_ref().filter(|f| f.version == candidate.version);
-            if let Some(f) = injected.filter(|f| !f.delay.is_zero()) {
-                tokio::time::sleep(f.delay).await;
+            let injected = Fault::on(fault.as_ref(), &candidate.version);
+            if let Some(f) = injected {
+                f.delay().await;
             }
-            let fails = injected.is_some_and(|f| rand::random::<f64>() < f.error_share);
+            let fails = injected.is_some_and(Fault::fails);
             let live = LiveHistory::new(&candidate.model, &events);
             match compute(&candidate, &q, &live).filter(|_| !fails) {
                 Some(ranked) => {
