@@ -99,8 +99,12 @@ pub struct ShopArgs {
     #[arg(long, default_value_t = 0.05)]
     pub p_noise: f64,
     /// X-Region-Hint on every call (and `region` of every event).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "homes")]
     pub region: Option<String>,
+    /// Give each shopper a home region among these (by a hash of the user id) and send it as
+    /// X-Region-Hint, e.g. us-west,us-east,eu-west,ap-south.
+    #[arg(long, value_delimiter = ',')]
+    pub homes: Vec<String>,
     /// Print the JSON report instead of the text table.
     #[arg(long)]
     pub json: bool,
@@ -151,11 +155,38 @@ pub struct ScenarioArgs {
     #[arg(long, default_value_t = 3.0)]
     pub max_p99_ratio: f64,
     #[command(flatten)]
+    pub rollout: RolloutScenarioArgs,
+    #[command(flatten)]
     pub load: LoadArgs,
     #[command(flatten)]
     pub users: UserArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// Only for `scenario rollout` (its shoppers start `--rate` sessions per second, default 80).
+#[derive(Debug, Args)]
+pub struct RolloutScenarioArgs {
+    /// Plan every candidate walks; default shadow@A:20s,10%@A+B:45s,50%@all:30s,100%@all:15s
+    /// with A, B the first two regions by name.
+    #[arg(long, value_name = "PLAN")]
+    pub rollout_plan: Option<String>,
+    /// Candidates, in order (default bad,errors,slow,good).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub cases: Vec<crate::scenario::rollout::Case>,
+    /// Load with no candidate before the first rollout and between rollouts.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub gap: Duration,
+    /// Extra `model-sync rollout start` flags, replacing the scenario's
+    /// (--poll-interval 2s --min-requests 100 --load-timeout 120s), e.g. '--poll-interval 1s'.
+    #[arg(long, value_name = "FLAGS", allow_hyphen_values = true)]
+    pub controller_flags: Option<String>,
+    /// Chance a shopper acts on a recommended item of their taste.
+    #[arg(long, default_value_t = 0.3)]
+    pub shop_p_match: f64,
+    /// Chance, per session, of an event on a random item.
+    #[arg(long, default_value_t = 0.1)]
+    pub shop_p_noise: f64,
 }
 
 #[derive(Debug, Args)]
@@ -311,6 +342,7 @@ async fn shop(a: ShopArgs) -> anyhow::Result<ExitCode> {
         p_noise: a.p_noise,
         seed: a.seed,
         region: a.region.clone(),
+        homes: a.homes.clone(),
     };
     plan.validate()?;
     let world = World::load(&a.model, a.users, a.seed)?;
@@ -339,6 +371,9 @@ async fn scenario(a: ScenarioArgs, env: BTreeMap<String, String>) -> anyhow::Res
     config.region(&a.region)?;
     let cluster = Cluster::new(a.state.clone());
     let target = a.target.clone().unwrap_or_else(|| format!("http://{}", config.router.listen));
+    if a.name == Name::Rollout {
+        return rollout_scenario(a, config, cluster, target).await;
+    }
     let hints = Hints::Mix(Mix::even(&config.region_names())?);
     let plan = a.load.plan(target, Bound::new(Some(a.duration), None), 200.0, hints)?;
     let users = a.users.sampler(users::model_in(&a.state.join("model")), plan.seed)?;
@@ -366,6 +401,60 @@ async fn scenario(a: ScenarioArgs, env: BTreeMap<String, String>) -> anyhow::Res
         summary += &format!("  {} {}: {}\n", if c.pass { "ok  " } else { "FAIL" }, c.criterion, c.observed);
     }
     // Last on stdout, where it is seen; on stderr with --json, so stdout stays one JSON document.
+    if a.output.json {
+        eprint!("{summary}");
+    } else {
+        print!("{summary}");
+    }
+    Ok(if verdict.pass { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn rollout_scenario(
+    a: ScenarioArgs,
+    config: ClusterConfig,
+    cluster: Cluster,
+    target: String,
+) -> anyhow::Result<ExitCode> {
+    use crate::scenario::rollout::{self as ro, Case, RolloutSetup};
+    let regions: Vec<String> = config.regions.keys().cloned().collect();
+    let r = &a.rollout;
+    for (name, p) in [("--shop-p-match", r.shop_p_match), ("--shop-p-noise", r.shop_p_noise)] {
+        anyhow::ensure!((0.0..=1.0).contains(&p), "{name} {p} must be a probability within 0..=1");
+    }
+    let model_sync = a.model_sync.clone().unwrap_or_else(|| cluster.root().join("target/release/model-sync"));
+    let setup = RolloutSetup {
+        config_path: a.config.clone(),
+        model_sync,
+        target,
+        rate: a.load.rate.unwrap_or(80.0),
+        plan: r.rollout_plan.clone().unwrap_or_else(|| RolloutSetup::default_plan(&regions)),
+        controller_args: match &r.controller_flags {
+            Some(flags) => flags.split_whitespace().map(str::to_string).collect(),
+            None => RolloutSetup::default_controller_args(),
+        },
+        gap: r.gap,
+        cases: if r.cases.is_empty() { Case::ALL.to_vec() } else { r.cases.clone() },
+        seed: a.load.seed,
+        p_match: r.shop_p_match,
+        p_noise: r.shop_p_noise,
+        out: a.output.out.clone().unwrap_or_else(|| a.state.join("loadtest").join("rollout")),
+        cluster,
+        config,
+    };
+    anyhow::ensure!(setup.rate > 0.0 && setup.rate.is_finite(), "--rate must be a positive number");
+    let out = setup.out.clone();
+    let report = ro::run(setup).await?;
+    if a.output.json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{}", report.to_markdown());
+    }
+    eprintln!("report written to {}/ (report.json, report.md, rollout-<case>.json)", out.display());
+    let verdict = &report.verdict;
+    let mut summary = format!("\nscenario rollout: {}\n", verdict.label());
+    for c in &verdict.checks {
+        summary += &format!("  {} {}: {}\n", if c.pass { "ok  " } else { "FAIL" }, c.criterion, c.observed);
+    }
     if a.output.json {
         eprint!("{summary}");
     } else {

@@ -17,6 +17,7 @@ use std::process::{Command, Stdio};
 /// Signals scenarios send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
+    Term,
     Kill,
     Stop,
     Cont,
@@ -25,6 +26,7 @@ pub enum Signal {
 impl Signal {
     pub fn name(self) -> &'static str {
         match self {
+            Signal::Term => "TERM",
             Signal::Kill => "KILL",
             Signal::Stop => "STOP",
             Signal::Cont => "CONT",
@@ -40,6 +42,22 @@ pub struct Launch {
     /// The original environment, when `/proc` had it; else this process's is inherited.
     pub env: Option<Vec<(OsString, OsString)>>,
     pub cwd: PathBuf,
+}
+
+impl Launch {
+    /// The same launch with `key=value` in its environment (replacing an earlier value).
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        let mut env = self.env.take().unwrap_or_else(|| std::env::vars_os().collect());
+        env.retain(|(k, _)| k != key);
+        env.push((key.into(), value.into()));
+        self.env = Some(env);
+        self
+    }
+
+    /// The value of `key` in the launch's environment, when it is known.
+    pub fn env_var(&self, key: &str) -> Option<&OsString> {
+        self.env.as_ref()?.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
 }
 
 /// The state directory of a local cluster (`.georec`).

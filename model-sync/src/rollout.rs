@@ -520,7 +520,8 @@ impl Controller {
             let mut window =
                 nodes::window(&targets, &record.serving, &record.version, &record.baseline, &latest);
             window.unreachable = unreachable;
-            let judgements = guard::judge(step.mode, &window, &record.guards);
+            let looks = guard::looks(step.bake, Duration::from_millis(record.timing.poll_ms));
+            let judgements = guard::judge(step.mode, &window, &record.guards, looks);
             let check = Check { at: state::now_text(), step: record.step, window, judgements };
             if let Some(ended) = self.ended_elsewhere(record).await? {
                 return Ok(Bake::Ended(Box::new(ended)));
@@ -622,7 +623,8 @@ impl Controller {
                 }
             }
             let window = nodes::window(&targets, &record.serving, &record.version, &record.baseline, &latest);
-            let judgements = guard::judge(step.mode, &window, &record.guards);
+            let looks = guard::looks(step.bake, Duration::from_millis(record.timing.poll_ms));
+            let judgements = guard::judge(step.mode, &window, &record.guards, looks);
             return Some(Check { at: state::now_text(), step: record.step, window, judgements });
         }
         record.last_check.clone()

@@ -26,8 +26,9 @@ struct Cli {
     /// Address to bind instead of the region's `listen`.
     #[arg(long)]
     listen: Option<String>,
-    /// For rollout tests and drills only: make one model version fail a share of its
-    /// computations or answer slower, e.g. `20261207T101500Z-ab12cd34:error=0.3,delay_ms=20`.
+    /// For rollout tests and drills only: make a model version fail a share of its
+    /// computations or answer slower, e.g. `20261207T101500Z-ab12cd34:error=0.3,delay_ms=20`;
+    /// several versions separated by `;`.
     #[arg(long, env = "GEOREC_INJECT_FAULT")]
     inject_fault: Option<String>,
     /// Log JSON lines instead of text.
@@ -43,13 +44,14 @@ async fn main() -> anyhow::Result<()> {
     let cluster = ClusterConfig::load(&cli.config, std::env::vars())?;
     let token = AdminToken::from_env();
     let mut settings = Settings::from_cluster(&cluster, &cli.region, cli.listen.as_deref(), token)?;
-    settings.fault = cli
+    settings.faults = cli
         .inject_fault
         .as_deref()
-        .map(region_node::rollout::Fault::parse)
+        .map(region_node::rollout::Fault::parse_list)
         .transpose()
-        .map_err(|e| anyhow::anyhow!("--inject-fault / GEOREC_INJECT_FAULT: {e}"))?;
-    if let Some(f) = &settings.fault {
+        .map_err(|e| anyhow::anyhow!("--inject-fault / GEOREC_INJECT_FAULT: {e}"))?
+        .unwrap_or_default();
+    for f in &settings.faults {
         tracing::warn!(version = %f.version, error_share = f.error_share, delay_ms = f.delay.as_millis() as u64, "fault injection is on");
     }
     let location = Location::region(cluster.region(&cli.region)?);

@@ -69,7 +69,7 @@ impl Node {
         let swapper = Swapper::new(bucket, slot.clone(), metrics.swap.clone(), settings.swap_priority)
             .map_err(NodeError::Loader)?;
         let service =
-            Service::new(slot.clone(), cache.clone(), metrics.computations.clone(), settings.fault.clone());
+            Service::new(slot.clone(), cache.clone(), metrics.computations.clone(), settings.faults.clone());
         let started = Instant::now();
         let instance = format!("{:016x}", rand::random::<u64>());
         Ok(Self(Arc::new(Inner { settings, slot, swapper, cache, service, metrics, started, instance })))

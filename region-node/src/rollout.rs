@@ -242,8 +242,9 @@ pub fn overlap_at_10(served: &[&str], candidate: &[&str]) -> f64 {
 }
 
 /// A fault injected into one version's computations, for rollout tests and drills
-/// (`GEOREC_INJECT_FAULT="<version>:error=<0..1>,delay_ms=<n>"`): the version fails that share
-/// of its computations, or takes that much longer. Never set in production.
+/// (`GEOREC_INJECT_FAULT="<version>:error=<0..1>,delay_ms=<n>"`, several separated by `;`):
+/// the version fails that share of its computations, or takes that much longer. Never set in
+/// production.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fault {
     pub version: String,
@@ -252,9 +253,22 @@ pub struct Fault {
 }
 
 impl Fault {
-    /// The fault when it applies to `version`.
-    pub fn on<'a>(fault: Option<&'a Fault>, version: &str) -> Option<&'a Fault> {
-        fault.filter(|f| f.version == version)
+    /// The fault injected into `version`, if any.
+    pub fn on<'a>(faults: &'a [Fault], version: &str) -> Option<&'a Fault> {
+        faults.iter().find(|f| f.version == version)
+    }
+
+    /// Faults separated by `;`, at most one per version.
+    pub fn parse_list(text: &str) -> Result<Vec<Fault>, String> {
+        let mut faults: Vec<Fault> = Vec::new();
+        for part in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            let fault = Fault::parse(part)?;
+            if faults.iter().any(|f| f.version == fault.version) {
+                return Err(format!("{part:?}: version {} has a fault already", fault.version));
+            }
+            faults.push(fault);
+        }
+        Ok(faults)
     }
 
     /// Draws whether this computation fails.
@@ -318,5 +332,9 @@ mod tests {
         assert!(Fault::parse("v2").unwrap_err().contains("expected"));
         assert!(Fault::parse("v2:error=2").unwrap_err().contains("0..=1"));
         assert!(Fault::parse("v2:boom=1").unwrap_err().contains("unknown part"));
+        let list = Fault::parse_list("v2:error=1; v3:delay_ms=5;").expect("parses");
+        assert_eq!(Fault::on(&list, "v3").map(|f| f.delay), Some(Duration::from_millis(5)));
+        assert_eq!(Fault::on(&list, "v4"), None);
+        assert!(Fault::parse_list("v2:error=1;v2:delay_ms=5").unwrap_err().contains("already"));
     }
 }

@@ -85,7 +85,7 @@ pub struct Service {
     /// `None`: the computation failed (every caller waiting on it falls back).
     flight: SingleFlight<Option<Arc<Ranked>>>,
     computations: IntCounterVec,
-    fault: Option<Fault>,
+    faults: Arc<[Fault]>,
     shadows: Arc<AtomicUsize>,
 }
 
@@ -94,10 +94,11 @@ impl Service {
         slot: Arc<ModelSlot>,
         cache: Arc<Cache>,
         computations: IntCounterVec,
-        fault: Option<Fault>,
+        faults: Vec<Fault>,
     ) -> Self {
         let shadows = Arc::new(AtomicUsize::new(0));
-        Self { slot, cache, flight: SingleFlight::default(), computations, fault, shadows }
+        let faults = faults.into();
+        Self { slot, cache, flight: SingleFlight::default(), computations, faults, shadows }
     }
 
     /// The stable snapshot, or [`ServeError::NotReady`].
@@ -154,7 +155,7 @@ impl Service {
         q: &RecommendQuery,
         force_refresh: bool,
     ) -> Result<Served, Failed> {
-        let fault = Fault::on(self.fault.as_ref(), &snapshot.version);
+        let fault = Fault::on(&self.faults, &snapshot.version);
         if fault.is_some_and(Fault::fails) {
             return Err(Failed);
         }
@@ -227,14 +228,14 @@ impl Service {
             figures_of.figures.shadow_skipped();
             return;
         }
-        let (cache, shadows, fault) = (self.cache.clone(), self.shadows.clone(), self.fault.clone());
+        let (cache, shadows, faults) = (self.cache.clone(), self.shadows.clone(), self.faults.clone());
         let served_ids: Vec<String> = served.ranked.items.iter().map(|i| i.item_id.clone()).collect();
         tokio::spawn(async move {
             let candidate = figures_of;
             let keys = cache.recommendation_keys(&candidate.version, &q);
             let events = cache.recent(&keys, &q.user_id).await.unwrap_or_default();
             let started = Instant::now();
-            let injected = Fault::on(fault.as_ref(), &candidate.version);
+            let injected = Fault::on(&faults, &candidate.version);
             if let Some(f) = injected {
                 f.delay().await;
             }

@@ -30,8 +30,8 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// HTTP worker threads; `None` is actix's default (one per core).
     pub workers: Option<usize>,
-    /// A fault injected into one version (rollout tests and drills; `--inject-fault`).
-    pub fault: Option<crate::rollout::Fault>,
+    /// Faults injected into versions (rollout tests and drills; `--inject-fault`).
+    pub faults: Vec<crate::rollout::Fault>,
 }
 
 /// Redis cache and its breaker.
@@ -111,7 +111,7 @@ impl Settings {
             max_body_bytes: 64 * 1024,
             shutdown_timeout: Duration::from_secs(15),
             workers: None,
-            fault: None,
+            faults: Vec::new(),
         }
     }
 

@@ -134,6 +134,9 @@ impl Action {
                 Kind::Drain { url, region: s.region.clone(), token }
             }
             Name::HotSwap => prepare_publish(s, &ctx).await?,
+            Name::Rollout => {
+                return Err(ScenarioError::Prepare("the rollout scenario runs in scenario::rollout".into()))
+            }
         };
         Ok(Action { kind, setup: ctx, applied: false, undone: false, swap: None })
     }
@@ -287,28 +290,62 @@ async fn prepare_publish(s: &Setup, ctx: &Context) -> Result<Kind, ScenarioError
 }
 
 /// Run model-sync with `args` in `cwd`, output appended to `log`.
-async fn run_model_sync(bin: &PathBuf, args: &[String], cwd: &PathBuf, log: &PathBuf) -> Result<(), String> {
+pub(crate) async fn run_model_sync(
+    bin: &PathBuf,
+    args: &[String],
+    cwd: &PathBuf,
+    log: &PathBuf,
+) -> Result<(), String> {
+    let status = model_sync_status(bin, args, cwd, log).await?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} exited with {status}", bin.display()))
+    }
+}
+
+/// [`run_model_sync`], returning how it exited.
+pub(crate) async fn model_sync_status(
+    bin: &PathBuf,
+    args: &[String],
+    cwd: &PathBuf,
+    log: &PathBuf,
+) -> Result<std::process::ExitStatus, String> {
     let file = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(|e| e.to_string())?;
     let err = file.try_clone().map_err(|e| e.to_string())?;
+    let mut cmd = model_sync_command(bin, args, cwd);
+    cmd.stdout(file).stderr(err);
+    cmd.status().await.map_err(|e| format!("cannot run {}: {e}", bin.display()))
+}
+
+/// Run model-sync and return what it printed on stdout (stderr appended to `log`).
+pub(crate) async fn model_sync_output(
+    bin: &PathBuf,
+    args: &[String],
+    cwd: &PathBuf,
+    log: &PathBuf,
+) -> Result<String, String> {
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(|e| e.to_string())?;
+    let mut cmd = model_sync_command(bin, args, cwd);
+    cmd.stdout(std::process::Stdio::piped()).stderr(file);
+    let out = cmd.output().await.map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!("{} {} exited with {}", bin.display(), args.join(" "), out.status))
+    }
+}
+
+fn model_sync_command(bin: &PathBuf, args: &[String], cwd: &PathBuf) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(bin);
-    cmd.args(args)
-        .current_dir(cwd)
-        .stdin(std::process::Stdio::null())
-        .stdout(file)
-        .stderr(err)
-        .kill_on_drop(true);
+    cmd.args(args).current_dir(cwd).stdin(std::process::Stdio::null()).kill_on_drop(true);
     // The local store's credentials, as scripts/up sets them, unless the caller has others.
     for (k, v) in [("AWS_ACCESS_KEY_ID", "georec-local"), ("AWS_SECRET_ACCESS_KEY", "georec-local-secret")] {
         if std::env::var_os(k).is_none() {
             cmd.env(k, v);
         }
     }
-    let status = cmd.status().await.map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{} exited with {status}", bin.display()))
-    }
+    cmd
 }
 
 /// Poll every node's `/health/ready` until all report `version` or `until` (from the epoch).
@@ -338,6 +375,11 @@ pub async fn node_version(http: &reqwest::Client, base: &str) -> Option<String> 
     body.get("model_version")?.as_str().map(str::to_string)
 }
 
+/// Whether the node at `base` answers `GET /health/ready` with 200 before `deadline`.
+pub(crate) async fn wait_node_ready(http: &reqwest::Client, base: &str, deadline: Instant) -> bool {
+    wait_ready(http, &Ready::Http(base.to_string()), deadline).await
+}
+
 async fn wait_ready(http: &reqwest::Client, ready: &Ready, deadline: Instant) -> bool {
     while Instant::now() < deadline {
         let ok = match ready {
@@ -356,7 +398,7 @@ async fn wait_ready(http: &reqwest::Client, ready: &Ready, deadline: Instant) ->
 }
 
 /// The base URL of a region's first node (its listen address when it names none).
-fn node_url(region: &cluster_config::RegionConfig) -> String {
+pub(crate) fn node_url(region: &cluster_config::RegionConfig) -> String {
     region
         .urls
         .first()

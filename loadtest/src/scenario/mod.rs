@@ -7,6 +7,7 @@
 
 pub mod action;
 pub mod judge;
+pub mod rollout;
 pub mod setup;
 
 pub use cluster_config::AdminToken;

@@ -24,6 +24,9 @@ pub enum Name {
     RedisDown,
     /// Drain a region through the router's POST /failover at 10 s, restore it at 20 s.
     Drain,
+    /// Shoppers while `model-sync rollout` takes a bad, an erroring, a slow and a good
+    /// candidate through a plan: the first three rolled back, the good one promoted.
+    Rollout,
 }
 
 impl Name {
@@ -34,6 +37,7 @@ impl Name {
             Name::HotSwap => "hot-swap",
             Name::RedisDown => "redis-down",
             Name::Drain => "drain",
+            Name::Rollout => "rollout",
         }
     }
 }

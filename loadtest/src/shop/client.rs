@@ -60,18 +60,10 @@ pub struct ShopClient {
     recommendations: String,
     events: String,
     count: u32,
-    /// `X-Region-Hint` on both calls, so a router sends a user's events where their
-    /// recommendations came from.
-    region: Option<String>,
 }
 
 impl ShopClient {
-    pub fn new(
-        target: &str,
-        timeout: Duration,
-        count: u32,
-        region: Option<String>,
-    ) -> Result<Self, reqwest::Error> {
+    pub fn new(target: &str, timeout: Duration, count: u32) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .tcp_nodelay(true)
@@ -84,17 +76,14 @@ impl ShopClient {
             recommendations: format!("{base}/recommendations"),
             events: format!("{base}/events"),
             count,
-            region,
         })
     }
 
-    pub fn region(&self) -> Option<&str> {
-        self.region.as_deref()
-    }
-
-    pub async fn recommend(&self, user_id: &str) -> Result<Answer, ErrorKind> {
+    /// `region`, when given, goes as `X-Region-Hint`; a session sends its events with the
+    /// same hint, so a router sends them where the recommendations came from.
+    pub async fn recommend(&self, user_id: &str, region: Option<&str>) -> Result<Answer, ErrorKind> {
         let req = self.http.post(&self.recommendations).json(&Ask { user_id, count: self.count });
-        let bytes = self.send(req).await?;
+        let bytes = self.send(req, region).await?;
         let body: AnswerBody = serde_json::from_slice(&bytes).map_err(|_| ErrorKind::Other)?;
         Ok(Answer {
             model_version: body.model_version.unwrap_or_default(),
@@ -103,12 +92,17 @@ impl ShopClient {
         })
     }
 
+    /// With the event's `region` as `X-Region-Hint`.
     pub async fn post_event(&self, event: &Event<'_>) -> Result<(), ErrorKind> {
-        self.send(self.http.post(&self.events).json(event)).await.map(drop)
+        self.send(self.http.post(&self.events).json(event), event.region).await.map(drop)
     }
 
-    async fn send(&self, mut req: reqwest::RequestBuilder) -> Result<Vec<u8>, ErrorKind> {
-        if let Some(region) = &self.region {
+    async fn send(
+        &self,
+        mut req: reqwest::RequestBuilder,
+        region: Option<&str>,
+    ) -> Result<Vec<u8>, ErrorKind> {
+        if let Some(region) = region {
             req = req.header(REGION_HINT, region);
         }
         let resp = req.send().await.map_err(|e| ErrorKind::of(&e))?;

@@ -5,9 +5,10 @@
 //! so a slow candidate cannot quietly receive fewer sessions than the stable arm. Beyond
 //! `max_in_flight` sessions still running, a due session is not started and counts as an
 //! `overload` failure. The run stops starting sessions at `duration` or after `sessions`,
-//! whichever comes first, and returns when every started session has finished (each call is
-//! bounded by `timeout`).
+//! whichever comes first, or when `stop` completes, and returns when every started session
+//! has finished (each call is bounded by `timeout`).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,7 +21,7 @@ use tokio::time::{sleep_until, Instant};
 use crate::client::ErrorKind;
 use crate::shop::client::{Event, ShopClient};
 use crate::shop::plan::{PlanError, ShopPlan};
-use crate::shop::report::{Outcome, SessionRecord, Tally, Visit};
+use crate::shop::report::{Answered, Outcome, SessionRecord, Tally};
 use crate::shop::taste::World;
 
 /// Event types of a taste-matching item a shopper acts on, with their probabilities (the
@@ -28,11 +29,23 @@ use crate::shop::taste::World;
 pub const EVENT_MIX: [(EventType, f64); 3] =
     [(EventType::View, 0.60), (EventType::AddToCart, 0.25), (EventType::Purchase, 0.15)];
 
-/// Run `plan` with the shoppers of `world`; returns the tally once every session finished.
+/// Run `plan` with the shoppers of `world` until its bound; returns the tally once every
+/// session finished.
 pub async fn run(plan: &ShopPlan, world: &World) -> Result<Tally, RunError> {
+    run_until(plan, world, Instant::now(), std::future::pending()).await
+}
+
+/// [`run`] from `start` (session `i` is due at `start + i / rate`; answer times in the tally
+/// count from it), also ending when `stop` completes: a scenario decides when it has seen
+/// enough.
+pub async fn run_until(
+    plan: &ShopPlan,
+    world: &World,
+    start: Instant,
+    stop: impl Future<Output = ()>,
+) -> Result<Tally, RunError> {
     plan.validate()?;
-    let client = ShopClient::new(&plan.target, plan.timeout, plan.count, plan.region.clone())
-        .map_err(RunError::Client)?;
+    let client = ShopClient::new(&plan.target, plan.timeout, plan.count).map_err(RunError::Client)?;
     let (tx, mut rx) = mpsc::unbounded_channel::<SessionRecord>();
     let collector = tokio::spawn(async move {
         let mut tally = Tally::default();
@@ -44,13 +57,16 @@ pub async fn run(plan: &ShopPlan, world: &World) -> Result<Tally, RunError> {
 
     let in_flight = Arc::new(Semaphore::new(plan.max_in_flight));
     let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
-    let start = Instant::now();
+    tokio::pin!(stop);
     for i in 0u64.. {
         let due = start + Duration::from_secs_f64(i as f64 / plan.rate);
         if plan.bound.reached(due - start, i) {
             break;
         }
-        sleep_until(due).await;
+        tokio::select! {
+            () = sleep_until(due) => {}
+            () = &mut stop => break,
+        }
         let shopper = rng.random_range(0..world.shoppers.len());
         // Each session draws from its own generator, seeded in order from the run's, so a
         // session's choices depend only on the seed and what it was answered.
@@ -61,8 +77,10 @@ pub async fn run(plan: &ShopPlan, world: &World) -> Result<Tally, RunError> {
         };
         let (client, world, tx) = (client.clone(), world.clone(), tx.clone());
         let (p_match, p_noise) = (plan.p_match, plan.p_noise);
+        let region = plan.region_of(&world.shoppers[shopper].user_id).map(str::to_string);
         tokio::spawn(async move {
-            let outcome = session(&client, &world, shopper, p_match, p_noise, session_rng).await;
+            let visit = Visit { start, region: region.as_deref(), p_match, p_noise };
+            let outcome = session(&client, &world, shopper, &visit, session_rng).await;
             let _ = tx.send(SessionRecord { shopper, outcome });
             drop(permit);
         });
@@ -73,22 +91,36 @@ pub async fn run(plan: &ShopPlan, world: &World) -> Result<Tally, RunError> {
     collector.await.map_err(|e| RunError::Collector(e.to_string()))
 }
 
+/// How one session behaves: where it shops, how likely it acts, when the run started.
+#[derive(Debug, Clone, Copy)]
+pub struct Visit<'a> {
+    pub start: Instant,
+    pub region: Option<&'a str>,
+    pub p_match: f64,
+    pub p_noise: f64,
+}
+
 /// One visit: ask for recommendations, act on the items of the shopper's taste, maybe on a
 /// random item too. A failed recommendation request ends the session without events.
 pub async fn session(
     client: &ShopClient,
     world: &World,
     shopper: usize,
-    p_match: f64,
-    p_noise: f64,
+    how: &Visit<'_>,
     mut rng: ChaCha8Rng,
 ) -> Outcome {
+    let (p_match, p_noise) = (how.p_match, how.p_noise);
     let who = &world.shoppers[shopper];
-    let answer = match client.recommend(&who.user_id).await {
+    let asked = Instant::now();
+    let answer = match client.recommend(&who.user_id, how.region).await {
         Ok(a) => a,
         Err(kind) => return Outcome::Failed(kind),
     };
-    let mut visit = Visit {
+    let answered = Instant::now();
+    let mut visit = Answered {
+        at: answered.saturating_duration_since(how.start),
+        latency: answered - asked,
+        region: how.region.map(str::to_string),
         model_version: answer.model_version,
         arm: answer.arm,
         items: answer.items.len() as u32,
@@ -107,7 +139,7 @@ pub async fn session(
             continue;
         }
         let kind = event_type(&mut rng);
-        match post(client, &who.user_id, &item.item_id, kind).await {
+        match post(client, &who.user_id, &item.item_id, kind, how.region).await {
             Ok(()) => visit.conversions += 1,
             Err(k) => visit.event_failures.push(k),
         }
@@ -115,7 +147,7 @@ pub async fn session(
     if !world.items.is_empty() && rng.random_bool(p_noise) {
         let item = &world.items[rng.random_range(0..world.items.len())];
         let kind = event_type(&mut rng);
-        match post(client, &who.user_id, item, kind).await {
+        match post(client, &who.user_id, item, kind, how.region).await {
             Ok(()) => visit.noise += 1,
             Err(k) => visit.event_failures.push(k),
         }
@@ -134,10 +166,16 @@ fn event_type(rng: &mut ChaCha8Rng) -> EventType {
     EVENT_MIX[EVENT_MIX.len() - 1].0
 }
 
-async fn post(client: &ShopClient, user_id: &str, item_id: &str, kind: EventType) -> Result<(), ErrorKind> {
+async fn post(
+    client: &ShopClient,
+    user_id: &str,
+    item_id: &str,
+    kind: EventType,
+    region: Option<&str>,
+) -> Result<(), ErrorKind> {
     // Now, in unix seconds: the node accepts nothing later than a few minutes ahead.
     let ts = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_secs() as i64);
-    let event = Event { user_id, item_id, kind, ts, region: client.region() };
+    let event = Event { user_id, item_id, kind, ts, region };
     client.post_event(&event).await
 }
 

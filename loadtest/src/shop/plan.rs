@@ -27,6 +27,9 @@ pub struct ShopPlan {
     pub seed: u64,
     /// `X-Region-Hint` on every call, and `region` of every event.
     pub region: Option<String>,
+    /// Instead of `region`: each shopper's home region, one of these chosen by a hash of the
+    /// user id, so a user keeps to one region as real users do.
+    pub homes: Vec<String>,
 }
 
 impl ShopPlan {
@@ -48,7 +51,29 @@ impl ShopPlan {
         if self.bound.requests == Some(0) {
             return Err(PlanError::Sessions);
         }
+        if self.region.is_some() && !self.homes.is_empty() {
+            return Err(PlanError::RegionAndHomes);
+        }
+        if self.homes.iter().any(String::is_empty) {
+            return Err(PlanError::EmptyHome);
+        }
         Ok(())
+    }
+
+    /// The region `user_id` shops in: `region`, else its home among `homes`, else none (the
+    /// router chooses).
+    pub fn region_of(&self, user_id: &str) -> Option<&str> {
+        if let Some(r) = &self.region {
+            return Some(r);
+        }
+        if self.homes.is_empty() {
+            return None;
+        }
+        // FNV-1a: stable across runs and builds, unlike the std hasher.
+        let h = user_id
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        Some(&self.homes[(h % self.homes.len() as u64) as usize])
     }
 }
 
@@ -65,4 +90,8 @@ pub enum PlanError {
     Sessions,
     #[error("invalid --target {0:?}: expected http://host:port")]
     Target(String),
+    #[error("--region and --homes exclude each other")]
+    RegionAndHomes,
+    #[error("--homes names an empty region")]
+    EmptyHome,
 }

@@ -7,13 +7,16 @@
 //! request is not a proportion; the *conversion rate* is the share of answered sessions with
 //! at least one conversion, which is, and comes with a 95% Wilson score interval.
 //!
-//! Arms must be sticky: a user answered by the stable arm of version S and by the candidate
-//! arm of version C (S != C) during one run counts as one violation of the pair (S, C). A
-//! run that spans a promotion or a new rollout can see such users legitimately; run it
-//! within one rollout.
+//! Arms must be sticky: once a user is answered by a candidate version C, every later answer
+//! to that user comes from C until C is rolled back, and C never comes back to them once it
+//! has left. A raised share only moves users into the candidate and a promotion keeps C, so
+//! neither is a violation. [`violations`] finds users answered by C, then by another version,
+//! then by C again; given when each candidate was rolled back (a scenario knows), it also
+//! finds users moved off C before that.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use model::rollout::Arm;
 use serde::{Deserialize, Serialize};
@@ -51,12 +54,18 @@ pub struct SessionRecord {
 pub enum Outcome {
     /// The recommendation request failed, or was not sent (`overload`).
     Failed(ErrorKind),
-    Answered(Visit),
+    Answered(Answered),
 }
 
 /// An answered session.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Visit {
+pub struct Answered {
+    /// When the answer arrived, from the run's start.
+    pub at: Duration,
+    /// Of the recommendation request.
+    pub latency: Duration,
+    /// The region hint the session sent.
+    pub region: Option<String>,
     pub model_version: String,
     pub arm: Arm,
     /// Items in the answer.
@@ -83,7 +92,7 @@ struct Row {
 }
 
 impl Row {
-    fn add(&mut self, shopper: usize, v: &Visit) {
+    fn add(&mut self, shopper: usize, v: &Answered) {
         self.sessions += 1;
         self.users.insert(shopper);
         self.items += u64::from(v.items);
@@ -102,8 +111,22 @@ pub struct Tally {
     rows: HashMap<(String, Arm), Row>,
     recommend_failures: BTreeMap<ErrorKind, u64>,
     event_failures: BTreeMap<ErrorKind, u64>,
-    /// Versions each shopper was answered with, by arm: (stable, candidate).
-    arms: HashMap<usize, (BTreeSet<String>, BTreeSet<String>)>,
+    /// Every answer, in the order sessions finished.
+    pub answers: Vec<AnswerRecord>,
+}
+
+/// One answer, for stickiness and for latency by time window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnswerRecord {
+    pub shopper: usize,
+    pub at: Duration,
+    pub latency: Duration,
+    pub region: Option<String>,
+    pub model_version: String,
+    pub arm: Arm,
+    /// Items recommended, and events accepted on those of the shopper's taste.
+    pub items: u32,
+    pub conversions: u32,
 }
 
 impl Tally {
@@ -116,11 +139,16 @@ impl Tally {
                 for &kind in &v.event_failures {
                     *self.event_failures.entry(kind).or_default() += 1;
                 }
-                let seen = self.arms.entry(r.shopper).or_default();
-                match v.arm {
-                    Arm::Stable => seen.0.insert(v.model_version),
-                    Arm::Candidate => seen.1.insert(v.model_version),
-                };
+                self.answers.push(AnswerRecord {
+                    shopper: r.shopper,
+                    at: v.at,
+                    latency: v.latency,
+                    region: v.region,
+                    model_version: v.model_version,
+                    arm: v.arm,
+                    items: v.items,
+                    conversions: v.conversions,
+                });
             }
         }
     }
@@ -184,17 +212,19 @@ pub struct ArmRow {
     pub users_share: f64,
 }
 
-/// Users seen in both arms of one version pair.
+/// Users a candidate version was not sticky for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PairViolation {
-    pub stable_version: String,
     pub candidate_version: String,
-    pub users: u64,
+    /// Users answered by the candidate, then by another version, then by it again.
+    pub returned: u64,
+    /// Users answered by another version after the candidate, before it was rolled back.
+    pub left_early: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Violations {
-    /// Distinct users seen in both arms of some version pair; 0 when arms were sticky.
+    /// Distinct users a candidate was not sticky for; 0 when arms were sticky.
     pub users: u64,
     pub pairs: Vec<PairViolation>,
     /// Up to 5 such user ids, sorted.
@@ -269,7 +299,7 @@ impl ShopReport {
                 recommendations: by_name(&tally.recommend_failures),
                 events: by_name(&tally.event_failures),
             },
-            arm_violations: violations(tally, world),
+            arm_violations: violations(tally, world, &BTreeMap::new()),
         }
     }
 
@@ -313,18 +343,21 @@ impl ShopReport {
         );
         let v = &self.arm_violations;
         if v.users == 0 {
-            let _ = writeln!(s, "arm stickiness: ok (no user seen in both arms of a version pair)");
+            let _ = writeln!(s, "arm stickiness: ok (no user left a candidate and came back to it)");
         } else {
             let pairs: Vec<String> = v
                 .pairs
                 .iter()
                 .map(|p| {
-                    format!("{} stable / {} candidate: {}", p.stable_version, p.candidate_version, p.users)
+                    format!(
+                        "candidate {}: {} came back, {} left early",
+                        p.candidate_version, p.returned, p.left_early
+                    )
                 })
                 .collect();
             let _ = writeln!(
                 s,
-                "arm stickiness: VIOLATED, {} users seen in both arms ({}; e.g. {})",
+                "arm stickiness: VIOLATED, {} users not kept on their arm ({}; e.g. {})",
                 v.users,
                 pairs.join(", "),
                 v.examples.join(", ")
@@ -370,14 +403,38 @@ fn kinds(m: &BTreeMap<String, u64>) -> String {
     m.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(" ")
 }
 
-fn violations(tally: &Tally, world: &World) -> Violations {
-    let mut pairs: BTreeMap<(String, String), u64> = BTreeMap::new();
+/// Users a candidate was not sticky for (see the module doc). `rolled_back` says when each
+/// rolled-back candidate version left (from the run's start, less the nodes' pointer poll);
+/// a user moved off a candidate before then left it early.
+pub fn violations(tally: &Tally, world: &World, rolled_back: &BTreeMap<String, Duration>) -> Violations {
+    let mut by_user: HashMap<usize, Vec<&AnswerRecord>> = HashMap::new();
+    for a in &tally.answers {
+        by_user.entry(a.shopper).or_default().push(a);
+    }
+    // (returned, left early) users per candidate version.
+    let mut pairs: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut users: Vec<String> = Vec::new();
-    for (&shopper, (stable, candidate)) in &tally.arms {
+    for (shopper, mut answers) in by_user {
+        answers.sort_by_key(|a| a.at);
         let mut violated = false;
-        for s in stable {
-            for c in candidate.iter().filter(|c| *c != s) {
-                *pairs.entry((s.clone(), c.clone())).or_default() += 1;
+        let mut left: HashSet<&str> = HashSet::new();
+        let mut flagged: HashSet<(&str, bool)> = HashSet::new();
+        for w in answers.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            if a.arm == Arm::Candidate && b.model_version != a.model_version {
+                left.insert(&a.model_version);
+                let early = rolled_back.get(&a.model_version).is_some_and(|&end| b.at < end);
+                if early && flagged.insert((&a.model_version, false)) {
+                    pairs.entry(a.model_version.clone()).or_default().1 += 1;
+                    violated = true;
+                }
+            }
+            if b.arm == Arm::Candidate
+                && left.contains(b.model_version.as_str())
+                && a.model_version != b.model_version
+                && flagged.insert((&b.model_version, true))
+            {
+                pairs.entry(b.model_version.clone()).or_default().0 += 1;
                 violated = true;
             }
         }
@@ -392,10 +449,10 @@ fn violations(tally: &Tally, world: &World) -> Violations {
         users: users.len() as u64,
         pairs: pairs
             .into_iter()
-            .map(|((stable_version, candidate_version), users)| PairViolation {
-                stable_version,
+            .map(|(candidate_version, (returned, left_early))| PairViolation {
                 candidate_version,
-                users,
+                returned,
+                left_early,
             })
             .collect(),
         examples: users.into_iter().take(5).collect(),

@@ -254,6 +254,7 @@ fn plan(target: &str, sessions: u64, p_match: f64, p_noise: f64) -> ShopPlan {
         p_noise,
         seed: 9,
         region: None,
+        homes: Vec::new(),
     }
 }
 
@@ -310,12 +311,12 @@ async fn events_go_to_taste_matching_items_counted_per_arm_and_a_broken_split_is
     let (lo, hi) = (conv.conversion_rate_low.unwrap(), conv.conversion_rate_high.unwrap());
     assert!(lo <= conv.conversion_rate.unwrap() && conv.conversion_rate.unwrap() <= hi);
 
-    // s9 was answered by both arms: one violation of the pair (v1, v2).
+    // s9 went from candidate v2 to v1 and back: one violation of v2.
     let v = &report.arm_violations;
     assert_eq!(v.users, 1);
     assert_eq!(v.examples, ["s9"]);
     assert_eq!(v.pairs.len(), 1);
-    assert_eq!((v.pairs[0].stable_version.as_str(), v.pairs[0].candidate_version.as_str()), ("v1", "v2"));
+    assert_eq!((v.pairs[0].candidate_version.as_str(), v.pairs[0].returned), ("v2", 1));
     assert!(report.to_text().contains("VIOLATED, 1 users"), "{}", report.to_text());
 
     // Stable field names in the JSON.
@@ -388,4 +389,58 @@ async fn the_shop_command_runs_the_users_of_a_model_file() {
     assert_eq!(fake.seen.lock().unwrap().answers.values().sum::<u64>(), 30);
     let bad = Cli::try_parse_from(args.iter().copied().chain([model, "--p-match", "2"])).unwrap();
     assert!(execute(bad, Default::default()).await.is_err(), "--p-match 2 is refused");
+}
+
+/// A tally of answers `(shopper, at in seconds, version, arm)`.
+fn tally_of(answers: &[(usize, u64, &str, Arm)]) -> loadtest::shop::report::Tally {
+    use loadtest::shop::report::{Answered, Outcome, SessionRecord, Tally};
+    let mut tally = Tally::default();
+    for &(shopper, at, version, arm) in answers {
+        let visit = Answered {
+            at: Duration::from_secs(at),
+            latency: Duration::from_millis(1),
+            region: None,
+            model_version: version.to_string(),
+            arm,
+            items: 10,
+            matched: 0,
+            conversions: 0,
+            noise: 0,
+            event_failures: Vec::new(),
+        };
+        tally.record(SessionRecord { shopper, outcome: Outcome::Answered(visit) });
+    }
+    tally
+}
+
+#[test]
+fn stickiness_allows_raised_shares_promotions_and_rollbacks_but_not_a_return_or_an_early_exit() {
+    use loadtest::shop::report::violations;
+    let (s, c) = (Arm::Stable, Arm::Candidate);
+    let world = world();
+    // s0: moved in by a raised share, then promoted. s1: rolled back at 30 s. s2: never in.
+    let fine = tally_of(&[
+        (0, 1, "v1", s),
+        (0, 2, "v2", c),
+        (0, 9, "v2", s),
+        (1, 5, "v3", c),
+        (1, 31, "v1", s),
+        (1, 40, "v1", s),
+        (2, 3, "v1", s),
+    ]);
+    let ended: BTreeMap<String, Duration> = [("v3".to_string(), Duration::from_secs(30))].into();
+    assert_eq!(violations(&fine, &world, &ended).users, 0);
+    assert_eq!(violations(&fine, &world, &BTreeMap::new()).users, 0);
+    // s3 left v3 at 20 s, before its rollback at 30 s; s4 came back to v3 (answers out of order
+    // in the tally are sorted by time).
+    let broken =
+        tally_of(&[(3, 10, "v3", c), (3, 20, "v1", s), (4, 12, "v3", c), (4, 8, "v3", c), (4, 10, "v1", s)]);
+    let v = violations(&broken, &world, &ended);
+    assert_eq!((v.users, v.examples.clone()), (2, vec!["s3".to_string(), "s4".to_string()]));
+    assert_eq!(
+        (v.pairs[0].candidate_version.as_str(), v.pairs[0].returned, v.pairs[0].left_early),
+        ("v3", 1, 2)
+    );
+    // Without the rollback times only the return is seen.
+    assert_eq!(violations(&broken, &world, &BTreeMap::new()).users, 1);
 }

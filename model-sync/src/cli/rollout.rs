@@ -33,8 +33,10 @@ Guards, judged at every poll on the step's window (all its regions and nodes) an
   latency      candidate p99 <= --latency-factor x stable p99 + --latency-allowance-ms
   conversions  (split steps) one-sided two-proportion z-test, pooled standard error, of
                H0: candidate rate >= stable rate - --conversion-margin; fails when z < -z_alpha
-               (1.645 at --confidence 0.95), once each arm has --conversion-min-requests and
-               --conversion-min-conversions
+               once each arm has --conversion-min-requests (items) and would have
+               --conversion-min-conversions at the pooled rate. --confidence holds for the
+               whole step: each of its bake/poll looks tests at 1 - (1 - confidence)/looks
+               (Bonferroni; 20 looks at 0.95: z_alpha = 2.81)
 A failed guard removes the candidate from every region's pointer (the serving version stays).
 The record lives in the primary bucket at <prefix>rollouts/<ID>.json (active: rollouts/active.json).
 
@@ -126,13 +128,14 @@ pub struct ControllerArgs {
     /// Absolute conversion rate the candidate may lose before the z-test fails it.
     #[arg(long, default_value_t = GuardSettings::default().conversion_margin, value_parser = unit)]
     pub conversion_margin: f64,
-    /// One-sided confidence of the conversion test (0.95: z = 1.645).
+    /// One-sided confidence of the conversion test over a whole step (each look tests at
+    /// 1 - (1 - confidence) / looks).
     #[arg(long, default_value_t = GuardSettings::default().confidence, value_parser = confidence)]
     pub confidence: f64,
     /// Requests each arm needs before the conversion test runs.
     #[arg(long, default_value_t = GuardSettings::default().conversion_min_requests)]
     pub conversion_min_requests: u64,
-    /// Conversions each arm needs before the conversion test runs.
+    /// Conversions each arm needs at the pooled rate before the conversion test runs.
     #[arg(long, default_value_t = GuardSettings::default().conversion_min_conversions)]
     pub conversion_min_conversions: u64,
     /// Event types counted as conversions (comma-separated, e.g. click,purchase); default all.

@@ -10,11 +10,20 @@
 //!   error, normal approximation, of H0 "candidate rate >= stable rate - margin". Rate =
 //!   conversions of the configured event types / requests, capped at 1. With pooled
 //!   p = (x_c + x_s) / (n_c + n_s) and se = sqrt(p (1 - p) (1/n_c + 1/n_s)),
-//!   z = (p_c - p_s + margin) / se; the guard fails when z < -z_alpha (1.645 at 95%). It runs
-//!   only once each arm has `conversion_min_requests` requests and
-//!   `conversion_min_conversions` conversions.
+//!   z = (p_c - p_s + margin) / se; the guard fails when z < -z_alpha. It runs only once each
+//!   arm has `conversion_min_requests` requests (items, when counted per item) and each arm
+//!   would have `conversion_min_conversions` conversions at the pooled rate (the normal
+//!   approximation's condition; a candidate that converts nothing is judged as soon as the
+//!   stable arm gives enough to compare with).
+//!
+//!   The controller looks at every poll, and a test repeated at every look would roll back a
+//!   candidate that is as good as the stable far more often than 1 - confidence. So the
+//!   confidence holds for the whole step: with `looks` = bake / poll interval planned looks,
+//!   each look tests at 1 - (1 - confidence) / looks (Bonferroni); at 95% with 20 looks,
+//!   z_alpha = 2.81 instead of 1.645. A clearly worse candidate still fails at its first look.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use model::rollout::{Latency, Mode};
 use serde::{Deserialize, Serialize};
@@ -164,13 +173,22 @@ impl Judgement {
     }
 }
 
-/// Every guard that applies to `mode`, judged on `w`.
-pub fn judge(mode: Mode, w: &Window, s: &GuardSettings) -> Vec<Judgement> {
+/// Every guard that applies to `mode`, judged on `w`, at one of `looks` planned looks at the
+/// step (see the module doc).
+pub fn judge(mode: Mode, w: &Window, s: &GuardSettings, looks: u64) -> Vec<Judgement> {
     let mut out = vec![errors(mode, w, s), latency(mode, w, s)];
     if mode == Mode::Split {
-        out.push(conversions(w, s));
+        out.push(conversions(w, s, looks));
     }
     out
+}
+
+/// Planned looks at a step: one per poll over its bake time, at least one.
+pub fn looks(bake: Duration, poll: Duration) -> u64 {
+    if poll.is_zero() {
+        return 1;
+    }
+    (bake.as_millis().div_ceil(poll.as_millis())).clamp(1, u128::from(u32::MAX)) as u64
 }
 
 fn errors(mode: Mode, w: &Window, s: &GuardSettings) -> Judgement {
@@ -228,7 +246,7 @@ fn latency(mode: Mode, w: &Window, s: &GuardSettings) -> Judgement {
     Judgement::new(Guard::Latency, if p99 <= limit { Status::Pass } else { Status::Fail }, detail)
 }
 
-fn conversions(w: &Window, s: &GuardSettings) -> Judgement {
+fn conversions(w: &Window, s: &GuardSettings, looks: u64) -> Judgement {
     let ev = &s.conversion_events;
     let (c, st) = (&w.candidate, &w.stable);
     // With every event type counted and nodes that report impressions, the proportion is
@@ -248,18 +266,23 @@ fn conversions(w: &Window, s: &GuardSettings) -> Judgement {
             "conversions/requests",
         )
     };
-    let enough = |n: u64, x: u64| n >= s.conversion_min_requests && x >= s.conversion_min_conversions;
-    if !enough(nc, xc) || !enough(ns, xs) {
+    // Conversions each arm would have at the pooled rate.
+    let expected = ratio(xc + xs, nc + ns).min(1.0) * nc.min(ns) as f64;
+    let enough = nc.min(ns) >= s.conversion_min_requests && expected >= s.conversion_min_conversions as f64;
+    if !enough {
         let detail = format!(
-            "candidate {xc}/{nc} and stable {xs}/{ns} {unit}; each arm needs {} and {} conversions",
+            "candidate {xc}/{nc} and stable {xs}/{ns} {unit}; each arm needs {} and {} conversions \
+             expected at the pooled rate ({expected:.1})",
             s.conversion_min_requests, s.conversion_min_conversions
         );
         return Judgement::new(Guard::Conversions, Status::Waiting, detail);
     }
-    let t = z_test(xc, nc, xs, ns, s.conversion_margin, s.confidence);
+    let looks = looks.max(1);
+    let per_look = 1.0 - (1.0 - s.confidence) / looks as f64;
+    let t = z_test(xc, nc, xs, ns, s.conversion_margin, per_look);
     let detail = format!(
         "one-sided two-proportion z-test (pooled) of {unit}: candidate {:.4} ({xc}/{nc}) vs stable {:.4} \
-         ({xs}/{ns}), margin {}: z = {:.3}, fails below -{:.3} ({}% confidence)",
+         ({xs}/{ns}), margin {}: z = {:.3}, fails below -{:.3} ({}% confidence over {looks} looks)",
         t.candidate_rate,
         t.stable_rate,
         s.conversion_margin,
@@ -399,13 +422,13 @@ mod tests {
             candidate: items(20_000, c),
             ..Default::default()
         };
-        let j = conversions(&w(1_000), &s);
+        let j = conversions(&w(1_000), &s, 1);
         assert_eq!(j.status, Status::Fail, "{}", j.detail);
         assert!(j.detail.contains("items acted on/recommended"), "{}", j.detail);
-        assert_eq!(conversions(&w(3_000), &s).status, Status::Pass);
+        assert_eq!(conversions(&w(3_000), &s, 1).status, Status::Pass);
         // A filter by event type falls back to conversions per answer.
         let typed = GuardSettings { conversion_events: vec!["view".into()], ..s };
-        assert!(conversions(&w(1_000), &typed).detail.contains("conversions/requests"));
+        assert!(conversions(&w(1_000), &typed, 1).detail.contains("conversions/requests"));
     }
 
     fn status(js: &[Judgement], g: Guard) -> Status {
@@ -441,12 +464,12 @@ mod tests {
             ..Window::default()
         };
         // Stable 0.001 + 0.01 = 0.011: 5/500 = 0.01 passes, 6/500 = 0.012 fails.
-        assert_eq!(status(&judge(Mode::Split, &w(5), &s), Guard::Errors), Status::Pass);
-        let fail = judge(Mode::Split, &w(6), &s);
+        assert_eq!(status(&judge(Mode::Split, &w(5), &s, 1), Guard::Errors), Status::Pass);
+        let fail = judge(Mode::Split, &w(6), &s, 1);
         assert_eq!(status(&fail, Guard::Errors), Status::Fail);
         assert!(fail[0].detail.contains("0.0120 (6/500)"), "{}", fail[0].detail);
         let few = Window { candidate: arm(50, 50, 0, 3), ..w(0) };
-        assert_eq!(status(&judge(Mode::Split, &few, &s), Guard::Errors), Status::Waiting);
+        assert_eq!(status(&judge(Mode::Split, &few, &s, 1), Guard::Errors), Status::Waiting);
         // Shadow mode judges the shadow computations, not the (empty) candidate arm.
         let shadow = Window {
             shadow: ShadowFigures {
@@ -457,7 +480,7 @@ mod tests {
             },
             ..w(0)
         };
-        let js = judge(Mode::Shadow, &shadow, &s);
+        let js = judge(Mode::Shadow, &shadow, &s, 1);
         assert_eq!((js.len(), status(&js, Guard::Errors)), (2, Status::Fail));
     }
 
@@ -470,8 +493,8 @@ mod tests {
             candidate: arm(500, 0, 0, bucket),
             ..Window::default()
         };
-        assert_eq!(status(&judge(Mode::Split, &w(5), &s), Guard::Latency), Status::Pass, "3 ms");
-        assert_eq!(status(&judge(Mode::Split, &w(7), &s), Guard::Latency), Status::Fail, "7.5 ms");
+        assert_eq!(status(&judge(Mode::Split, &w(5), &s, 1), Guard::Latency), Status::Pass, "3 ms");
+        assert_eq!(status(&judge(Mode::Split, &w(7), &s, 1), Guard::Latency), Status::Fail, "7.5 ms");
     }
 
     #[test]
@@ -489,19 +512,37 @@ mod tests {
             ..Window::default()
         };
         // 10% vs 10%: z = 0.
-        assert_eq!(status(&judge(Mode::Split, &w(200), &s), Guard::Conversions), Status::Pass);
+        assert_eq!(status(&judge(Mode::Split, &w(200), &s, 1), Guard::Conversions), Status::Pass);
         // 8% vs 10%: pooled p = 2160/22000, se = 0.00697, z = -2.87 < -1.645.
-        let js = judge(Mode::Split, &w(160), &s);
+        let js = judge(Mode::Split, &w(160), &s, 1);
         assert_eq!(status(&js, Guard::Conversions), Status::Fail);
         let t = z_test(160, 2000, 2000, 20_000, 0.0, 0.95);
         assert!((t.z + 2.87).abs() < 0.01, "{}", t.z);
         // 9.5%: z = -0.71, not significant.
-        assert_eq!(status(&judge(Mode::Split, &w(190), &s), Guard::Conversions), Status::Pass);
+        assert_eq!(status(&judge(Mode::Split, &w(190), &s, 1), Guard::Conversions), Status::Pass);
         // A margin of 0.03 forgives 8%.
         let lenient = GuardSettings { conversion_margin: 0.03, ..s.clone() };
-        assert_eq!(status(&judge(Mode::Split, &w(160), &lenient), Guard::Conversions), Status::Pass);
-        // Too few conversions: waiting, whatever the rates.
-        assert_eq!(status(&judge(Mode::Split, &w(20), &s), Guard::Conversions), Status::Waiting);
+        assert_eq!(status(&judge(Mode::Split, &w(160), &lenient, 1), Guard::Conversions), Status::Pass);
+        // A candidate that converts next to nothing is judged once it has the requests...
+        assert_eq!(status(&judge(Mode::Split, &w(20), &s, 1), Guard::Conversions), Status::Fail);
+        // ... and not before.
+        let early = Window { candidate: arm(900, 0, 0, 3), ..w(0) };
+        assert_eq!(status(&judge(Mode::Split, &early, &s, 1), Guard::Conversions), Status::Waiting);
+        // Too few conversions expected at the pooled rate (20 in 22,000): waiting, whatever the rates.
+        let rare = Window { stable: arm(20_000, 0, 20, 3), candidate: arm(2_000, 0, 0, 3), ..w(0) };
+        assert_eq!(status(&judge(Mode::Split, &rare, &s, 1), Guard::Conversions), Status::Waiting);
+        // Over 20 planned looks each look tests at 1 - 0.05/20: z = -2.87 still fails, -2.5 not.
+        assert_eq!(status(&judge(Mode::Split, &w(160), &s, 20), Guard::Conversions), Status::Fail);
+        let t = z_test(166, 2000, 2000, 20_000, 0.0, 0.95);
+        assert!(t.rejects && t.z > -2.81, "{}", t.z);
+        assert_eq!(status(&judge(Mode::Split, &w(166), &s, 20), Guard::Conversions), Status::Pass);
+        assert_eq!(
+            (
+                looks(Duration::from_secs(40), Duration::from_secs(2)),
+                looks(Duration::ZERO, Duration::from_secs(5))
+            ),
+            (20, 1)
+        );
         // All event types count when none are configured (views are 3x clicks here).
         let all = GuardSettings { conversion_events: vec![], ..s.clone() };
         assert_eq!(w(100).candidate.converted(&all.conversion_events), 400);

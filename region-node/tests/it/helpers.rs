@@ -136,8 +136,8 @@ pub struct Options {
     pub publish: Option<u32>,
     /// Redis with the append-only file fsynced on every write, as the cluster runs it.
     pub persistent_redis: bool,
-    /// A fault injected into one version (`--inject-fault`).
-    pub fault: Option<region_node::rollout::Fault>,
+    /// Faults injected into versions (`--inject-fault`).
+    pub faults: Vec<region_node::rollout::Fault>,
 }
 
 impl Default for Options {
@@ -147,7 +147,7 @@ impl Default for Options {
             admin_token: Some(TOKEN),
             publish: Some(1),
             persistent_redis: false,
-            fault: None,
+            faults: Vec::new(),
         }
     }
 }
@@ -182,7 +182,7 @@ pub async fn spawn_node_with(opts: Options) -> TestNode {
     settings.cache.probe_interval = Duration::from_millis(100);
     settings.admin_token = opts.admin_token.and_then(AdminToken::new);
     settings.workers = Some(2);
-    settings.fault = opts.fault;
+    settings.faults = opts.faults;
     if let Some(n) = opts.publish {
         publish_to(&s3, &model_dir(n).path).await;
     }

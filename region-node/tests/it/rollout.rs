@@ -214,7 +214,7 @@ async fn a_candidate_is_promoted_without_reloading_and_removed_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_candidate_is_counted_while_the_stable_version_answers() {
     let fault = Fault { version: version(2), error_share: 1.0, delay: Duration::ZERO };
-    let node = spawn_node_with(Options { fault: Some(fault), ..Options::default() }).await;
+    let node = spawn_node_with(Options { faults: vec![fault], ..Options::default() }).await;
     node.upload(2).await;
     node.point(&version(1), Some(candidate(2, Mode::Split, 0.5))).await;
     node.wait_for_pair(&version(1), Some(&version(2))).await;
