@@ -64,6 +64,12 @@ pub fn first_split_step(plan: &str) -> Option<usize> {
     plan_steps(plan).iter().position(|s| !s.starts_with("shadow"))
 }
 
+/// The guard a rollback reason names (`step 1 failed: errors guard: ...`).
+pub fn guard_of(reason: &str) -> Option<&str> {
+    let before = reason.split(" guard:").next().filter(|b| b.len() < reason.len())?;
+    before.rsplit([' ', ':']).next()
+}
+
 /// Whether `run` ended as `case` should, and what was seen.
 pub fn outcome_check(run: &CaseRun) -> Check {
     let phase = run.phase();
@@ -79,11 +85,11 @@ pub fn outcome_check(run: &CaseRun) -> Check {
         ),
         Case::Errors => (
             "erroring candidate rolled back by the errors guard".to_string(),
-            phase == "rolled_back" && reason.starts_with("errors guard"),
+            phase == "rolled_back" && guard_of(reason) == Some("errors"),
         ),
         Case::Slow => (
             "slow candidate rolled back by the latency guard".to_string(),
-            phase == "rolled_back" && reason.starts_with("latency guard"),
+            phase == "rolled_back" && guard_of(reason) == Some("latency"),
         ),
     };
     let mut observed = format!(
@@ -353,12 +359,11 @@ pub fn judge(e: &Evidence<'_>) -> (Verdict, Violations, Vec<Memory>) {
     let mut checks: Vec<Check> = e.runs.iter().map(outcome_check).collect();
     let failed = |m: &BTreeMap<String, u64>| m.values().sum::<u64>();
     let (rec, ev) = (failed(&e.failures.recommendations), failed(&e.failures.events));
-    let kinds =
-        |m: &BTreeMap<String, u64>| m.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(" ");
+    let kinds = |m: &BTreeMap<String, u64>| m.iter().map(|(k, n)| format!(" {k}={n}")).collect::<String>();
     checks.push(Check {
         criterion: "zero failed requests (recommendations and events)".into(),
         observed: format!(
-            "{rec} of {} recommendation requests failed {}; {ev} events failed {}",
+            "{rec} of {} recommendation requests failed{}; {ev} events failed{}",
             e.tally.sessions,
             kinds(&e.failures.recommendations),
             kinds(&e.failures.events)
@@ -547,9 +552,12 @@ mod tests {
         assert!(outcome_check(&run(Case::Bad, "rolled_back", 1, "conversions guard: z")).pass);
         assert!(!outcome_check(&run(Case::Bad, "rolled_back", 2, "conversions guard: z")).pass, "too late");
         assert!(!outcome_check(&run(Case::Bad, "promoted", 2, "")).pass);
-        assert!(outcome_check(&run(Case::Errors, "rolled_back", 0, "errors guard: 0.3")).pass);
-        assert!(!outcome_check(&run(Case::Errors, "rolled_back", 0, "latency guard: x")).pass);
-        assert!(outcome_check(&run(Case::Slow, "rolled_back", 0, "latency guard: x")).pass);
+        assert!(outcome_check(&run(Case::Errors, "rolled_back", 0, "step 1 failed: errors guard: 0.3")).pass);
+        assert!(!outcome_check(&run(Case::Errors, "rolled_back", 0, "step 1 failed: latency guard: x")).pass);
+        assert!(outcome_check(&run(Case::Slow, "rolled_back", 0, "step 1 failed: latency guard: x")).pass);
+        assert_eq!(guard_of("latency guard: p99"), Some("latency"));
+        assert_eq!(guard_of("step 2 failed: conversions guard: z = -3"), Some("conversions"));
+        assert_eq!(guard_of("operator decision"), None);
         let good = outcome_check(&run(Case::Good, "promoted", 2, ""));
         assert!(
             good.pass && good.observed.contains("promoted at step 3 (100%@all:10s) after 30.0 s"),
