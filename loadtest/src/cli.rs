@@ -178,7 +178,7 @@ pub struct RolloutScenarioArgs {
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub gap: Duration,
     /// Extra `model-sync rollout start` flags, replacing the scenario's
-    /// (--poll-interval 2s --min-requests 100 --load-timeout 120s), e.g. '--poll-interval 1s'.
+    /// (--poll-interval 2s --load-timeout 120s), e.g. '--poll-interval 1s'.
     #[arg(long, value_name = "FLAGS", allow_hyphen_values = true)]
     pub controller_flags: Option<String>,
     /// Chance a shopper acts on a recommended item of their taste.

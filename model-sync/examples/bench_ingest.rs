@@ -42,8 +42,9 @@ async fn main() -> anyhow::Result<()> {
                 item_id: format!("item-{}", i * 104_729 % 5_000),
                 kind,
                 ts: 1_712_000_000 + i as i64 / 100,
+                event_id: None,
             };
-            let fields: Vec<(&str, String)> = e.stream_fields().into();
+            let fields = e.stream_fields();
             pipe.cmd("XADD").arg(&key).arg("*").arg(fields).ignore();
         }
         pipe.query_async::<()>(&mut conn).await?;

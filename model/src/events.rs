@@ -2,8 +2,12 @@
 //! Redis (`POST /events`), and `model-sync ingest`, which drains them into the primary bucket.
 //!
 //! In each region's Redis:
-//! - stream [`stream_key`]: one entry per accepted event, fields `user`, `item`, `type`, `ts`;
-//!   the stream entry id (`<ms>-<seq>`) is the event id, unique within the region;
+//! - stream [`stream_key`]: one entry per accepted event, fields `user`, `item`, `type`, `ts`,
+//!   and `eid` when the client named the event; the stream entry id (`<ms>-<seq>`) is the
+//!   event id, unique within the region;
+//! - string [`dedup_key`]: for an event the client named (`event_id`, 1 to
+//!   [`MAX_EVENT_ID_LEN`] bytes), the stream id it was stored under, for [`DEDUP_TTL_SECS`]:
+//!   the same (user, event_id) again within that time stores nothing new;
 //! - list [`recent_key`]: the user's latest events, newest first, at most [`RECENT_MAX`],
 //!   each `<event id>\t<ts>\t<type>\t<item>` ([`LiveEvent::encode_recent`]); it expires
 //!   [`RECENT_TTL_SECS`] after the user's last event. Its head (newest entry) names the
@@ -11,7 +15,8 @@
 //!
 //! `model-sync ingest` reads the stream with the consumer group [`CONSUMER_GROUP`], writes
 //! batches, then acknowledges and deletes what it wrote, so delivery is at least once and
-//! the event id makes it exactly once in the data.
+//! the event id makes it exactly once in the data; (user, `event_id`) makes a client's retry
+//! in another region (after a failover) count once too.
 
 use std::fmt;
 use std::str::FromStr;
@@ -28,6 +33,10 @@ pub const RECENT_TTL_SECS: u64 = 30 * 86_400;
 pub const MAX_ID_LEN: usize = 256;
 /// How far in the future an event timestamp may be (clock skew between shop and region).
 pub const MAX_FUTURE_SKEW_SECS: i64 = 300;
+/// Longest client-chosen `event_id` accepted.
+pub const MAX_EVENT_ID_LEN: usize = 128;
+/// How long a region remembers a client's `event_id` (24 hours).
+pub const DEDUP_TTL_SECS: u64 = 24 * 3600;
 
 /// The region's event stream.
 pub fn stream_key(region: &str) -> String {
@@ -37,6 +46,17 @@ pub fn stream_key(region: &str) -> String {
 /// A user's recent events in a region.
 pub fn recent_key(region: &str, user_id: &str) -> String {
     format!("georec:{region}:recent:{user_id}")
+}
+
+/// Where a region remembers the stream id of `user_id`'s event `event_id`. The user id is
+/// length-prefixed, so no (user, event id) pair shares a key with another.
+pub fn dedup_key(region: &str, user_id: &str, event_id: &str) -> String {
+    format!("{}{event_id}", dedup_prefix(region, user_id))
+}
+
+/// The prefix of every [`dedup_key`] of `user_id` in `region`.
+pub fn dedup_prefix(region: &str, user_id: &str) -> String {
+    format!("georec:{region}:eid:{}:{user_id}:", user_id.len())
 }
 
 /// What the user did; each type weighs like in generated data and the default import table.
@@ -85,6 +105,8 @@ pub enum EventError {
     Empty { field: &'static str },
     #[error("{field} is longer than {MAX_ID_LEN} bytes")]
     TooLong { field: &'static str },
+    #[error("event_id is longer than {MAX_EVENT_ID_LEN} bytes")]
+    EventIdTooLong,
     #[error("{field} must not contain tabs, newlines or other control characters")]
     ControlChar { field: &'static str },
     #[error("ts {ts} is in the future (now is {now} unix seconds; at most {MAX_FUTURE_SKEW_SECS} s of skew allowed; milliseconds are not accepted)")]
@@ -110,6 +132,10 @@ pub struct LiveEvent {
     pub kind: EventType,
     /// Unix seconds.
     pub ts: i64,
+    /// The client's name for this event (1 to [`MAX_EVENT_ID_LEN`] bytes): a retry with the
+    /// same one is stored once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
 }
 
 /// Check an id from a client: non-empty, bounded, no characters that would break the
@@ -132,6 +158,12 @@ impl LiveEvent {
     pub fn validate(&self, now: i64) -> Result<(), EventError> {
         check_id("user_id", &self.user_id)?;
         check_id("item_id", &self.item_id)?;
+        if let Some(id) = &self.event_id {
+            check_id("event_id", id)?;
+            if id.len() > MAX_EVENT_ID_LEN {
+                return Err(EventError::EventIdTooLong);
+            }
+        }
         if self.ts <= 0 {
             return Err(EventError::BadTs(self.ts.to_string()));
         }
@@ -141,27 +173,32 @@ impl LiveEvent {
         Ok(())
     }
 
-    /// Stream entry fields, in a fixed order.
-    pub fn stream_fields(&self) -> [(&'static str, String); 4] {
-        [
+    /// Stream entry fields, in a fixed order (`eid` last, when there is one).
+    pub fn stream_fields(&self) -> Vec<(&'static str, String)> {
+        let mut fields = vec![
             ("user", self.user_id.clone()),
             ("item", self.item_id.clone()),
             ("type", self.kind.as_str().to_string()),
             ("ts", self.ts.to_string()),
-        ]
+        ];
+        if let Some(id) = &self.event_id {
+            fields.push(("eid", id.clone()));
+        }
+        fields
     }
 
     /// Read an event back from stream entry fields (any order; unknown fields ignored).
     pub fn from_stream_fields<'a>(
         fields: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Self, EventError> {
-        let (mut user, mut item, mut kind, mut ts) = (None, None, None, None);
+        let (mut user, mut item, mut kind, mut ts, mut eid) = (None, None, None, None, None);
         for (k, v) in fields {
             match k {
                 "user" => user = Some(v),
                 "item" => item = Some(v),
                 "type" => kind = Some(v),
                 "ts" => ts = Some(v),
+                "eid" => eid = Some(v),
                 _ => {}
             }
         }
@@ -170,7 +207,8 @@ impl LiveEvent {
         let kind = kind.ok_or(EventError::Missing { field: "type" })?.parse()?;
         let ts = ts.ok_or(EventError::Missing { field: "ts" })?;
         let ts = ts.parse().map_err(|_| EventError::BadTs(ts.to_string()))?;
-        Ok(Self { user_id, item_id, kind, ts })
+        let event_id = eid.filter(|e| !e.is_empty()).map(str::to_string);
+        Ok(Self { user_id, item_id, kind, ts, event_id })
     }
 
     /// The recent-list entry without its event id: `<ts>\t<type>\t<item>` (the user is the
@@ -187,7 +225,7 @@ impl LiveEvent {
         let kind = parts.next().ok_or(EventError::Missing { field: "type" })?.parse()?;
         let item_id = parts.next().ok_or(EventError::Missing { field: "item" })?.to_string();
         let ts = ts.parse().map_err(|_| EventError::BadTs(ts.to_string()))?;
-        Ok((id, Self { user_id: user_id.to_string(), item_id, kind, ts }))
+        Ok((id, Self { user_id: user_id.to_string(), item_id, kind, ts, event_id: None }))
     }
 }
 
@@ -201,6 +239,7 @@ mod tests {
             item_id: "i 9".into(),
             kind: EventType::AddToCart,
             ts: 1_700_000_000,
+            event_id: None,
         }
     }
 
@@ -212,6 +251,11 @@ mod tests {
         assert_eq!(back, e);
         let missing = LiveEvent::from_stream_fields([("user", "u"), ("type", "view"), ("ts", "1")]);
         assert_eq!(missing, Err(EventError::Missing { field: "item" }));
+        let named = LiveEvent { event_id: Some("order-7:line-2".into()), ..ev() };
+        let fields = named.stream_fields();
+        assert_eq!(fields.last().map(|f| f.0), Some("eid"));
+        let back = LiveEvent::from_stream_fields(fields.iter().map(|(k, v)| (*k, v.as_str()))).unwrap();
+        assert_eq!(back, named);
     }
 
     #[test]
@@ -234,6 +278,12 @@ mod tests {
         assert_eq!(empty.validate(now), Err(EventError::Empty { field: "user_id" }));
         let tab = LiveEvent { item_id: "a\tb".into(), ..ev() };
         assert_eq!(tab.validate(now), Err(EventError::ControlChar { field: "item_id" }));
+        let long = LiveEvent { event_id: Some("x".repeat(129)), ..ev() };
+        assert_eq!(long.validate(now), Err(EventError::EventIdTooLong));
+        assert!(LiveEvent { event_id: Some("x".repeat(128)), ..ev() }.validate(now).is_ok());
+        let blank = LiveEvent { event_id: Some(String::new()), ..ev() };
+        assert_eq!(blank.validate(now), Err(EventError::Empty { field: "event_id" }));
+        assert_ne!(dedup_key("r", "a:1", "x"), dedup_key("r", "a", "1:x"), "length-prefixed users");
         assert_eq!("click".parse::<EventType>(), Err(EventError::UnknownType("click".into())));
         assert_eq!("purchase".parse::<EventType>().unwrap().weight(), 5.0);
     }

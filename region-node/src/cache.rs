@@ -50,39 +50,65 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Appends a batch of events atomically: each goes to the region's stream (its entry id is
 /// the event id) and to its user's recent list (trimmed, TTL refreshed); then the users'
-/// cached answers for the resident versions are unlinked. Returns the event ids in order,
+/// cached answers for the resident versions are unlinked. An event the client named
+/// (`event_id`) whose (user, event id) was stored within [`events::DEDUP_TTL_SECS`] stores
+/// nothing: its original stream id is returned instead. Returns the event ids in order,
 /// then for each event the record of its item having been recommended to its user
 /// (`version \t arm \t unix time`, with `\t c` once an earlier event converted it; or nil),
-/// for conversion attribution. The first event on a recommended item marks it.
+/// for conversion attribution, then for each event `1` if it was a duplicate, else `0`. The
+/// first event on a recommended item marks it.
 ///
 /// `KEYS[1]` stream, `KEYS[2..2+n]` the recent list of each event's user, `KEYS[2+n..2+2n]`
-/// each event's user's served record, the rest cache hashes to unlink; `ARGV` = recent max,
-/// recent TTL, n, then user, item, type, ts per event. The field names are those of
-/// `LiveEvent::stream_fields`.
+/// each event's user's served record, `KEYS[2+2n..2+3n]` each event's dedup key (the stream
+/// key again for an unnamed event), the rest cache hashes to unlink; `ARGV` = recent max,
+/// recent TTL, n, dedup TTL, then user, item, type, ts, event id (empty: none) per event.
+/// The field names are those of `LiveEvent::stream_fields`.
 const APPEND_SCRIPT: &str = r"
 local n = tonumber(ARGV[3])
 local ids = {}
 local served = {}
+local dups = {}
 for i = 0, n - 1 do
-  local user, item, kind, ts = ARGV[4 + 4 * i], ARGV[5 + 4 * i], ARGV[6 + 4 * i], ARGV[7 + 4 * i]
-  local id = redis.call('XADD', KEYS[1], '*', 'user', user, 'item', item, 'type', kind, 'ts', ts)
-  local recent = KEYS[2 + i]
-  redis.call('LPUSH', recent, id .. '\t' .. ts .. '\t' .. kind .. '\t' .. item)
-  redis.call('LTRIM', recent, 0, tonumber(ARGV[1]) - 1)
-  redis.call('EXPIRE', recent, ARGV[2])
-  ids[#ids + 1] = id
-  local rec = redis.call('HGET', KEYS[2 + n + i], item)
-  if rec and string.sub(rec, -2) ~= '\tc' then
-    -- The first event on this recommended item: marked, so the item converts once.
-    redis.call('HSET', KEYS[2 + n + i], item, rec .. '\tc')
+  local base = 5 + 5 * i
+  local user, item, kind, ts, eid = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
+  local prior = false
+  if eid ~= '' then
+    prior = redis.call('GET', KEYS[2 + 2 * n + i])
   end
-  served[#served + 1] = rec
+  if prior then
+    ids[#ids + 1] = prior
+    served[#served + 1] = false
+    dups[#dups + 1] = '1'
+  else
+    local id
+    if eid ~= '' then
+      id = redis.call('XADD', KEYS[1], '*', 'user', user, 'item', item, 'type', kind, 'ts', ts, 'eid', eid)
+      redis.call('SET', KEYS[2 + 2 * n + i], id, 'EX', ARGV[4])
+    else
+      id = redis.call('XADD', KEYS[1], '*', 'user', user, 'item', item, 'type', kind, 'ts', ts)
+    end
+    local recent = KEYS[2 + i]
+    redis.call('LPUSH', recent, id .. '\t' .. ts .. '\t' .. kind .. '\t' .. item)
+    redis.call('LTRIM', recent, 0, tonumber(ARGV[1]) - 1)
+    redis.call('EXPIRE', recent, ARGV[2])
+    ids[#ids + 1] = id
+    local rec = redis.call('HGET', KEYS[2 + n + i], item)
+    if rec and string.sub(rec, -2) ~= '\tc' then
+      -- The first event on this recommended item: marked, so the item converts once.
+      redis.call('HSET', KEYS[2 + n + i], item, rec .. '\tc')
+    end
+    served[#served + 1] = rec
+    dups[#dups + 1] = '0'
+  end
 end
-for j = 2 + 2 * n, #KEYS do
+for j = 2 + 3 * n, #KEYS do
   redis.call('UNLINK', KEYS[j])
 end
 for i = 1, n do
   ids[#ids + 1] = served[i]
+end
+for i = 1, n do
+  ids[#ids + 1] = dups[i]
 end
 return ids
 ";
@@ -128,6 +154,9 @@ pub struct Appended {
     pub ids: Vec<String>,
     /// Per event: the record of its item having been recommended to its user, if any.
     pub served: Vec<Option<ServedRecord>>,
+    /// Per event: its (user, `event_id`) was stored before; nothing new was stored, and its
+    /// id is the original one.
+    pub duplicate: Vec<bool>,
 }
 
 /// Where one recommendation answer is cached, and the user's recent-event list.
@@ -367,6 +396,12 @@ impl Cache {
         for e in events {
             inv.key(self.served_key(&e.user_id));
         }
+        for e in events {
+            match &e.event_id {
+                Some(id) => inv.key(events::dedup_key(&self.region, &e.user_id, id)),
+                None => inv.key(events::stream_key(&self.region)),
+            };
+        }
         let mut users: Vec<&str> = events.iter().map(|e| e.user_id.as_str()).collect();
         users.sort_unstable();
         users.dedup();
@@ -375,9 +410,10 @@ impl Cache {
                 inv.key(self.user_hash(v, u));
             }
         }
-        inv.arg(RECENT_MAX).arg(RECENT_TTL_SECS).arg(events.len());
+        inv.arg(RECENT_MAX).arg(RECENT_TTL_SECS).arg(events.len()).arg(events::DEDUP_TTL_SECS);
         for e in events {
-            inv.arg(&e.user_id).arg(&e.item_id).arg(e.kind.as_str()).arg(e.ts);
+            let eid = e.event_id.as_deref().unwrap_or("");
+            inv.arg(&e.user_id).arg(&e.item_id).arg(e.kind.as_str()).arg(e.ts).arg(eid);
         }
         let reply: Vec<Option<String>> = self
             .exec_unguarded("APPEND", Some(timeout), |mut c| async move { inv.invoke_async(&mut c).await })
@@ -387,7 +423,9 @@ impl Cache {
         let served = (0..n)
             .map(|i| reply.get(n + i).cloned().flatten().and_then(|s| ServedRecord::decode(&s)))
             .collect();
-        Ok(Appended { ids, served })
+        let duplicate =
+            (0..n).map(|i| reply.get(2 * n + i).cloned().flatten().as_deref() == Some("1")).collect();
+        Ok(Appended { ids, served, duplicate })
     }
 
     fn served_key(&self, user_id: &str) -> String {

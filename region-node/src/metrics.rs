@@ -18,7 +18,8 @@ pub struct Metrics {
     pub latency: HistogramVec,
     /// Answers computed from the model, by kind; single-flight followers are not counted.
     pub computations: IntCounterVec,
-    /// Events by outcome: `accepted` (stored), `not_stored` (Redis refused or timed out).
+    /// Events by outcome: `accepted` (stored), `duplicate` (stored before under the same
+    /// user and `event_id`: nothing new stored), `not_stored` (Redis refused or timed out).
     pub events: IntCounterVec,
     pub cache: CacheMetrics,
     pub swap: SwapMetrics,

@@ -44,7 +44,7 @@ pub enum ServeError {
     UnknownItem { item_id: String, version: String },
     #[error("the events were not stored: the region's Redis did not take them; retry")]
     EventsNotStored(#[source] CacheError),
-    #[error("the events may or may not have been stored (Redis did not confirm within {0:?}); retrying may store them twice")]
+    #[error("the events may or may not have been stored (Redis did not confirm within {0:?}); a retry stores events that carry an event_id once, others may be stored twice")]
     EventsUnconfirmed(Duration),
     #[error("model {version} failed to compute the answer")]
     Failed { version: String },
@@ -254,13 +254,14 @@ impl Service {
     }
 
     /// Append validated events to the region's stream and their users' recent lists, and
-    /// drop those users' cached answers. Returns the event ids. Works before a model is
-    /// loaded: events do not need one.
+    /// drop those users' cached answers. Returns the event ids and, per event, whether it
+    /// was a duplicate of one stored before (same user and `event_id`: nothing stored, the
+    /// original id returned). Works before a model is loaded: events do not need one.
     pub async fn record_events(
         &self,
         events: &[LiveEvent],
         timeout: Duration,
-    ) -> Result<Vec<String>, ServeError> {
+    ) -> Result<(Vec<String>, Vec<bool>), ServeError> {
         let serving = self.slot.serving();
         let versions = serving.as_ref().map(|s| s.versions()).unwrap_or_default();
         let appended = self.cache.append_events(events, &versions, timeout).await.map_err(|e| match e {
@@ -278,7 +279,7 @@ impl Service {
                 }
             }
         }
-        Ok(appended.ids)
+        Ok((appended.ids, appended.duplicate))
     }
 
     pub async fn similar(

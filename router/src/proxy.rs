@@ -128,7 +128,12 @@ async fn route<'a>(proxy: &'a Proxy, req: &Request, ids: &Ids) -> Result<(Respon
             }
             let attempt = {
                 let _in_flight = node.start();
-                let timeout = attempt_timeout(&state.settings, node.ewma.observed());
+                // A short deadline buys a quick retry elsewhere; events get no retry after a
+                // timeout, so a short one would only turn a slow fsync into a failed request.
+                let timeout = match at_most_once {
+                    true => state.settings.request_timeout,
+                    false => attempt_timeout(&state.settings, node.ewma.observed()),
+                };
                 proxy.upstream.send(node, &out, timeout, !at_most_once).await
             };
             match attempt {

@@ -249,6 +249,24 @@ impl RedisServer {
         }
     }
 
+    /// SIGSTOP the server: connections stay open and commands queue unanswered, as when
+    /// Redis stalls (an fsync, a long script), until [`RedisServer::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`RedisServer::pause`]: queued commands run.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let Some(child) = &self.child else { panic!("redis-server is not running") };
+        let ok =
+            Command::new("kill").arg(sig).arg(child.id().to_string()).status().is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} redis-server (pid {})", child.id());
+    }
+
     /// Start again on the same port (empty unless persistent).
     pub fn restart(&mut self) {
         self.stop();

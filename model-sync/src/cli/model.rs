@@ -228,12 +228,14 @@ pub async fn load_input(
     let (users, items) = (base.users.len(), base.items.len());
     let merged = ingest::merge(base, &log.events);
     eprintln!(
-        "events: {} from {} batch object(s) in {}/{} ({} duplicate(s) dropped); {} new user(s), {} new item(s)",
+        "events: {} from {} batch object(s) in {}/{} ({} duplicate(s) dropped, {} client retries by event_id); \
+         {} new user(s), {} new item(s)",
         log.events.len(),
         log.objects,
         config.primary.bucket,
         ingest::events_prefix(&config.primary.prefix),
         log.duplicates,
+        log.retried,
         merged.users.len() - users,
         merged.items.len() - items,
     );

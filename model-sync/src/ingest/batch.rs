@@ -2,7 +2,7 @@
 //! every one back deduplicated.
 //!
 //! ```text
-//! <prefix>events/<region>/<first id>_<last id>.tsv            id, user, item, type, ts (header line)
+//! <prefix>events/<region>/<first id>_<last id>.tsv            id, user, item, type, ts, eid (header line)
 //! <prefix>events/<region>/<first id>_<last id>.rejects.jsonl  entries that were not valid events
 //! ```
 
@@ -22,7 +22,10 @@ use store::Bucket;
 
 /// Directory of event batches under the primary bucket's prefix.
 pub const EVENTS_DIR: &str = "events/";
-pub const HEADER: &str = "id\tuser\titem\ttype\tts";
+/// The batch header; `eid` is the client's event id, empty when it named none.
+pub const HEADER: &str = "id\tuser\titem\ttype\tts\teid";
+/// The header of batches written before events could carry an `event_id`.
+pub const HEADER_V1: &str = "id\tuser\titem\ttype\tts";
 const BATCH_SUFFIX: &str = ".tsv";
 const REJECTS_SUFFIX: &str = ".rejects.jsonl";
 /// Batch objects downloaded at once when reading events back.
@@ -92,13 +95,14 @@ impl Batch {
         Some(b)
     }
 
-    /// The events object: header, then `id user item type ts` per event.
+    /// The events object: header, then `id user item type ts eid` per event.
     pub fn encode_events(&self) -> Bytes {
         let mut s = String::with_capacity(64 * (self.events.len() + 1));
         s.push_str(HEADER);
         s.push('\n');
         for (id, e) in &self.events {
-            s.push_str(&format!("{id}\t{}\t{}\t{}\t{}\n", e.user_id, e.item_id, e.kind, e.ts));
+            let eid = e.event_id.as_deref().unwrap_or("");
+            s.push_str(&format!("{id}\t{}\t{}\t{}\t{}\t{eid}\n", e.user_id, e.item_id, e.kind, e.ts));
         }
         Bytes::from(s)
     }
@@ -170,10 +174,14 @@ pub struct EventLog {
     /// Rows dropped because their (region, event id) was already read: batches written
     /// twice when an ingest stopped between writing and acknowledging.
     pub duplicates: u64,
+    /// Rows dropped because their (user, client `event_id`) was already read: a client that
+    /// sent the event again, in another region after a failover or after the region's 24 h.
+    pub retried: u64,
 }
 
 /// Read every event batch under the primary bucket's `events/`, deduplicated by
-/// (region, event id).
+/// (region, event id), then by (user, client `event_id`) across regions: the first read
+/// (batches in key order: by region, then by stream id) is kept.
 pub async fn read_events(primary: &Bucket) -> Result<EventLog, IngestError> {
     let prefix = events_prefix(primary.prefix());
     let listed = primary.list(&prefix).await.map_err(|e| IngestError::Read(Box::new(e)))?;
@@ -185,6 +193,7 @@ pub async fn read_events(primary: &Bucket) -> Result<EventLog, IngestError> {
     let mut bodies = futures::stream::iter(keys.iter().map(|k| async move { (k, primary.get(k).await) }))
         .buffered(READ_CONCURRENCY);
     let mut seen: HashMap<String, (Arc<str>, HashSet<EventId>)> = HashMap::new();
+    let mut named: HashSet<(String, String)> = HashSet::new();
     let mut log = EventLog { objects: keys.len(), ..EventLog::default() };
     while let Some((key, body)) = bodies.next().await {
         // Listed a moment ago; nothing deletes batches, so a missing one is a store problem.
@@ -198,11 +207,17 @@ pub async fn read_events(primary: &Bucket) -> Result<EventLog, IngestError> {
         let (region, seen) =
             seen.entry(name.to_string()).or_insert_with(|| (Arc::from(name), HashSet::new()));
         for (id, event) in decode_events(key, &body)? {
-            if seen.insert(id) {
-                log.events.push(IngestedEvent { region: region.clone(), id, event });
-            } else {
+            if !seen.insert(id) {
                 log.duplicates += 1;
+                continue;
             }
+            if let Some(eid) = &event.event_id {
+                if !named.insert((event.user_id.clone(), eid.clone())) {
+                    log.retried += 1;
+                    continue;
+                }
+            }
+            log.events.push(IngestedEvent { region: region.clone(), id, event });
         }
     }
     log.events.sort_by(|a, b| (&a.region, a.id).cmp(&(&b.region, b.id)));
@@ -214,19 +229,21 @@ pub fn decode_events(key: &str, body: &[u8]) -> Result<Vec<(EventId, LiveEvent)>
     let bad = |line: usize, message: String| IngestError::BadBatch { key: key.to_string(), line, message };
     let text = std::str::from_utf8(body).map_err(|_| bad(0, "not UTF-8".into()))?;
     let mut lines = text.lines();
-    match lines.next() {
-        Some(HEADER) => {}
+    let columns = match lines.next() {
+        Some(HEADER) => 6,
+        Some(HEADER_V1) => 5,
         other => return Err(bad(1, format!("expected header {HEADER:?}, found {other:?}"))),
-    }
+    };
     let mut out = Vec::new();
     for (n, line) in lines.enumerate() {
         let at = n + 2;
         let f: Vec<&str> = line.split('\t').collect();
-        let [id, user, item, kind, ts] = f[..] else {
-            return Err(bad(at, format!("expected 5 tab-separated fields, found {}", f.len())));
-        };
-        let id = id.parse::<EventId>().map_err(|e| bad(at, e))?;
-        let fields = [("user", user), ("item", item), ("type", kind), ("ts", ts)];
+        if f.len() != columns {
+            return Err(bad(at, format!("expected {columns} tab-separated fields, found {}", f.len())));
+        }
+        let id = f[0].parse::<EventId>().map_err(|e| bad(at, e))?;
+        let eid = f.get(5).copied().unwrap_or("");
+        let fields = [("user", f[1]), ("item", f[2]), ("type", f[3]), ("ts", f[4]), ("eid", eid)];
         let event = LiveEvent::from_stream_fields(fields).map_err(|e| bad(at, e.to_string()))?;
         out.push((id, event));
     }
@@ -261,7 +278,17 @@ mod tests {
             entry(1, &[("user", "u1"), ("item", "i1"), ("type", "purchase"), ("ts", "1699999999")]),
             entry(2, &[("user", "u1"), ("item", "i2"), ("type", "click"), ("ts", "1699999999")]),
             StreamEntry { id: EventId { ms: 3, seq: 0 }, fields: None },
-            entry(4, &[("ts", "1"), ("type", "view"), ("item", "i3"), ("user", "u2"), ("extra", "x")]),
+            entry(
+                4,
+                &[
+                    ("ts", "1"),
+                    ("type", "view"),
+                    ("item", "i3"),
+                    ("user", "u2"),
+                    ("eid", "o-7"),
+                    ("extra", "x"),
+                ],
+            ),
             entry(5, &[("user", "u\tx"), ("item", "i1"), ("type", "view"), ("ts", "1")]),
         ];
         let b = Batch::parse("eu-west", &entries, now).expect("non-empty");
@@ -277,6 +304,12 @@ mod tests {
         let back = decode_events("k", &b.encode_events()).unwrap();
         assert_eq!(back, b.events);
         assert_eq!(back[0].1.kind, EventType::Purchase);
+        assert_eq!((back[0].1.event_id.as_deref(), back[1].1.event_id.as_deref()), (None, Some("o-7")));
+        // Batches written before event ids still read.
+        let v1 = decode_events("k", b"id\tuser\titem\ttype\tts\n1-0\tu1\ti1\tview\t5\n").unwrap();
+        assert_eq!((v1.len(), v1[0].1.event_id.clone()), (1, None));
+        let short = decode_events("k", b"id\tuser\titem\ttype\tts\teid\n1-0\tu1\ti1\tview\t5\n");
+        assert!(short.unwrap_err().to_string().contains("expected 6 tab-separated fields"));
         assert_eq!(batch_key("georec/", "eu-west", b.first, b.last), "georec/events/eu-west/1-0_5-0.tsv");
         let e = decode_events("k", b"id\tuser\n").unwrap_err().to_string();
         assert!(e.contains("k:1: expected header"), "{e}");
@@ -289,7 +322,7 @@ mod tests {
         let ev = |user: &str, kind| IngestedEvent {
             region: Arc::from("r"),
             id: EventId::default(),
-            event: LiveEvent { user_id: user.into(), item_id: "i1".into(), kind, ts: 20 },
+            event: LiveEvent { user_id: user.into(), item_id: "i1".into(), kind, ts: 20, event_id: None },
         };
         let d = merge(b.finish(), &[ev("u1", EventType::AddToCart), ev("new", EventType::Purchase)]);
         assert_eq!(d.users, ["u1", "new"]);

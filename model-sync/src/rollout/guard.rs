@@ -97,8 +97,10 @@ impl ArmFigures {
         ratio(self.converted(events), self.requests).min(1.0)
     }
 
+    /// Failed / attempted: a node counts a request a version answered in `requests` and one
+    /// it failed (the stable version answering instead) in `errors`.
     pub fn error_rate(&self) -> f64 {
-        ratio(self.errors, self.requests)
+        ratio(self.errors, self.requests + self.errors)
     }
 }
 
@@ -192,9 +194,10 @@ pub fn looks(bake: Duration, poll: Duration) -> u64 {
 }
 
 fn errors(mode: Mode, w: &Window, s: &GuardSettings) -> Judgement {
+    // Attempts: answered (computed) plus failed, which nodes count apart.
     let (what, n, e) = match mode {
-        Mode::Split => ("candidate", w.candidate.requests, w.candidate.errors),
-        Mode::Shadow => ("shadow", w.shadow.computed, w.shadow.errors),
+        Mode::Split => ("candidate", w.candidate.requests + w.candidate.errors, w.candidate.errors),
+        Mode::Shadow => ("shadow", w.shadow.computed + w.shadow.errors, w.shadow.errors),
     };
     if n < s.min_requests {
         let detail = format!("{n} {what} requests of the {} needed", s.min_requests);
@@ -204,15 +207,19 @@ fn errors(mode: Mode, w: &Window, s: &GuardSettings) -> Judgement {
     let limit = stable + s.error_margin;
     let detail = format!(
         "{what} error rate {rate:.4} ({e}/{n}) vs stable {stable:.4} ({}/{}) + margin {} = {limit:.4}",
-        w.stable.errors, w.stable.requests, s.error_margin
+        w.stable.errors,
+        w.stable.requests + w.stable.errors,
+        s.error_margin
     );
     Judgement::new(Guard::Errors, if rate <= limit { Status::Pass } else { Status::Fail }, detail)
 }
 
 fn latency(mode: Mode, w: &Window, s: &GuardSettings) -> Judgement {
     // Computations (cache misses) against computations where nodes report them: a candidate's
-    // cache starts cold, so its answers would otherwise look slower than a warm stable's.
+    // cache starts cold, so its answers would look slower than a warm stable's, and the
+    // comparison waits for enough computations on both arms rather than judge answers.
     let computed = |a: &ArmFigures| a.compute_latency.total() >= s.min_requests;
+    let reports_computations = w.candidate.compute_latency.total() + w.stable.compute_latency.total() > 0;
     let (what, n, lat, stable_lat) = match mode {
         Mode::Split if computed(&w.candidate) && computed(&w.stable) => (
             "candidate computation",
@@ -220,6 +227,13 @@ fn latency(mode: Mode, w: &Window, s: &GuardSettings) -> Judgement {
             &w.candidate.compute_latency,
             &w.stable.compute_latency,
         ),
+        Mode::Split if reports_computations => (
+            "candidate computation",
+            w.candidate.compute_latency.total().min(w.stable.compute_latency.total()),
+            &w.candidate.compute_latency,
+            &w.stable.compute_latency,
+        ),
+        // Nodes that predate computation latencies: answers against answers.
         Mode::Split => ("candidate", w.candidate.requests, &w.candidate.latency, &w.stable.latency),
         Mode::Shadow if computed(&w.stable) => {
             ("shadow", w.shadow.computed, &w.shadow.latency, &w.stable.compute_latency)
@@ -458,17 +472,18 @@ mod tests {
     #[test]
     fn error_guard() {
         let s = GuardSettings { min_requests: 100, ..GuardSettings::default() };
+        // Nodes count answers and failures apart: attempts are their sum.
         let w = |errors| Window {
-            stable: arm(10_000, 10, 0, 3),
-            candidate: arm(500, errors, 0, 3),
+            stable: arm(9_990, 10, 0, 3),
+            candidate: arm(500 - errors, errors, 0, 3),
             ..Window::default()
         };
-        // Stable 0.001 + 0.01 = 0.011: 5/500 = 0.01 passes, 6/500 = 0.012 fails.
+        // Stable 10/10,000 = 0.001 + 0.01 = 0.011: 5/500 = 0.01 passes, 6/500 = 0.012 fails.
         assert_eq!(status(&judge(Mode::Split, &w(5), &s, 1), Guard::Errors), Status::Pass);
         let fail = judge(Mode::Split, &w(6), &s, 1);
         assert_eq!(status(&fail, Guard::Errors), Status::Fail);
         assert!(fail[0].detail.contains("0.0120 (6/500)"), "{}", fail[0].detail);
-        let few = Window { candidate: arm(50, 50, 0, 3), ..w(0) };
+        let few = Window { candidate: arm(40, 40, 0, 3), ..w(0) };
         assert_eq!(status(&judge(Mode::Split, &few, &s, 1), Guard::Errors), Status::Waiting);
         // Shadow mode judges the shadow computations, not the (empty) candidate arm.
         let shadow = Window {
@@ -495,6 +510,19 @@ mod tests {
         };
         assert_eq!(status(&judge(Mode::Split, &w(5), &s, 1), Guard::Latency), Status::Pass, "3 ms");
         assert_eq!(status(&judge(Mode::Split, &w(7), &s, 1), Guard::Latency), Status::Fail, "7.5 ms");
+        // Nodes that report computations are judged on them: a cold candidate's slow answers
+        // (bucket 9) wait until it has computed enough, then its computations are compared.
+        let with_computations = |a: ArmFigures, n: u64| ArmFigures { compute_latency: latency_at(4, n), ..a };
+        let cold = Window {
+            stable: with_computations(arm(10_000, 0, 0, 4), 1_000),
+            candidate: with_computations(arm(500, 0, 0, 9), 50),
+            ..Window::default()
+        };
+        assert_eq!(status(&judge(Mode::Split, &cold, &s, 1), Guard::Latency), Status::Waiting);
+        let warm = Window { candidate: with_computations(arm(500, 0, 0, 9), 200), ..cold.clone() };
+        let js = judge(Mode::Split, &warm, &s, 1);
+        assert_eq!(status(&js, Guard::Latency), Status::Pass);
+        assert!(js[1].detail.starts_with("candidate computation p99"), "{}", js[1].detail);
     }
 
     #[test]

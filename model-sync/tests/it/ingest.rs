@@ -26,7 +26,7 @@ pub async fn connect(url: &str) -> MultiplexedConnection {
 }
 
 pub fn event(user: &str, item: &str, kind: EventType, ts: i64) -> LiveEvent {
-    LiveEvent { user_id: user.into(), item_id: item.into(), kind, ts }
+    LiveEvent { user_id: user.into(), item_id: item.into(), kind, ts, event_id: None }
 }
 
 /// Events `u<n % 7>` x `i<n>`, types cycling, one second apart.
@@ -246,4 +246,42 @@ async fn ingested_events_extend_the_dataset_with_new_users() {
     let idx = model.item_index(&item).expect("item");
     assert_eq!(weights[seen.binary_search(&idx).expect("their purchase")], 5.0);
     assert!(model.item_index("brand-new-item").is_some());
+}
+
+#[tokio::test]
+async fn a_client_retry_in_another_region_is_read_back_once() {
+    let s3 = S3Server::start(&[PRIMARY]);
+    let (eu, us) = (RedisServer::start(), RedisServer::start());
+    let named = |user: &str, item: &str, eid: &str| LiveEvent {
+        event_id: Some(eid.to_string()),
+        ..event(user, item, EventType::Purchase, TS)
+    };
+    // eu-west stored the purchase, its answer was lost in a failover, and the client sent it
+    // again to us-east; us-east also has an unnamed event and another user's "o-1".
+    push(&mut connect(&eu.url()).await, "eu-west", &[named("u1", "i1", "o-1"), named("u1", "i2", "o-2")])
+        .await;
+    let us_events =
+        [named("u1", "i1", "o-1"), event("u1", "i9", EventType::View, TS), named("u2", "i1", "o-1")];
+    push(&mut connect(&us.url()).await, "us-east", &us_events).await;
+    for (region, redis) in [("eu-west", &eu), ("us-east", &us)] {
+        let r = ingest_region(&primary(&s3), region, &redis.url(), &opts(10)).await.expect("ingest");
+        assert_eq!(r.rejects, 0);
+    }
+    let log = read_events(&primary(&s3)).await.expect("read back");
+    assert_eq!((log.duplicates, log.retried), (0, 1));
+    let got: Vec<(&str, &str, Option<&str>)> = log
+        .events
+        .iter()
+        .map(|e| (&*e.region, e.event.item_id.as_str(), e.event.event_id.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("eu-west", "i1", Some("o-1")),
+            ("eu-west", "i2", Some("o-2")),
+            ("us-east", "i9", None),
+            ("us-east", "i1", Some("o-1")),
+        ],
+        "u1's o-1 once (where it was first stored); u2's o-1 is another event"
+    );
 }

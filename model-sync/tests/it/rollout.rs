@@ -51,8 +51,10 @@ struct Counts {
 }
 
 impl Counts {
+    /// `n` attempts: as a node counts them, answered ones in `requests`, failed ones in
+    /// `errors`.
     fn add(&mut self, n: f64, arm: Arm) {
-        self.requests += n;
+        self.requests += n * (1.0 - arm.error_rate);
         self.errors += n * arm.error_rate;
         self.clicks += n * arm.click_rate;
     }

@@ -1,9 +1,14 @@
 //! `POST /events`: interactions in, appended to the region's Redis stream.
 //!
 //! The body is one event, `{"events": [...]}`, or a JSON array of events; each event is
-//! `{"user_id", "item_id", "type": "view" | "add_to_cart" | "purchase", "ts"?}` (`ts` in
-//! unix seconds, default now). A batch is all or nothing: if any event is invalid, none is
-//! stored and the 422 names the first bad one and how many were bad.
+//! `{"user_id", "item_id", "type": "view" | "add_to_cart" | "purchase", "ts"?, "event_id"?}`
+//! (`ts` in unix seconds, default now). A batch is all or nothing: if any event is invalid,
+//! none is stored and the 422 names the first bad one and how many were bad.
+//!
+//! An event with an `event_id` (the client's name for it, 1-128 bytes) is stored once per
+//! user and id within 24 hours: a retry (after a `504`, a lost answer, or through another
+//! node of the region) stores nothing new and gets the original stream id back, marked as a
+//! duplicate. Retries through another region are deduplicated by `model-sync ingest`.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -39,6 +44,10 @@ struct EventBody {
     ts: Option<i64>,
     /// The region the client aimed at (the router reads it); events are stored here.
     region: Option<String>,
+    /// The client's name for this event, 1-128 bytes, no control characters: the same
+    /// (user_id, event_id) within 24 hours is stored once.
+    #[schema(min_length = 1, max_length = 128)]
+    event_id: Option<String>,
 }
 
 /// `type`: the names of [`EventType`], as the handler parses them.
@@ -61,6 +70,7 @@ struct EventsBody {
     kind: Option<String>,
     ts: Option<i64>,
     region: Option<String>,
+    event_id: Option<String>,
 }
 
 /// One event, a batch under `events`, or a JSON array of events.
@@ -105,9 +115,16 @@ impl utoipa::ToSchema for EventList {}
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = EventsAccepted)]
 struct EventsResponse<'a> {
+    /// Events stored by this request (duplicates not counted).
     accepted: usize,
-    /// Redis stream ids, in request order.
+    /// Redis stream ids, in request order; a duplicate's is the id it was first stored under.
     event_ids: &'a [String],
+    /// Every event of the request had been stored before (same user_id and event_id within
+    /// 24 hours): nothing new was stored. For one event: it is a retry.
+    duplicate: bool,
+    /// Positions (0-based, request order) of the events that had been stored before.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    duplicates: Vec<usize>,
     region: &'a str,
     /// Time spent on the node, in microseconds.
     took_us: u64,
@@ -141,17 +158,22 @@ pub async fn record(
     let now = unix_now();
     let events = validate(events, &prefix, now)?;
     let metrics = &node.metrics().events;
-    let ids = match node.service().record_events(&events, APPEND_TIMEOUT).await {
-        Ok(ids) => ids,
+    let (ids, duplicate) = match node.service().record_events(&events, APPEND_TIMEOUT).await {
+        Ok(got) => got,
         Err(e) => {
             metrics.with_label_values(&["not_stored"]).inc_by(events.len() as u64);
             return Err(e.into());
         }
     };
-    metrics.with_label_values(&["accepted"]).inc_by(ids.len() as u64);
+    let duplicates: Vec<usize> = duplicate.iter().enumerate().filter(|(_, d)| **d).map(|(i, _)| i).collect();
+    let accepted = ids.len() - duplicates.len();
+    metrics.with_label_values(&["accepted"]).inc_by(accepted as u64);
+    metrics.with_label_values(&["duplicate"]).inc_by(duplicates.len() as u64);
     Ok(HttpResponse::Ok().json(EventsResponse {
-        accepted: ids.len(),
+        accepted,
         event_ids: &ids,
+        duplicate: !ids.is_empty() && duplicates.len() == ids.len(),
+        duplicates,
         region: node.region(),
         took_us: started.elapsed().as_micros() as u64,
     }))
@@ -171,7 +193,12 @@ fn parse(body: &[u8]) -> Result<(Vec<EventBody>, Option<&'static str>), ApiError
     }
     match b.events {
         Some(events) => {
-            if b.user_id.is_some() || b.item_id.is_some() || b.kind.is_some() || b.ts.is_some() {
+            if b.user_id.is_some()
+                || b.item_id.is_some()
+                || b.kind.is_some()
+                || b.ts.is_some()
+                || b.event_id.is_some()
+            {
                 return Err(ApiError::invalid(
                     "events",
                     "give either one event's fields or a list under `events`, not both",
@@ -196,6 +223,7 @@ fn parse(body: &[u8]) -> Result<(Vec<EventBody>, Option<&'static str>), ApiError
                 kind: b.kind.ok_or_else(|| missing("type"))?,
                 ts: b.ts,
                 region: None,
+                event_id: b.event_id,
             };
             Ok((vec![one], None))
         }
@@ -236,7 +264,13 @@ fn check(e: EventBody, now: i64) -> Result<LiveEvent, (&'static str, String)> {
         input::check_id("region", region).map_err(|_| ("region", "must be a region name".to_string()))?;
     }
     let kind: EventType = e.kind.parse().map_err(|err: EventError| ("type", err.to_string()))?;
-    let event = LiveEvent { user_id: e.user_id, item_id: e.item_id, kind, ts: e.ts.unwrap_or(now) };
+    let event = LiveEvent {
+        user_id: e.user_id,
+        item_id: e.item_id,
+        kind,
+        ts: e.ts.unwrap_or(now),
+        event_id: e.event_id,
+    };
     event.validate(now).map_err(|err| {
         let field = match &err {
             EventError::Empty { field }
@@ -244,6 +278,7 @@ fn check(e: EventBody, now: i64) -> Result<LiveEvent, (&'static str, String)> {
             | EventError::ControlChar { field } => *field,
             EventError::Missing { field } => *field,
             EventError::UnknownType(_) => "type",
+            EventError::EventIdTooLong => "event_id",
             EventError::Future { .. } | EventError::BadTs(_) => "ts",
         };
         (field, without_field(&err, field))

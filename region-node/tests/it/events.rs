@@ -191,3 +191,118 @@ async fn a_new_user_gets_personal_answers_after_five_events() {
     let games = warm["items"].as_array().unwrap().iter().filter(|i| i["category"] == "games").count();
     assert!(games >= 3, "{games} of 5 are games: {warm}");
 }
+
+/// The stream ids and duplicate flag of an events answer.
+fn ids_of(body: &Value) -> Vec<String> {
+    body["event_ids"]
+        .as_array()
+        .expect("event_ids")
+        .iter()
+        .map(|v| v.as_str().expect("id").to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_504_is_stored_once_and_answered_with_the_original_id() {
+    let node = spawn_node().await;
+    let event =
+        json!({"user_id": "u01", "item_id": "i05", "type": "purchase", "event_id": "order-81:line-1"});
+
+    // Redis knows the append script once an event was stored (a first EVALSHA would come back
+    // NOSCRIPT after the stall, and the event would simply not be stored).
+    let (status, _) = post_events(&node, &json!({"user_id": "u09", "item_id": "i01", "type": "view"})).await;
+    assert_eq!(status, 200);
+
+    // Redis stalls past the node's 1 s append deadline: 504, and the event may be stored.
+    node.redis.pause();
+    let (status, body) = post_events(&node, &event).await;
+    node.redis.resume();
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["error"], "events_unconfirmed");
+    // It was: the queued append ran once Redis woke up.
+    let stored = eventually("the stalled append to land", || async {
+        let s = stream(&node).await;
+        (s.len() == 2).then(|| s[1].clone())
+    })
+    .await;
+    assert_eq!(stored.1.event_id.as_deref(), Some("order-81:line-1"));
+
+    // The client retries, as the 504 tells it to: nothing new, the original id, marked.
+    let (status, body) = post_events(&node, &event).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["accepted"].as_u64(), body["duplicate"].as_bool()), (Some(0), Some(true)), "{body}");
+    assert_eq!(ids_of(&body), [stored.0.clone()]);
+    assert_eq!(stream(&node).await.len(), 2, "stored once");
+    let mut conn = node.redis_conn().await;
+    let recent: Vec<String> = redis::cmd("LRANGE")
+        .arg(events::recent_key(REGION, "u01"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .expect("LRANGE");
+    assert_eq!(recent.len(), 1, "the user's recent list holds it once: {recent:?}");
+    assert_eq!(node.metric("georec_events_total{outcome=\"duplicate\"}").await, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_mixing_new_and_seen_event_ids_stores_the_new_ones_once() {
+    let node = spawn_node().await;
+    let ev = |user: &str, item: &str, eid: Option<&str>| {
+        let mut e = json!({"user_id": user, "item_id": item, "type": "view"});
+        if let Some(id) = eid {
+            e["event_id"] = json!(id);
+        }
+        e
+    };
+    let (status, first) =
+        post_events(&node, &json!({"events": [ev("u01", "i01", Some("a")), ev("u01", "i02", Some("b"))]}))
+            .await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!((first["accepted"].as_u64(), first["duplicate"].as_bool()), (Some(2), Some(false)));
+    assert!(first.get("duplicates").is_none(), "no duplicates listed: {first}");
+    let first_ids = ids_of(&first);
+
+    // "a" again, new "c", an unnamed event, "a" of another user (not the same event), and
+    // "c" twice within the batch.
+    let batch = json!([
+        ev("u01", "i03", Some("c")),
+        ev("u01", "i01", Some("a")),
+        ev("u01", "i04", None),
+        ev("u02", "i01", Some("a")),
+        ev("u01", "i03", Some("c")),
+    ]);
+    let (status, body) = post_events(&node, &batch).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 3, "{body}");
+    assert_eq!(body["duplicate"], false);
+    assert_eq!(body["duplicates"], json!([1, 4]));
+    let ids = ids_of(&body);
+    assert_eq!(ids[1], first_ids[0], "the original id of a");
+    assert_eq!(ids[4], ids[0], "the batch's own c");
+    let stored = stream(&node).await;
+    assert_eq!(stored.len(), 5, "a, b, c, the unnamed one and u02's a: {stored:?}");
+    let named: Vec<(String, Option<String>)> =
+        stored.iter().map(|(_, e)| (e.user_id.clone(), e.event_id.clone())).collect();
+    assert_eq!(
+        named,
+        [
+            ("u01".to_string(), Some("a".to_string())),
+            ("u01".to_string(), Some("b".to_string())),
+            ("u01".to_string(), Some("c".to_string())),
+            ("u01".to_string(), None),
+            ("u02".to_string(), Some("a".to_string())),
+        ]
+    );
+
+    // A bad event_id is refused by name, and nothing is stored.
+    for (bad, why) in
+        [(json!(""), "empty"), (json!("x".repeat(129)), "128 bytes"), (json!("a\tb"), "control")]
+    {
+        let mut e = ev("u01", "i01", None);
+        e["event_id"] = bad;
+        let (status, body) = post_events(&node, &e).await;
+        assert_eq!((status, body["field"].as_str()), (422, Some("event_id")), "{why}: {body}");
+    }
+    assert_eq!(stream(&node).await.len(), 5);
+}

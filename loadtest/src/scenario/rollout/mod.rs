@@ -107,12 +107,10 @@ impl RolloutSetup {
         format!("shadow@{a}:20s,10%@{ab}:45s,50%@all:30s,100%@all:15s")
     }
 
-    /// The controller flags the scenario uses unless told otherwise: a 2 s poll, and guards
-    /// that judge after 100 requests (1000 items for conversions).
+    /// The controller flags the scenario uses unless told otherwise: a 2 s poll; the guards'
+    /// defaults.
     pub fn default_controller_args() -> Vec<String> {
-        ["--poll-interval", "2s", "--min-requests", "100", "--load-timeout", "120s"]
-            .map(str::to_string)
-            .to_vec()
+        ["--poll-interval", "2s", "--load-timeout", "120s"].map(str::to_string).to_vec()
     }
 }
 
