@@ -231,7 +231,7 @@ async fn a_retry_after_a_504_is_stored_once_and_answered_with_the_original_id() 
     let (status, body) = post_events(&node, &event).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!((body["accepted"].as_u64(), body["duplicate"].as_bool()), (Some(0), Some(true)), "{body}");
-    assert_eq!(ids_of(&body), [stored.0.clone()]);
+    assert_eq!(ids_of(&body), [stored.0.as_str()]);
     assert_eq!(stream(&node).await.len(), 2, "stored once");
     let mut conn = node.redis_conn().await;
     let recent: Vec<String> = redis::cmd("LRANGE")
