@@ -13,6 +13,12 @@
 //!   [`RECENT_TTL_SECS`] after the user's last event. Its head (newest entry) names the
 //!   user's latest event uniquely, which is how nodes tell a cached answer is stale.
 //!
+//! - set [`erased_key`]: users erased on request in this region (`DELETE /users/{id}`), and
+//!   counter [`erased_gen_key`], raised at each erasure: a cached answer computed before the
+//!   latest erasure may use an erased user as a neighbour, so it is stale;
+//! - stream [`erasures_key`]: one entry per erasure, fields `user`, `at` (unix seconds), for
+//!   `model-sync` to record in the primary bucket.
+//!
 //! `model-sync ingest` reads the stream with the consumer group [`CONSUMER_GROUP`], writes
 //! batches, then acknowledges and deletes what it wrote, so delivery is at least once and
 //! the event id makes it exactly once in the data; (user, `event_id`) makes a client's retry
@@ -46,6 +52,21 @@ pub fn stream_key(region: &str) -> String {
 /// A user's recent events in a region.
 pub fn recent_key(region: &str, user_id: &str) -> String {
     format!("georec:{region}:recent:{user_id}")
+}
+
+/// The users erased in a region.
+pub fn erased_key(region: &str) -> String {
+    format!("georec:{region}:erased")
+}
+
+/// Raised at every erasure in a region.
+pub fn erased_gen_key(region: &str) -> String {
+    format!("georec:{region}:erased:gen")
+}
+
+/// A region's erasure records, drained by `model-sync`.
+pub fn erasures_key(region: &str) -> String {
+    format!("georec:{region}:erasures")
 }
 
 /// Where a region remembers the stream id of `user_id`'s event `event_id`. The user id is

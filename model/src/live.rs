@@ -54,6 +54,26 @@ pub fn live_neighbours(model: &Model, user: Option<u32>, fold: &[(u32, f32)]) ->
         .neighbours
 }
 
+/// [`live_neighbours`] without the users of `excluded` (sorted; erased users): the search asks
+/// for as many more as could be left out.
+pub fn live_neighbours_without(
+    model: &Model,
+    user: Option<u32>,
+    fold: &[(u32, f32)],
+    excluded: &[u32],
+) -> Vec<(u32, f32)> {
+    if excluded.is_empty() {
+        return live_neighbours(model, user, fold);
+    }
+    let k = model.params.neighbours;
+    let v = live_vector(model, user, fold);
+    let budget = LIVE_SCAN_BUDGET.min(model.params.scan_budget);
+    let mut found = model.knn_within(&v, k + excluded.len().min(k), user, budget).neighbours;
+    found.retain(|(u, _)| excluded.binary_search(u).is_err());
+    found.truncate(k);
+    found
+}
+
 /// User-KNN from [`live_neighbours`], never returning `seen` (sorted) or `q.exclude`.
 pub fn recommend_live(
     model: &Model,

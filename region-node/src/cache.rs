@@ -52,19 +52,26 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// the event id) and to its user's recent list (trimmed, TTL refreshed); then the users'
 /// cached answers for the resident versions are unlinked. An event the client named
 /// (`event_id`) whose (user, event id) was stored within [`events::DEDUP_TTL_SECS`] stores
-/// nothing: its original stream id is returned instead. Returns the event ids in order,
-/// then for each event the record of its item having been recommended to its user
+/// nothing: its original stream id is returned instead. A batch with an event of an erased
+/// user stores nothing and returns `{'!erased', user}`. Otherwise returns the event ids in
+/// order, then for each event the record of its item having been recommended to its user
 /// (`version \t arm \t unix time`, with `\t c` once an earlier event converted it; or nil),
 /// for conversion attribution, then for each event `1` if it was a duplicate, else `0`. The
 /// first event on a recommended item marks it.
 ///
-/// `KEYS[1]` stream, `KEYS[2..2+n]` the recent list of each event's user, `KEYS[2+n..2+2n]`
-/// each event's user's served record, `KEYS[2+2n..2+3n]` each event's dedup key (the stream
-/// key again for an unnamed event), the rest cache hashes to unlink; `ARGV` = recent max,
-/// recent TTL, n, dedup TTL, then user, item, type, ts, event id (empty: none) per event.
-/// The field names are those of `LiveEvent::stream_fields`.
+/// `KEYS[1]` stream, `KEYS[2]` the erased set, `KEYS[3..3+n]` the recent list of each event's
+/// user, `KEYS[3+n..3+2n]` each event's user's served record, `KEYS[3+2n..3+3n]` each event's
+/// dedup key (the stream key again for an unnamed event), the rest cache hashes to unlink;
+/// `ARGV` = recent max, recent TTL, n, dedup TTL, then user, item, type, ts, event id (empty:
+/// none) per event. The field names are those of `LiveEvent::stream_fields`.
 const APPEND_SCRIPT: &str = r"
 local n = tonumber(ARGV[3])
+for i = 0, n - 1 do
+  local user = ARGV[5 + 5 * i]
+  if redis.call('SISMEMBER', KEYS[2], user) == 1 then
+    return {'!erased', user}
+  end
+end
 local ids = {}
 local served = {}
 local dups = {}
@@ -73,7 +80,7 @@ for i = 0, n - 1 do
   local user, item, kind, ts, eid = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
   local prior = false
   if eid ~= '' then
-    prior = redis.call('GET', KEYS[2 + 2 * n + i])
+    prior = redis.call('GET', KEYS[3 + 2 * n + i])
   end
   if prior then
     ids[#ids + 1] = prior
@@ -83,25 +90,25 @@ for i = 0, n - 1 do
     local id
     if eid ~= '' then
       id = redis.call('XADD', KEYS[1], '*', 'user', user, 'item', item, 'type', kind, 'ts', ts, 'eid', eid)
-      redis.call('SET', KEYS[2 + 2 * n + i], id, 'EX', ARGV[4])
+      redis.call('SET', KEYS[3 + 2 * n + i], id, 'EX', ARGV[4])
     else
       id = redis.call('XADD', KEYS[1], '*', 'user', user, 'item', item, 'type', kind, 'ts', ts)
     end
-    local recent = KEYS[2 + i]
+    local recent = KEYS[3 + i]
     redis.call('LPUSH', recent, id .. '\t' .. ts .. '\t' .. kind .. '\t' .. item)
     redis.call('LTRIM', recent, 0, tonumber(ARGV[1]) - 1)
     redis.call('EXPIRE', recent, ARGV[2])
     ids[#ids + 1] = id
-    local rec = redis.call('HGET', KEYS[2 + n + i], item)
+    local rec = redis.call('HGET', KEYS[3 + n + i], item)
     if rec and string.sub(rec, -2) ~= '\tc' then
       -- The first event on this recommended item: marked, so the item converts once.
-      redis.call('HSET', KEYS[2 + n + i], item, rec .. '\tc')
+      redis.call('HSET', KEYS[3 + n + i], item, rec .. '\tc')
     end
     served[#served + 1] = rec
     dups[#dups + 1] = '0'
   end
 end
-for j = 2 + 3 * n, #KEYS do
+for j = 3 + 3 * n, #KEYS do
   redis.call('UNLINK', KEYS[j])
 end
 for i = 1, n do
@@ -112,6 +119,82 @@ for i = 1, n do
 end
 return ids
 ";
+
+/// Caches an answer only while the region's erasure generation (`KEYS[1]`) is still the one
+/// it was computed at (`ARGV[1]`): `HSET KEYS[2] ARGV[2] ARGV[3]`, `EXPIRE KEYS[2] ARGV[4]`.
+const PUT_IF_CURRENT_SCRIPT: &str = r"
+local gen = tonumber(redis.call('GET', KEYS[1]) or '0')
+if gen ~= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 1
+";
+
+/// Erases a user's live data that sits under known keys, atomically with recording the
+/// erasure: adds `ARGV[1]` to the erased set `KEYS[1]`, raises the generation `KEYS[2]`,
+/// appends `user`, `at` (`ARGV[2]`) to the erasure stream `KEYS[3]`, and deletes the user's
+/// recent list `KEYS[4]` and served records `KEYS[5]`. Returns the generation, then how
+/// many of the two keys existed.
+const ERASE_SCRIPT: &str = r"
+redis.call('SADD', KEYS[1], ARGV[1])
+local gen = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[3], '*', 'user', ARGV[1], 'at', ARGV[2])
+local recent = redis.call('DEL', KEYS[4])
+local served = redis.call('DEL', KEYS[5])
+return {gen, recent, served}
+";
+
+/// Records what a rollout's version recommended to a user, unless the user was erased:
+/// `KEYS[1]` erased set, `KEYS[2]` the user's served records, `KEYS[3]` the version's user
+/// count; `ARGV` = user, attribution window, user-count TTL, record, then the items.
+const SERVED_SCRIPT: &str = r"
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then
+  return 0
+end
+for i = 5, #ARGV do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[4])
+end
+if #ARGV >= 5 then
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+end
+redis.call('PFADD', KEYS[3], ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+return 1
+";
+
+/// What an erasure removed from a region's Redis.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ErasedData {
+    /// The region's erasure generation after this one.
+    pub gen: u64,
+    /// The user's recent-event list (0 or 1).
+    pub recent: u64,
+    /// The user's served-items record (0 or 1).
+    pub served: u64,
+    /// Cached answers (one hash per model version).
+    pub cached: u64,
+    /// Remembered event ids.
+    pub event_ids: u64,
+    /// The user's events still in the region's stream (not yet ingested).
+    pub stream_entries: u64,
+}
+
+/// First segments of a region's keys that are not model versions.
+const RESERVED: [&str; 6] = ["recent", "served", "eid", "events", "erased", "erasures"];
+
+/// `s` with the glob characters of `SCAN MATCH` escaped.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '^') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
 
 /// How long a recommendation can earn a conversion (and its served record lives).
 pub const ATTRIBUTION_WINDOW: Duration = Duration::from_secs(30 * 60);
@@ -177,13 +260,30 @@ pub struct Lookup {
     pub cached: Option<Ranked>,
     /// Newest entry of the user's recent-event list (`None`: no events, or Redis unusable).
     pub head: Option<String>,
+    /// The region's erasure generation (`None`: Redis unusable).
+    pub gen: Option<u64>,
+    /// The user was erased on request in this region.
+    pub erased: bool,
 }
 
-/// A cached recommendation and the recent-list head it was computed with.
+/// A cached recommendation, the recent-list head and the erasure generation it was computed
+/// with: a later event or a later erasure (whose user it may have used) makes it stale.
 #[derive(Serialize, Deserialize)]
 struct Entry<H, R> {
     head: Option<H>,
+    #[serde(default)]
+    gen: u64,
     ranked: R,
+}
+
+/// Why a batch of events was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// The batch holds an event of a user erased on request: nothing was stored.
+    #[error("user {user_id:?} was erased on request in this region")]
+    Erased { user_id: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -229,6 +329,12 @@ pub struct Cache {
     prefix: String,
     /// [`APPEND_SCRIPT`], hashed once (its SHA1 is what `EVALSHA` sends).
     append: redis::Script,
+    /// [`PUT_IF_CURRENT_SCRIPT`].
+    put_if_current: redis::Script,
+    /// [`ERASE_SCRIPT`].
+    erase: redis::Script,
+    /// [`SERVED_SCRIPT`].
+    served: redis::Script,
     /// The last call succeeded (health says "down" after any failure until one succeeds).
     last_ok: AtomicBool,
     metrics: CacheMetrics,
@@ -263,6 +369,9 @@ impl Cache {
             region: region.to_string(),
             prefix: format!("georec:{region}:"),
             append: redis::Script::new(APPEND_SCRIPT),
+            put_if_current: redis::Script::new(PUT_IF_CURRENT_SCRIPT),
+            erase: redis::Script::new(ERASE_SCRIPT),
+            served: redis::Script::new(SERVED_SCRIPT),
             last_ok: AtomicBool::new(false),
             metrics,
         })
@@ -314,27 +423,33 @@ impl Cache {
 
     /// One round trip: the cached answer (unless `skip_cache`) and the user's event head.
     /// An entry computed with another head is stale and counts as a miss.
-    pub async fn lookup(&self, keys: &RecKeys, skip_cache: bool) -> Lookup {
+    pub async fn lookup(&self, keys: &RecKeys, user_id: &str, skip_cache: bool) -> Lookup {
         let mut pipe = redis::pipe();
         pipe.cmd("LINDEX").arg(&keys.recent).arg(0);
+        pipe.cmd("GET").arg(events::erased_gen_key(&self.region));
+        pipe.cmd("SISMEMBER").arg(events::erased_key(&self.region)).arg(user_id);
         if !skip_cache {
             pipe.cmd("HGET").arg(&keys.hash).arg(&keys.field);
         }
-        let reply: Result<(Option<String>, Option<Vec<u8>>), _> = self
+        type Reply = (Option<String>, Option<u64>, bool, Option<Vec<u8>>);
+        let reply: Result<Reply, _> = self
             .exec("LOOKUP", None, |mut c| async move {
                 if skip_cache {
-                    pipe.query_async::<(Option<String>,)>(&mut c).await.map(|(head,)| (head, None))
+                    pipe.query_async::<(Option<String>, Option<u64>, bool)>(&mut c)
+                        .await
+                        .map(|(head, gen, erased)| (head, gen, erased, None))
                 } else {
                     pipe.query_async(&mut c).await
                 }
             })
             .await;
-        let (head, found) = reply.unwrap_or_default();
-        if skip_cache {
-            return Lookup { cached: None, head };
+        let Ok((head, gen, erased, found)) = reply else { return Lookup::default() };
+        let gen = gen.unwrap_or(0);
+        if skip_cache || erased {
+            return Lookup { cached: None, head, gen: Some(gen), erased };
         }
         let cached = found.and_then(|bytes| match serde_json::from_slice::<Entry<String, Ranked>>(&bytes) {
-            Ok(e) if e.head == head => Some(e.ranked),
+            Ok(e) if e.head == head && e.gen == gen => Some(e.ranked),
             Ok(_) => None,
             Err(e) => {
                 tracing::warn!(key = keys.hash, error = %e, "unreadable cache entry");
@@ -346,7 +461,7 @@ impl Cache {
             Some(_) => self.metrics.hits.inc(),
             None => self.metrics.misses.inc(),
         }
-        Lookup { cached, head }
+        Lookup { cached, head, gen: Some(gen), erased }
     }
 
     /// The user's recent events, newest first, with their event ids; `None` when Redis
@@ -368,15 +483,16 @@ impl Cache {
         Some(parsed)
     }
 
-    /// Cache an answer computed with event head `head`. Best effort.
-    pub async fn put_recommendation(&self, keys: &RecKeys, head: Option<&str>, ranked: &Ranked) {
-        let Ok(bytes) = serde_json::to_vec(&Entry { head, ranked }) else { return };
+    /// Cache an answer computed with event head `head` at erasure generation `gen`, unless an
+    /// erasure happened since (then the answer may use an erased user, or be of one). Best
+    /// effort.
+    pub async fn put_recommendation(&self, keys: &RecKeys, head: Option<&str>, gen: u64, ranked: &Ranked) {
+        let Ok(bytes) = serde_json::to_vec(&Entry { head, gen, ranked }) else { return };
         let ttl = self.ttl().as_secs().max(1);
-        let mut pipe = redis::pipe();
-        pipe.cmd("HSET").arg(&keys.hash).arg(&keys.field).arg(bytes).ignore();
-        pipe.cmd("EXPIRE").arg(&keys.hash).arg(ttl).ignore();
+        let mut inv = self.put_if_current.key(events::erased_gen_key(&self.region));
+        inv.key(&keys.hash).arg(gen).arg(&keys.field).arg(bytes).arg(ttl);
         let _ =
-            self.exec::<(), _, _>("HSET", None, |mut c| async move { pipe.query_async(&mut c).await }).await;
+            self.exec::<(), _, _>("HSET", None, |mut c| async move { inv.invoke_async(&mut c).await }).await;
     }
 
     /// Append `events` atomically (see [`APPEND_SCRIPT`]) and drop their users' cached
@@ -388,8 +504,9 @@ impl Cache {
         events: &[LiveEvent],
         versions: &[&str],
         timeout: Duration,
-    ) -> Result<Appended, CacheError> {
+    ) -> Result<Appended, AppendError> {
         let mut inv = self.append.key(events::stream_key(&self.region));
+        inv.key(events::erased_key(&self.region));
         for e in events {
             inv.key(events::recent_key(&self.region, &e.user_id));
         }
@@ -419,6 +536,10 @@ impl Cache {
             .exec_unguarded("APPEND", Some(timeout), |mut c| async move { inv.invoke_async(&mut c).await })
             .await?;
         let n = events.len();
+        if reply.first().and_then(|r| r.as_deref()) == Some("!erased") {
+            let user_id = reply.get(1).cloned().flatten().unwrap_or_default();
+            return Err(AppendError::Erased { user_id });
+        }
         let ids = reply.iter().take(n).map(|id| id.clone().unwrap_or_default()).collect();
         let served = (0..n)
             .map(|i| reply.get(n + i).cloned().flatten().and_then(|s| ServedRecord::decode(&s)))
@@ -440,23 +561,114 @@ impl Cache {
     /// conversions, [`ATTRIBUTION_WINDOW`]) and count the user for that version. Best effort,
     /// one round trip; the caller runs it off the response path.
     pub async fn record_served(&self, user_id: &str, items: &[&str], record: &ServedRecord) {
-        let mut pipe = redis::pipe();
-        if !items.is_empty() {
-            let key = self.served_key(user_id);
-            let value = record.encode();
-            let hset = pipe.cmd("HSET").arg(&key);
-            for item in items {
-                hset.arg(*item).arg(&value);
-            }
-            hset.ignore();
-            pipe.cmd("EXPIRE").arg(&key).arg(ATTRIBUTION_WINDOW.as_secs()).ignore();
+        // In one script, so nothing is recorded of a user erased meanwhile.
+        let mut inv = self.served.key(events::erased_key(&self.region));
+        inv.key(self.served_key(user_id)).key(self.users_key(&record.version));
+        inv.arg(user_id).arg(ATTRIBUTION_WINDOW.as_secs()).arg(USERS_TTL_SECS).arg(record.encode());
+        for item in items {
+            inv.arg(*item);
         }
-        let users = self.users_key(&record.version);
-        pipe.cmd("PFADD").arg(&users).arg(user_id).ignore();
-        pipe.cmd("EXPIRE").arg(&users).arg(USERS_TTL_SECS).ignore();
         let _ = self
-            .exec::<(), _, _>("SERVED", None, |mut c| async move { pipe.query_async(&mut c).await })
+            .exec::<(), _, _>("SERVED", None, |mut c| async move { inv.invoke_async(&mut c).await })
             .await;
+    }
+
+    /// Erase `user_id`'s live data in this region and record the erasure (see
+    /// [`ERASE_SCRIPT`]): its recent list and served records at once with the record, then
+    /// its cached answers of every version, its event-id keys and its entries in the event
+    /// stream. From the record on, the user's events are refused and answers computed
+    /// before are stale. Safe to repeat.
+    pub async fn erase_user(&self, user_id: &str, now: i64) -> Result<ErasedData, CacheError> {
+        let mut inv = self.erase.key(events::erased_key(&self.region));
+        inv.key(events::erased_gen_key(&self.region))
+            .key(events::erasures_key(&self.region))
+            .key(events::recent_key(&self.region, user_id))
+            .key(self.served_key(user_id))
+            .arg(user_id)
+            .arg(now);
+        let (gen, recent, served): (u64, u64, u64) =
+            self.exec_unguarded("ERASE", Some(ADMIN_TIMEOUT), |mut c| async move {
+                inv.invoke_async(&mut c).await
+            })
+            .await?;
+        // Cached answers: `<prefix><version>:rec:<user>` for any version (no ':' in versions).
+        let escaped = glob_escape(user_id);
+        let cached = self
+            .unlink_matching(&format!("{}*:rec:{escaped}", self.prefix), |rest| {
+                rest.split_once(':').is_some_and(|(version, tail)| {
+                    model::names::valid_version(version)
+                        && !RESERVED.contains(&version)
+                        && tail.strip_prefix("rec:") == Some(user_id)
+                })
+            })
+            .await?;
+        let dedup = events::dedup_prefix(&self.region, user_id);
+        let event_ids = self.unlink_matching(&format!("{}*", glob_escape(&dedup)), |_| true).await?;
+        let stream_entries = self.delete_stream_entries(user_id).await?;
+        Ok(ErasedData { gen, recent, served, cached, event_ids, stream_entries })
+    }
+
+    /// SCAN + UNLINK of the keys matching `pattern` whose remainder after the region prefix
+    /// passes `exact` (the pattern can match more than meant). Returns how many went.
+    async fn unlink_matching(&self, pattern: &str, exact: impl Fn(&str) -> bool) -> Result<u64, CacheError> {
+        let mut cursor = 0u64;
+        let mut removed = 0u64;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(SCAN_BATCH);
+            let (next, keys): (u64, Vec<String>) = self.call("SCAN", &scan, Some(ADMIN_TIMEOUT)).await?;
+            let keys: Vec<String> =
+                keys.into_iter().filter(|k| k.strip_prefix(&self.prefix).is_some_and(&exact)).collect();
+            if !keys.is_empty() {
+                let mut unlink = redis::cmd("UNLINK");
+                unlink.arg(keys);
+                removed += self.call::<u64>("UNLINK", &unlink, Some(ADMIN_TIMEOUT)).await?;
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
+    }
+
+    /// XDEL every entry of `user_id` in the region's event stream (pages of [`SCAN_BATCH`]).
+    async fn delete_stream_entries(&self, user_id: &str) -> Result<u64, CacheError> {
+        let key = events::stream_key(&self.region);
+        let mut start = "-".to_string();
+        let mut deleted = 0u64;
+        loop {
+            let mut range = redis::cmd("XRANGE");
+            range.arg(&key).arg(&start).arg("+").arg("COUNT").arg(SCAN_BATCH);
+            let page: Vec<(String, Vec<(String, String)>)> =
+                self.call("XRANGE", &range, Some(ADMIN_TIMEOUT)).await?;
+            let Some((last, _)) = page.last() else { return Ok(deleted) };
+            let last = last.clone();
+            let ids: Vec<&String> = page
+                .iter()
+                .filter(|(_, fields)| fields.iter().any(|(k, v)| k == "user" && v == user_id))
+                .map(|(id, _)| id)
+                .collect();
+            if !ids.is_empty() {
+                let mut xdel = redis::cmd("XDEL");
+                xdel.arg(&key).arg(ids);
+                deleted += self.call::<u64>("XDEL", &xdel, Some(ADMIN_TIMEOUT)).await?;
+            }
+            if page.len() < SCAN_BATCH {
+                return Ok(deleted);
+            }
+            start = format!("({last}");
+        }
+    }
+
+    /// The region's erasure generation and erased users (one round trip).
+    pub async fn erased_users(&self) -> Result<(u64, Vec<String>), CacheError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.cmd("GET").arg(events::erased_gen_key(&self.region));
+        pipe.cmd("SMEMBERS").arg(events::erased_key(&self.region));
+        let (gen, users): (Option<u64>, Vec<String>) =
+            self.exec("ERASED", None, |mut c| async move { pipe.query_async(&mut c).await }).await?;
+        Ok((gen.unwrap_or(0), users))
     }
 
     /// Distinct users answered by each of `versions` in this region (0 when unknown).
@@ -486,26 +698,19 @@ impl Cache {
         self.settings.ttl.mul_f64(factor)
     }
 
-    /// Delete every key of this region (all versions) with SCAN + UNLINK: Redis stays
-    /// responsive (no `KEYS`, no blocking `DEL` of big values). Returns the keys removed.
+    /// Delete every cached answer of this region (all versions: `<version>:rec:*` and
+    /// `<version>:sim:*`) with SCAN + UNLINK: Redis stays responsive (no `KEYS`, no blocking
+    /// `DEL` of big values). Events, recent lists, served records, event ids and erasures are
+    /// data, not cache, and stay. Returns the keys removed.
     pub async fn clear(&self) -> Result<u64, CacheError> {
-        let pattern = format!("{}*", self.prefix);
-        let mut cursor = 0u64;
-        let mut removed = 0u64;
-        loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(SCAN_BATCH);
-            let (next, keys): (u64, Vec<Vec<u8>>) = self.call("SCAN", &scan, Some(ADMIN_TIMEOUT)).await?;
-            if !keys.is_empty() {
-                let mut unlink = redis::cmd("UNLINK");
-                unlink.arg(keys);
-                removed += self.call::<u64>("UNLINK", &unlink, Some(ADMIN_TIMEOUT)).await?;
-            }
-            if next == 0 {
-                return Ok(removed);
-            }
-            cursor = next;
-        }
+        self.unlink_matching(&format!("{}*", self.prefix), |rest| {
+            rest.split_once(':').is_some_and(|(version, tail)| {
+                model::names::valid_version(version)
+                    && !RESERVED.contains(&version)
+                    && (tail.starts_with("rec:") || tail.starts_with("sim:"))
+            })
+        })
+        .await
     }
 
     pub async fn ping(&self) -> Result<(), CacheError> {

@@ -22,6 +22,7 @@ pub mod answer;
 pub mod background;
 pub mod breaker;
 pub mod cache;
+pub mod erasure;
 pub mod figures;
 pub mod flight;
 pub mod http;

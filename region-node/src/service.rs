@@ -24,11 +24,13 @@ use model::rollout::Arm;
 use prometheus::IntCounterVec;
 
 use crate::answer::{Ranked, RecommendQuery, Source};
-use crate::cache::{Cache, CacheError, ServedRecord, ATTRIBUTION_WINDOW};
+use crate::cache::{AppendError, Cache, CacheError, ErasedData, ServedRecord, ATTRIBUTION_WINDOW};
+use crate::erasure::Erased;
 use crate::flight::SingleFlight;
 use crate::rollout::{overlap_at_10, Fault, Held, Serving};
 use crate::snapshot::{LiveHistory, ModelSnapshot};
 use crate::swap::ModelSlot;
+use arc_swap::ArcSwap;
 
 /// Shadow computations running at once on a node; samples beyond are skipped.
 pub const SHADOW_CONCURRENCY: usize = 2;
@@ -48,12 +50,20 @@ pub enum ServeError {
     EventsUnconfirmed(Duration),
     #[error("model {version} failed to compute the answer")]
     Failed { version: String },
+    #[error("user_id {user_id:?} was erased on request; events of an erased user are not stored (nothing of this request was)")]
+    UserErased { user_id: String },
 }
 
-/// `snapshot`'s answer, or `None` when computing it panicked (the panic is logged by the
-/// hook; the caller falls back to the stable version).
-fn compute(snapshot: &ModelSnapshot, q: &RecommendQuery, live: &LiveHistory) -> Option<Ranked> {
-    std::panic::catch_unwind(AssertUnwindSafe(|| snapshot.recommend_live(q, live))).ok()
+/// `snapshot`'s answer without the erased users of `excluded` (sorted indices), or `None`
+/// when computing it panicked (the panic is logged by the hook; the caller falls back to the
+/// stable version).
+fn compute(
+    snapshot: &ModelSnapshot,
+    q: &RecommendQuery,
+    live: &LiveHistory,
+    excluded: &[u32],
+) -> Option<Ranked> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| snapshot.recommend_without(q, live, excluded))).ok()
 }
 
 /// An answer, where it came from, and the snapshot it belongs to.
@@ -87,6 +97,8 @@ pub struct Service {
     computations: IntCounterVec,
     faults: Arc<[Fault]>,
     shadows: Arc<AtomicUsize>,
+    /// Users erased on request in the region (see [`crate::erasure`]).
+    erased: Arc<ArcSwap<Erased>>,
 }
 
 impl Service {
@@ -98,7 +110,8 @@ impl Service {
     ) -> Self {
         let shadows = Arc::new(AtomicUsize::new(0));
         let faults = faults.into();
-        Self { slot, cache, flight: SingleFlight::default(), computations, faults, shadows }
+        let erased = Arc::new(ArcSwap::from_pointee(Erased::default()));
+        Self { slot, cache, flight: SingleFlight::default(), computations, faults, shadows, erased }
     }
 
     /// The stable snapshot, or [`ServeError::NotReady`].
@@ -160,12 +173,19 @@ impl Service {
             return Err(Failed);
         }
         let keys = self.cache.recommendation_keys(&snapshot.version, q);
-        let lookup = self.cache.lookup(&keys, force_refresh).await;
+        let lookup = self.cache.lookup(&keys, &q.user_id, force_refresh).await;
         if let Some(ranked) = lookup.cached {
             return Ok(Served { ranked: Arc::new(ranked), source: Source::Cache, snapshot });
         }
-        let head = lookup.head;
-        let (keys_ref, snapshot_ref, head_ref) = (&keys, &snapshot, &head);
+        let erased = self.erased_at(lookup.gen).await;
+        if lookup.erased || erased.contains(&q.user_id) {
+            // Nothing of the user's history, nothing cached or recorded about them.
+            let ranked = Arc::new(snapshot.recommend_erased(q));
+            return Ok(Served { ranked, source: Source::Model, snapshot });
+        }
+        let excluded = erased.indices(&snapshot);
+        let (head, gen) = (lookup.head, lookup.gen);
+        let (keys_ref, snapshot_ref, head_ref, excluded_ref) = (&keys, &snapshot, &head, &excluded);
         let work = move || async move {
             // Without the events the answer would not match the head: compute, don't cache.
             let events = match head_ref {
@@ -180,18 +200,19 @@ impl Service {
             if let Some(f) = fault {
                 f.delay().await;
             }
-            let ranked = compute(snapshot_ref, q, &live);
+            let ranked = compute(snapshot_ref, q, &live, excluded_ref);
             snapshot_ref.figures.computed(started.elapsed());
             let ranked = Arc::new(ranked?);
-            if events.is_some() {
-                self.cache.put_recommendation(keys_ref, head_ref.as_deref(), &ranked).await;
+            if let (Some(_), Some(gen)) = (&events, gen) {
+                self.cache.put_recommendation(keys_ref, head_ref.as_deref(), gen, &ranked).await;
             }
             Some(ranked)
         };
         let ranked = if force_refresh {
             work().await
         } else {
-            let flight = format!("{}\0{}\0{}", keys.hash, keys.field, head.as_deref().unwrap_or_default());
+            let head = head.as_deref().unwrap_or_default();
+            let flight = format!("{}\0{}\0{head}\0{}", keys.hash, keys.field, gen.unwrap_or(0));
             self.flight.run(&flight, work).await.0
         };
         let ranked = ranked.ok_or(Failed)?;
@@ -219,6 +240,9 @@ impl Service {
     /// the answer, and compare.
     fn shadow(&self, serving: Arc<Serving>, q: RecommendQuery, served: &Served) {
         let Some(candidate) = serving.shadow() else { return };
+        if self.erased.load().contains(&q.user_id) {
+            return;
+        }
         if rand::random::<f64>() >= candidate.spec.share {
             return;
         }
@@ -229,6 +253,7 @@ impl Service {
             return;
         }
         let (cache, shadows, faults) = (self.cache.clone(), self.shadows.clone(), self.faults.clone());
+        let erased = self.erased.load_full();
         let served_ids: Vec<String> = served.ranked.items.iter().map(|i| i.item_id.clone()).collect();
         tokio::spawn(async move {
             let candidate = figures_of;
@@ -241,7 +266,8 @@ impl Service {
             }
             let fails = injected.is_some_and(Fault::fails);
             let live = LiveHistory::new(&candidate.model, &events);
-            match compute(&candidate, &q, &live).filter(|_| !fails) {
+            let excluded = erased.indices(&candidate);
+            match compute(&candidate, &q, &live, &excluded).filter(|_| !fails) {
                 Some(ranked) => {
                     let a: Vec<&str> = served_ids.iter().map(String::as_str).collect();
                     let b: Vec<&str> = ranked.items.iter().map(|i| i.item_id.as_str()).collect();
@@ -251,6 +277,40 @@ impl Service {
             }
             shadows.fetch_sub(1, Ordering::AcqRel);
         });
+    }
+
+    /// The erased users at generation `gen` (read by a lookup): reloaded from Redis when the
+    /// region has had an erasure this node has not seen; the last known set otherwise.
+    async fn erased_at(&self, gen: Option<u64>) -> Arc<Erased> {
+        let known = self.erased.load_full();
+        match gen {
+            Some(g) if g > known.gen => self.refresh_erased().await.unwrap_or(known),
+            _ => known,
+        }
+    }
+
+    /// Read the region's erased users now.
+    pub async fn refresh_erased(&self) -> Option<Arc<Erased>> {
+        match self.cache.erased_users().await {
+            Ok((gen, ids)) => {
+                let fresh = Arc::new(Erased::new(gen, ids));
+                tracing::info!(gen, users = fresh.len(), "erased users loaded");
+                self.erased.store(fresh.clone());
+                Some(fresh)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the erased users; using the last known");
+                None
+            }
+        }
+    }
+
+    /// Erase `user_id`'s live data in the region (see [`Cache::erase_user`]); this node
+    /// stops using them at once, the region's other nodes at their next request.
+    pub async fn erase(&self, user_id: &str) -> Result<ErasedData, CacheError> {
+        let data = self.cache.erase_user(user_id, manifest::now_unix()).await?;
+        self.refresh_erased().await;
+        Ok(data)
     }
 
     /// Append validated events to the region's stream and their users' recent lists, and
@@ -265,8 +325,9 @@ impl Service {
         let serving = self.slot.serving();
         let versions = serving.as_ref().map(|s| s.versions()).unwrap_or_default();
         let appended = self.cache.append_events(events, &versions, timeout).await.map_err(|e| match e {
-            CacheError::Timeout { timeout, .. } => ServeError::EventsUnconfirmed(timeout),
-            e => ServeError::EventsNotStored(e),
+            AppendError::Cache(CacheError::Timeout { timeout, .. }) => ServeError::EventsUnconfirmed(timeout),
+            AppendError::Cache(e) => ServeError::EventsNotStored(e),
+            AppendError::Erased { user_id } => ServeError::UserErased { user_id },
         })?;
         if let Some(serving) = serving {
             let now = manifest::now_unix();

@@ -99,6 +99,12 @@ impl ModelSnapshot {
     /// the user's vector (history + events, or events alone for a user the model does not
     /// know), whose neighbours are searched in the model's item lists now (`user-knn-live`).
     pub fn recommend_live(&self, q: &RecommendQuery, live: &LiveHistory) -> Ranked {
+        self.recommend_without(q, live, &[])
+    }
+
+    /// [`Self::recommend_live`] never using the users of `excluded` (sorted indices: users
+    /// erased on request) as neighbours.
+    pub fn recommend_without(&self, q: &RecommendQuery, live: &LiveHistory, excluded: &[u32]) -> Ranked {
         let m = &self.model;
         let exclude: Vec<u32> = q.exclude.iter().filter_map(|id| m.item_index(id)).collect();
         let categories = self.category_filter(&q.categories);
@@ -111,9 +117,10 @@ impl ModelSnapshot {
             (false, false) => Cow::Owned(union(history, &live.seen)),
         };
         let (strategy, neighbours) = if live.folds_in() {
-            (Strategy::UserKnnLive, live::live_neighbours(m, user, &live.fold))
+            (Strategy::UserKnnLive, live::live_neighbours_without(m, user, &live.fold, excluded))
         } else if let Some(u) = user {
-            (Strategy::UserKnn, m.neighbours(u).collect())
+            let kept = m.neighbours(u).filter(|(v, _)| excluded.binary_search(v).is_err());
+            (Strategy::UserKnn, kept.collect())
         } else {
             return self.describe(Strategy::Popular, m.popular(&seen, &query));
         };
@@ -124,6 +131,15 @@ impl ModelSnapshot {
             return self.describe(Strategy::Popular, m.popular(&seen, &query));
         }
         self.describe(strategy, knn)
+    }
+
+    /// What a user erased on request gets: popular items, nothing of their history.
+    pub fn recommend_erased(&self, q: &RecommendQuery) -> Ranked {
+        let m = &self.model;
+        let exclude: Vec<u32> = q.exclude.iter().filter_map(|id| m.item_index(id)).collect();
+        let categories = self.category_filter(&q.categories);
+        let query = Query { count: q.count, exclude: &exclude, categories: categories.as_deref() };
+        self.describe(Strategy::Popular, m.popular(&[], &query))
     }
 
     /// Items most often chosen together with `item`; see [`similar::similar`].

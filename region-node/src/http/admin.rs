@@ -1,4 +1,5 @@
-//! `POST /admin/model/reload` and `POST /admin/cache/clear`, behind a bearer token.
+//! `POST /admin/model/reload`, `POST /admin/cache/clear` and `DELETE /users/{user_id}`,
+//! behind a bearer token.
 //!
 //! No token configured means no admin API (403), not an open one; a missing or wrong token
 //! is 401. The token is compared in constant time and never logged.
@@ -8,6 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::cache::ErasedData;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::node::Node;
 use crate::swap::CheckOutcome;
@@ -92,4 +94,47 @@ pub async fn clear_cache(node: web::Data<Node>, req: HttpRequest) -> Result<Http
     let removed = node.cache().clear().await?;
     tracing::info!(removed, "cache cleared");
     Ok(HttpResponse::Ok().json(CacheCleared { region: node.region(), removed }))
+}
+
+/// What erasing a user did in this region.
+#[derive(Serialize, ToSchema)]
+struct UserErased<'a> {
+    user_id: &'a str,
+    region: &'a str,
+    /// What was removed from the region's Redis.
+    removed: ErasedData,
+}
+
+/// Erase a user's data in this region: their recent events, cached answers, served-items
+/// records, remembered event ids and events not yet ingested go at once, and an erasure
+/// record is kept. Until a model built without them serves, they get popular items and are
+/// nobody's neighbour; their new events are refused (409). Repeating it is harmless; a user
+/// the region never saw is answered 202 too.
+#[utoipa::path(
+    delete,
+    path = "/users/{user_id}",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("user_id" = String, Path, description = "The user to erase (1-256 bytes, no control characters)")),
+    responses(
+        (status = 202, description = "Erased here; the models forget the user at their next build", body = UserErased),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = DISABLED, body = ErrorBody),
+        (status = 422, description = "Invalid user_id", body = ErrorBody),
+        (status = 503, description = "Redis could not be reached; nothing was erased, retry", body = ErrorBody),
+    )
+)]
+pub async fn erase_user(
+    node: web::Data<Node>,
+    req: HttpRequest,
+    user_id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&node, &req)?;
+    let user_id = user_id.into_inner();
+    model::events::check_id("user_id", &user_id).map_err(|e| {
+        ApiError::invalid("user_id", e.to_string().trim_start_matches("user_id ").to_string())
+    })?;
+    let removed = node.service().erase(&user_id).await?;
+    tracing::info!(user_id = %user_id, removed = ?removed, "user erased");
+    Ok(HttpResponse::Accepted().json(UserErased { user_id: &user_id, region: node.region(), removed }))
 }

@@ -68,6 +68,7 @@ impl ApiError {
             ApiError::Serve(ServeError::EventsNotStored(_)) => "events_not_stored",
             ApiError::Serve(ServeError::EventsUnconfirmed(_)) => "events_unconfirmed",
             ApiError::Serve(ServeError::Failed { .. }) => "model_failed",
+            ApiError::Serve(ServeError::UserErased { .. }) => "user_erased",
             ApiError::Unauthorized => "unauthorized",
             ApiError::AdminDisabled => "admin_disabled",
             ApiError::Reload(_) => "reload_failed",
@@ -83,6 +84,7 @@ impl ApiError {
             ApiError::Malformed { field, .. } | ApiError::Invalid { field, .. } => Some(field),
             ApiError::TooLarge { .. } => Some("body"),
             ApiError::Serve(ServeError::UnknownItem { .. }) => Some("item_id"),
+            ApiError::Serve(ServeError::UserErased { .. }) => Some("user_id"),
             _ => None,
         }
     }
@@ -119,6 +121,7 @@ impl ResponseError for ApiError {
             ApiError::Serve(ServeError::UnknownItem { .. }) | ApiError::NotFound { .. } => {
                 StatusCode::NOT_FOUND
             }
+            ApiError::Serve(ServeError::UserErased { .. }) => StatusCode::CONFLICT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::AdminDisabled => StatusCode::FORBIDDEN,
             ApiError::Reload(_) => StatusCode::BAD_GATEWAY,

@@ -46,7 +46,7 @@ struct EventBody {
     region: Option<String>,
     /// The client's name for this event, 1-128 bytes, no control characters: the same
     /// (user_id, event_id) within 24 hours is stored once.
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(min_length = 1)]
     event_id: Option<String>,
 }
 

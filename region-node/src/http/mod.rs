@@ -77,6 +77,7 @@ route_table! {
     GET "/docs/{file}" => docs::file,
     POST "/admin/model/reload" => admin::reload,
     POST "/admin/cache/clear" => admin::clear_cache,
+    DELETE "/users/{user_id}" => admin::erase_user,
     POST "/api/v1/recommendations/user/{user_id}" => compat::user,
     POST "/api/v1/recommendations/similar-products/{product_id}" => compat::similar_products,
     POST "/api/v1/recommendations/trending" => compat::trending,

@@ -38,6 +38,7 @@ use crate::http::{admin, compat, docs, events, health, items, recommend, stats};
         docs::file,
         admin::reload,
         admin::clear_cache,
+        admin::erase_user,
         compat::user,
         compat::similar_products,
         compat::trending,

@@ -114,12 +114,19 @@ async fn force_refresh_bypasses_and_clear_drops_only_this_regions_keys() {
     for key in ["georec:eu-west:v:rec:0:u01", "unrelated"] {
         let () = redis::cmd("SET").arg(key).arg("x").query_async(&mut conn).await.expect("SET");
     }
+    // Events are data, not cache: the stream and the recent list stay.
+    let res = node.post("/events", &json!({"user_id": "u02", "item_id": "i01", "type": "view"})).await;
+    assert_eq!(res.status(), 200);
     let res = node.admin("/admin/cache/clear", Some(TOKEN)).await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.expect("json");
     assert!(body["removed"].as_u64().expect("removed") >= 1, "{body}");
     let mut keys = node.redis_keys().await;
     keys.sort();
-    assert_eq!(keys, ["georec:eu-west:v:rec:0:u01", "unrelated"]);
+    let events = model::events::stream_key(REGION);
+    let recent = model::events::recent_key(REGION, "u02");
+    let mut want = vec!["georec:eu-west:v:rec:0:u01".to_string(), events, recent, "unrelated".to_string()];
+    want.sort();
+    assert_eq!(keys, want);
     assert_eq!(node.recommend(&ask).await["source"], "model");
 }

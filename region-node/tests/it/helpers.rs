@@ -138,6 +138,8 @@ pub struct Options {
     pub persistent_redis: bool,
     /// Faults injected into versions (`--inject-fault`).
     pub faults: Vec<region_node::rollout::Fault>,
+    /// Run on this Redis (another node's, taken with [`TestNode::take_redis`]).
+    pub redis: Option<RedisServer>,
 }
 
 impl Default for Options {
@@ -148,6 +150,7 @@ impl Default for Options {
             publish: Some(1),
             persistent_redis: false,
             faults: Vec::new(),
+            redis: None,
         }
     }
 }
@@ -175,7 +178,11 @@ pub async fn spawn_node() -> TestNode {
 
 pub async fn spawn_node_with(opts: Options) -> TestNode {
     let s3 = S3Server::start(&[PRIMARY_BUCKET, REGION_BUCKET]);
-    let redis = if opts.persistent_redis { RedisServer::start_persistent() } else { RedisServer::start() };
+    let redis = match opts.redis {
+        Some(r) => r,
+        None if opts.persistent_redis => RedisServer::start_persistent(),
+        None => RedisServer::start(),
+    };
     let mut settings = Settings::new(REGION, redis.url());
     settings.poll = PollSettings { interval: opts.poll, jitter: 0.2, max_backoff: opts.poll * 4 };
     settings.cache.breaker_cooldown = Duration::from_millis(300);
@@ -234,6 +241,19 @@ where
 impl TestNode {
     pub fn region_bucket(&self) -> Bucket {
         self.s3.bucket(REGION_BUCKET, PREFIX, REGION)
+    }
+
+    /// Stop this node and hand over its Redis (for a node started after it, as after a
+    /// restart).
+    pub fn take_redis(mut self) -> RedisServer {
+        std::mem::replace(&mut self.redis, RedisServer::start())
+    }
+
+    /// `DELETE path` with the admin token.
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        let res = self.client.delete(self.url(path)).bearer_auth(TOKEN).send().await.expect("DELETE sent");
+        let status = res.status().as_u16();
+        (status, res.json().await.expect("JSON body"))
     }
 
     /// Build version `n`, publish it to the primary and the region; returns the model.

@@ -4,6 +4,7 @@
 mod admin;
 mod cache;
 mod compat;
+mod erasure;
 mod events;
 mod helpers;
 mod input;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use model::rollout::{Arm, Mode};
 use serde::{Deserialize, Serialize};
 
+use super::case::Case;
 use super::watch::{state_at, Sample};
-use super::Case;
 use crate::scenario::judge::{Check, Verdict};
 use crate::shop::report::{violations, wilson, AnswerRecord, Failures, Tally, Violations};
 use crate::shop::taste::World;

@@ -20,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use tokio::time::Instant;
 use tracing::info;
 
-use super::{Case, RolloutSetup};
+use super::case::{Case, RolloutSetup};
 use crate::cluster::{self, Signal};
 use crate::scenario::action::{node_url, node_version, run_model_sync, wait_node_ready};
 use crate::scenario::ScenarioError;
