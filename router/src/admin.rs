@@ -53,7 +53,7 @@ pub struct FailoverResponse<'a> {
     state: RegionState,
 }
 
-fn authorize(state: &AppState, req: &Request) -> Result<(), AdminError> {
+pub(crate) fn authorize(state: &AppState, req: &Request) -> Result<(), AdminError> {
     let Some(token) = &state.admin_token else { return Err(AdminError::NotConfigured) };
     let presented = req
         .header_str("authorization")

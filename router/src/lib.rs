@@ -23,6 +23,7 @@ pub mod admin;
 pub mod app;
 pub mod budget;
 pub mod docs;
+pub mod erasure;
 pub mod error;
 pub mod ewma;
 pub mod front;
@@ -98,6 +99,7 @@ impl front::Handler for Routes {
             ("POST", "/recommendations" | "/events") => proxy::forward(&self.0, req).await,
             ("POST", _) if user_route => proxy::forward(&self.0, req).await,
             ("POST", "/failover") => admin::failover(state, &req),
+            ("DELETE", p) if erasure::is_users_path(p) => erasure::erase(state, &self.0.upstream, req).await,
             ("GET" | "HEAD", "/regions") => admin::regions(state),
             ("GET" | "HEAD", "/metrics") => metrics::handler(&state.metrics),
             ("GET" | "HEAD", "/") => status::page(),
@@ -109,6 +111,8 @@ impl front::Handler for Routes {
                     "GET, HEAD"
                 } else if POST_PATHS.contains(&path) || user_route {
                     "POST"
+                } else if erasure::is_users_path(path) {
+                    "DELETE"
                 } else {
                     return error::plain_error(404, "not_found", format_args!("no route for {path}"));
                 };

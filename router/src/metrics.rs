@@ -3,7 +3,7 @@
 
 use prometheus::{
     exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::front::response::Response;
@@ -22,6 +22,8 @@ pub struct Metrics {
     /// Retries, by the region whose failure caused them.
     pub retries: IntCounterVec,
     pub retries_refused: IntCounter,
+    /// Regions user erasures still have to reach.
+    pub erasures_pending: IntGauge,
     pub ejections: IntCounterVec,
     pub probes: IntCounterVec,
     pub state_changes: IntCounterVec,
@@ -72,6 +74,11 @@ impl Metrics {
             "Retries refused because the retry budget was spent",
         )?;
         registry.register(Box::new(retries_refused.clone()))?;
+        let erasures_pending = IntGauge::new(
+            "router_erasures_pending",
+            "Regions a user erasure has not reached yet (retried in the background)",
+        )?;
+        registry.register(Box::new(erasures_pending.clone()))?;
         let region_state = IntGaugeVec::new(
             Opts::new("router_region_state", "Current region state (1 for the state it is in)"),
             &["region", "state"],
@@ -107,6 +114,7 @@ impl Metrics {
             failovers,
             retries,
             retries_refused,
+            erasures_pending,
             ejections,
             probes,
             state_changes,

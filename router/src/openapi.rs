@@ -78,6 +78,7 @@ enum Forwarded {
         events,
         user_recommendations,
         failover,
+        erase_user,
         regions,
         metrics,
         status_page,
@@ -219,6 +220,24 @@ fn user_recommendations() {}
 #[allow(dead_code)]
 fn failover() {}
 
+/// Erase a user in every region (each region's node removes the user's live data and records
+/// the erasure). Regions not reached are retried in the background (1 s, doubling to 30 s)
+/// while the router runs.
+#[utoipa::path(
+    delete,
+    path = "/users/{user_id}",
+    tag = "operations",
+    security(("bearer" = [])),
+    params(("user_id" = String, Path, description = "The user to erase")),
+    responses(
+        (status = 202, description = "`done`: region -> what its node removed; `pending`: region -> why not yet (retried); `refused`: region -> the node's 4xx (not retried)", body = Object),
+        (status = 401, description = "`missing_token` (`WWW-Authenticate: Bearer`)", body = ErrorBody),
+        (status = 403, description = "`wrong_token`, or `admin_not_configured`", body = ErrorBody),
+    )
+)]
+#[allow(dead_code)]
+fn erase_user() {}
+
 /// Every region's live state, as the status page shows it.
 #[utoipa::path(
     get,
@@ -308,6 +327,7 @@ mod tests {
     use crate::front::request::Refusal;
     use crate::proxy::RouteError;
     use crate::upstream::{AttemptError, UpstreamError};
+    use crate::erasure::USERS;
     use crate::{DOCS_FILES, GET_PATHS, POST_PATHS, USER_ROUTE};
 
     const FORWARDED: [&str; 3] = ["/recommendations", "/events", "/api/v1/recommendations/user/{user_id}"];
@@ -333,6 +353,7 @@ mod tests {
         served.extend(POST_PATHS.iter().map(|p| ("post".into(), p.to_string())));
         served.insert(("post".into(), format!("{USER_ROUTE}{{user_id}}")));
         served.insert(("get".into(), format!("{DOCS_FILES}{{file}}")));
+        served.insert(("delete".into(), format!("{USERS}{{user_id}}")));
         assert_eq!(operations(&doc()), served);
     }
 

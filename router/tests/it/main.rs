@@ -5,6 +5,7 @@ mod admin;
 mod conformance;
 mod connections;
 mod docs;
+mod erasure;
 mod failover;
 mod fuzz;
 mod helpers;

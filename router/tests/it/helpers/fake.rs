@@ -32,6 +32,8 @@ struct Control {
     in_flight: AtomicU64,
     /// Connections accepted (probes included).
     connections: AtomicU64,
+    /// Users erased (`DELETE /users/{id}` answered 202), in order.
+    erased: Mutex<Vec<String>>,
 }
 
 /// One fake node of region `region`. Dropping it stops its server.
@@ -66,6 +68,7 @@ impl FakeNode {
             served: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            erased: Mutex::new(Vec::new()),
         });
         let fake = FakeNode { region: region.to_string(), addr, ctl, server: Mutex::new(None), keep_alive };
         fake.serve(listener);
@@ -87,6 +90,7 @@ impl FakeNode {
                 .route("/recommendations", web::post().to(recommend))
                 .route("/api/v1/recommendations/user/{user_id}", web::post().to(recommend))
                 .route("/events", web::post().to(recommend))
+                .route("/users/{user_id}", web::delete().to(erase))
         })
         .workers(1)
         .disable_signals()
@@ -143,6 +147,11 @@ impl FakeNode {
             }
         };
         self.serve(listener);
+    }
+
+    /// Users this node erased.
+    pub fn erased(&self) -> Vec<String> {
+        self.ctl.erased.lock().expect("lock").clone()
     }
 
     pub fn served(&self) -> u64 {
@@ -215,6 +224,25 @@ async fn rollout(ctl: web::Data<Arc<Control>>) -> HttpResponse {
         },
         "candidate_error": null, "attribution_window_s": 1800,
         "latency_buckets_s": [0.0001, 0.00025, 0.0005],
+    }))
+}
+
+/// `DELETE /users/{user_id}` as a node answers it: the admin token, then 202 with what went.
+async fn erase(req: HttpRequest, user_id: web::Path<String>, ctl: web::Data<Arc<Control>>) -> HttpResponse {
+    if let Some(r) = faults(&ctl).await {
+        return r;
+    }
+    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+    if auth != Some(&format!("Bearer {}", super::TOKEN)) {
+        return HttpResponse::Unauthorized().json(json!({"error": "unauthorized"}));
+    }
+    if user_id.as_str() == "bad\tid" {
+        return HttpResponse::UnprocessableEntity()
+            .json(json!({"error": "invalid_request", "field": "user_id"}));
+    }
+    ctl.erased.lock().expect("lock").push(user_id.clone());
+    HttpResponse::Accepted().json(json!({
+        "user_id": user_id.as_str(), "region": ctl.region, "removed": {"recent": 1, "stream_entries": 2},
     }))
 }
 
