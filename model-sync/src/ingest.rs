@@ -17,12 +17,17 @@ use model::manifest;
 use store::Bucket;
 
 mod batch;
+mod erasure;
 mod error;
 mod stream;
 
 pub use batch::{
     batch_key, decode_events, events_prefix, merge, read_events, rejects_key, Batch, EventLog, IngestedEvent,
     Reject, EVENTS_DIR, HEADER,
+};
+pub use erasure::{
+    decode_records, drain_region, erasures_prefix, read_tombstones, region_erasure, scrub_batches,
+    without_erased, Erasures, RegionErasure, Tombstone, ERASURES_DIR,
 };
 pub use error::IngestError;
 pub use stream::{redact, EventId, RegionStream, StreamEntry};
@@ -48,11 +53,13 @@ pub struct IngestOptions {
     pub consumer: String,
     /// When it turns true, each region stops after its current batch (stored and acked).
     pub stop: Option<watch::Receiver<bool>>,
+    /// Users erased on request: their events are dropped, not stored ([`ingest`] reads them).
+    pub erased: Option<std::sync::Arc<Erasures>>,
 }
 
 impl Default for IngestOptions {
     fn default() -> Self {
-        Self { batch: DEFAULT_BATCH, consumer: CONSUMER.into(), stop: None }
+        Self { batch: DEFAULT_BATCH, consumer: CONSUMER.into(), stop: None, erased: None }
     }
 }
 
@@ -73,6 +80,10 @@ pub struct RegionIngest {
     pub vanished: u64,
     /// Keys written: batches and rejects objects.
     pub objects: Vec<String>,
+    /// Erasure records moved to the primary bucket.
+    pub erasures: u64,
+    /// Events of erased users dropped instead of stored.
+    pub erased_events: u64,
     pub seconds: f64,
 }
 
@@ -102,14 +113,52 @@ pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
-/// Drain every source concurrently; each gets its own outcome.
+/// Drain every source concurrently; each gets its own outcome. First each region's erasure
+/// records move to the primary bucket; events of every erased user are then dropped, and
+/// when new erasures arrived, stored batches holding their events are rewritten without them.
 pub async fn ingest(
     primary: &Bucket,
     sources: &[StreamSource],
     opts: &IngestOptions,
 ) -> Vec<(String, Result<RegionIngest, IngestError>)> {
-    futures::future::join_all(sources.iter().map(|s| async move {
-        let outcome = ingest_region(primary, &s.region, &s.redis_url, opts).await;
+    let drained: Vec<Result<u64, IngestError>> = futures::future::join_all(
+        sources.iter().map(|s| erasure::drain_region(primary, &s.region, &s.redis_url)),
+    )
+    .await;
+    let moved: u64 = drained.iter().filter_map(|d| d.as_ref().ok()).sum();
+    let mut opts = opts.clone();
+    match erasure::read_tombstones(primary).await {
+        Ok(e) => {
+            if moved > 0 {
+                match erasure::scrub_batches(primary, &e).await {
+                    Ok((objects, dropped)) => tracing::info!(
+                        erasures = moved,
+                        objects,
+                        dropped,
+                        "new erasures: stored batches scrubbed"
+                    ),
+                    Err(err) => {
+                        tracing::warn!(error = %describe(&err), "cannot scrub stored batches; next ingest retries")
+                    }
+                }
+            }
+            opts.erased = Some(std::sync::Arc::new(e));
+        }
+        Err(err) => {
+            tracing::warn!(error = %describe(&err), "cannot read erasure records; events are filtered by the next ingest and build")
+        }
+    }
+    let opts = &opts;
+    // A region whose erasure records could not be moved keeps its events for the next run
+    // (they may be an erased user's).
+    futures::future::join_all(sources.iter().zip(drained).map(|(s, drained)| async move {
+        let outcome = match drained {
+            Err(e) => Err(e),
+            Ok(n) => ingest_region(primary, &s.region, &s.redis_url, opts).await.map(|mut r| {
+                r.erasures = n;
+                r
+            }),
+        };
         match &outcome {
             Ok(r) => tracing::info!(
                 region = %s.region, events = r.events, batches = r.batches, rejects = r.rejects,
@@ -142,13 +191,13 @@ pub async fn ingest_region(
         let entries = s.read(Some(cursor), batch).await?;
         let Some(last) = entries.last().map(|e| e.id) else { break };
         r.redelivered += entries.len() as u64;
-        store(primary, &mut s, region, &entries, &mut r).await?;
+        store(primary, &mut s, region, &entries, opts.erased.as_deref(), &mut r).await?;
         cursor = last;
     }
     while newest.is_some() && !stopped() {
         let entries = s.read(None, batch).await?;
         let Some(last) = entries.last().map(|e| e.id) else { break };
-        store(primary, &mut s, region, &entries, &mut r).await?;
+        store(primary, &mut s, region, &entries, opts.erased.as_deref(), &mut r).await?;
         if entries.len() < batch || Some(last) >= newest {
             break;
         }
@@ -163,9 +212,15 @@ async fn store(
     s: &mut RegionStream,
     region: &str,
     entries: &[StreamEntry],
+    erased: Option<&Erasures>,
     r: &mut RegionIngest,
 ) -> Result<(), IngestError> {
-    let Some(b) = Batch::parse(region, entries, manifest::now_unix()) else { return Ok(()) };
+    let Some(mut b) = Batch::parse(region, entries, manifest::now_unix()) else { return Ok(()) };
+    if let Some(erased) = erased {
+        let before = b.events.len();
+        b.events.retain(|(_, e)| !erased.contains(&e.user_id));
+        r.erased_events += (before - b.events.len()) as u64;
+    }
     let keys = write_batch(primary, &b).await?;
     s.ack(&b.ids).await?;
     r.batches += u64::from(!b.events.is_empty() || !b.rejects.is_empty());

@@ -37,6 +37,7 @@ pub fn write(
     params: &BuildParams,
     version: Option<&str>,
     evaluation: Option<&Evaluation>,
+    erasures: Option<&manifest::Erasures>,
 ) -> Result<Written, ModelDirError> {
     if let Some(v) = version.filter(|v| !manifest::valid_version(v)) {
         return Err(ModelDirError::InvalidVersion(v.to_string()));
@@ -72,6 +73,7 @@ pub fn write(
             interactions: m.interactions,
         },
         evaluation: evaluation.map(|e| json(serde_json::to_value(e))),
+        erasures: erasures.cloned(),
         files: vec![FileEntry { name: PAYLOAD_FILE.into(), size, sha256 }],
     };
     let path = dir.join(MANIFEST_FILE);

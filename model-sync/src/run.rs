@@ -32,7 +32,7 @@ use crate::ingest::{self, IngestError, IngestOptions, RegionIngest, StreamSource
 use crate::model_dir::{self, ModelDirError};
 use crate::publish::{self, PublishError, PublishOptions, Replication};
 use crate::rollout::{self, Controller, RolloutError, StartOptions};
-use model::manifest::Manifest;
+use model::manifest::{self, Manifest};
 use model::model::BuildParams;
 use store::reader::{self, ReadError};
 use store::Bucket;
@@ -307,13 +307,17 @@ impl Runner {
         };
         let log = ingest::read_events(&t.primary).await?;
         report.live_events = log.events.len();
+        let erasures = ingest::read_tombstones(&t.primary).await?;
+        let honoured = erasures.honoured();
         let data_dir = s.data.clone();
         let (data, fingerprint) = blocking(move || {
             let base = match &data_dir {
                 Some(d) => dataset::read_dir(d)?,
                 None => Dataset::default(),
             };
-            let data = ingest::merge(base, &log.events);
+            // Users erased on request leave the data and the events; a new erasure changes
+            // the fingerprint, so the next cycle builds.
+            let (data, _) = ingest::without_erased(ingest::merge(base, &log.events), &erasures);
             let fingerprint = build::fingerprint(&data);
             Ok::<_, RunError>((data, fingerprint))
         })
@@ -340,7 +344,7 @@ impl Runner {
             return done(report, Outcome::Stopped { after: "reading the data" });
         }
 
-        let candidate = self.build_candidate(data).await?;
+        let candidate = self.build_candidate(data, honoured).await?;
         if stopped() {
             return done(report, Outcome::Stopped { after: "building the candidate" });
         }
@@ -374,7 +378,11 @@ impl Runner {
     }
 
     /// Build on everything, evaluate on the time split, write `<work>/candidate`.
-    async fn build_candidate(&self, data: Dataset) -> Result<Candidate, RunError> {
+    async fn build_candidate(
+        &self,
+        data: Dataset,
+        honoured: manifest::Erasures,
+    ) -> Result<Candidate, RunError> {
         let (params, protocol) = (self.settings.params.clone(), self.settings.protocol.clone());
         let dir = self.settings.work_dir.join(CANDIDATE_DIR);
         blocking(move || {
@@ -385,7 +393,7 @@ impl Runner {
                 std::fs::remove_dir_all(&dir)
                     .map_err(|source| ModelDirError::Io { path: dir.clone(), source })?;
             }
-            let written = model_dir::write(&dir, &built, &params, None, Some(&evaluation))?;
+            let written = model_dir::write(&dir, &built, &params, None, Some(&evaluation), Some(&honoured))?;
             let ndcg = evaluation.recommender(RECOMMENDER).and_then(|r| r.at(NDCG_K)).map_or(0.0, |m| m.ndcg);
             let m = &written.manifest;
             Ok(Candidate {

@@ -78,7 +78,22 @@ pub struct Manifest {
     /// Offline evaluation figures, when the build ran one.
     #[serde(default)]
     pub evaluation: Option<serde_json::Value>,
+    /// The user erasures this model honours (built without those users), when it was built
+    /// from ingested events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erasures: Option<Erasures>,
     pub files: Vec<FileEntry>,
+}
+
+/// How many erasure records a model was built honouring, up to which one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Erasures {
+    /// Users left out.
+    pub count: u64,
+    /// The newest erasure honoured (RFC 3339), `None` when there was none.
+    pub through: Option<String>,
+    /// The same in unix seconds (0: none).
+    pub through_unix: i64,
 }
 
 impl Manifest {

@@ -324,10 +324,10 @@ mod tests {
 
     use super::*;
     use crate::admin::AdminError;
+    use crate::erasure::USERS;
     use crate::front::request::Refusal;
     use crate::proxy::RouteError;
     use crate::upstream::{AttemptError, UpstreamError};
-    use crate::erasure::USERS;
     use crate::{DOCS_FILES, GET_PATHS, POST_PATHS, USER_ROUTE};
 
     const FORWARDED: [&str; 3] = ["/recommendations", "/events", "/api/v1/recommendations/user/{user_id}"];

@@ -92,6 +92,13 @@ pub fn summary_table(results: &Results) -> String {
                         r.vanished
                     );
                 }
+                if r.erasures > 0 || r.erased_events > 0 {
+                    let _ = writeln!(
+                        notes,
+                        "{region}: {} erasure record(s) moved to the primary bucket; {} event(s) of erased users dropped                          (see `model-sync erasure status`)",
+                        r.erasures, r.erased_events
+                    );
+                }
                 if r.rejects > 0 {
                     let _ = writeln!(
                         notes,

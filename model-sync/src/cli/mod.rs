@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use cluster_config::ClusterConfig;
 
 pub mod data;
+pub mod erasure;
 pub mod exit;
 pub mod ingest;
 pub mod model;
@@ -53,6 +54,8 @@ pub enum Command {
     Rollout(rollout::RolloutArgs),
     /// Drain every region's live-event stream into verified batches in the primary bucket.
     Ingest(ingest::IngestArgs),
+    /// Users erased on request: where each erasure stands in every region.
+    Erasure(erasure::ErasureArgs),
     /// The retrain loop: ingest, build from data + events, evaluate, publish unless worse.
     Run(run::RunArgs),
     /// Per region: current version, versions present, missing or corrupt objects.
@@ -110,15 +113,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(a) => data::generate(a),
         Command::Build(a) => {
             let started = std::time::Instant::now();
-            model::build(a, model::load_input(&a.input, || cli.load_config()).await?, started)
+            let (data, erasures) = model::load_input(&a.input, || cli.load_config()).await?;
+            model::build(a, data, erasures.as_ref(), started)
         }
-        Command::Evaluate(a) => model::evaluate(a, model::load_input(&a.input, || cli.load_config()).await?),
-        Command::Tune(a) => model::tune(a, model::load_input(&a.input, || cli.load_config()).await?),
+        Command::Evaluate(a) => {
+            model::evaluate(a, model::load_input(&a.input, || cli.load_config()).await?.0)
+        }
+        Command::Tune(a) => model::tune(a, model::load_input(&a.input, || cli.load_config()).await?.0),
         Command::Inspect(a) => model::inspect(a),
         Command::Config(a) => show_config(&cli.load_config()?, a),
         Command::Publish(a) => store::publish(&cli.load_config()?, a).await,
         Command::Rollout(a) => rollout::rollout(&cli.load_config()?, a).await,
         Command::Ingest(a) => ingest::ingest(&cli.load_config()?, a).await,
+        Command::Erasure(a) => erasure::erasure(&cli.load_config()?, a).await,
         Command::Run(a) => run::run(&cli.load_config()?, a).await,
         Command::Status(a) => store::status(&cli.load_config()?, a).await,
         Command::Rollback(a) => store::rollback(&cli.load_config()?, a).await,

@@ -209,17 +209,18 @@ pub struct InspectArgs {
 }
 
 /// Read the input of `build` / `evaluate`: `--data`, plus the ingested events with `--events`
-/// (the configuration is only loaded, by `config`, then).
+/// (the configuration is only loaded, by `config`, then). With `--events`, users erased on
+/// request are left out of both, and the erasures honoured come back for the manifest.
 pub async fn load_input(
     a: &InputArgs,
     config: impl FnOnce() -> anyhow::Result<ClusterConfig>,
-) -> anyhow::Result<Dataset> {
+) -> anyhow::Result<(Dataset, Option<manifest::Erasures>)> {
     let base = match &a.data {
         Some(dir) => dataset::read_dir(dir)?,
         None => Dataset::default(),
     };
     if !a.events {
-        return Ok(base);
+        return Ok((base, None));
     }
     let config = config()?;
     let creds = Credentials::from_env(std::env::vars()).await;
@@ -239,11 +240,23 @@ pub async fn load_input(
         merged.users.len() - users,
         merged.items.len() - items,
     );
-    Ok(merged)
+    let erasures = ingest::read_tombstones(&primary).await?;
+    let (kept, left_out) = ingest::without_erased(merged, &erasures);
+    eprintln!(
+        "erasures: {} user(s) erased on request ({} record object(s)); {left_out} of their interactions left out",
+        erasures.len(),
+        erasures.objects
+    );
+    Ok((kept, Some(erasures.honoured())))
 }
 
 /// Build from `data`, read since `started` (so the read time is reported).
-pub fn build(a: &BuildArgs, data: Dataset, started: Instant) -> anyhow::Result<()> {
+pub fn build(
+    a: &BuildArgs,
+    data: Dataset,
+    erasures: Option<&manifest::Erasures>,
+    started: Instant,
+) -> anyhow::Result<()> {
     let params = a.params.resolve_and_say(a.input.data.as_deref())?;
     if let Some(v) = a.model_version.as_deref().filter(|v| !manifest::valid_version(v)) {
         anyhow::bail!("invalid --model-version {v:?}: use letters, digits, '-', '_' and '.' (max 64)");
@@ -254,8 +267,9 @@ pub fn build(a: &BuildArgs, data: Dataset, started: Instant) -> anyhow::Result<(
     let evaluation =
         if a.evaluate { Some(run_evaluation(&data, &params, &Protocol::default())?) } else { None };
 
-    let written = model_dir::write(&a.out, &built, &params, a.model_version.as_deref(), evaluation.as_ref())
-        .with_context(|| format!("writing the model to {}", a.out.display()))?;
+    let written =
+        model_dir::write(&a.out, &built, &params, a.model_version.as_deref(), evaluation.as_ref(), erasures)
+            .with_context(|| format!("writing the model to {}", a.out.display()))?;
     let (manifest, encode_time) = (&written.manifest, written.encode_time);
     let (version, size) = (&manifest.model_version, manifest.files[0].size);
     let m = &built.model;

@@ -65,6 +65,7 @@ pub fn model(version: &str, files: &[(&str, usize)]) -> LocalModel {
         parameters: serde_json::json!({"neighbours": 20}),
         counts: Counts { users: 3, items: 4, interactions: 5 },
         evaluation: None,
+        erasures: None,
         files: entries,
     };
     std::fs::write(dir.path().join(manifest::MANIFEST_FILE), m.to_json()).expect("write manifest");

@@ -3,6 +3,7 @@
 mod admin;
 mod bookcrossing_import;
 mod built_model;
+mod erasure;
 mod helpers;
 mod ingest;
 mod live;

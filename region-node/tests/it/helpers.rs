@@ -92,6 +92,7 @@ pub fn model_dir(n: u32) -> ModelDir {
             interactions: m.interactions,
         },
         evaluation: None,
+        erasures: None,
         files: vec![FileEntry { name: PAYLOAD_FILE.into(), size, sha256 }],
     };
     std::fs::write(dir.path().join(MANIFEST_FILE), manifest.to_json()).expect("write manifest");
