@@ -26,8 +26,9 @@ pub use batch::{
     Reject, EVENTS_DIR, HEADER,
 };
 pub use erasure::{
-    decode_records, drain_region, erasures_prefix, read_tombstones, region_erasure, scrub_batches,
-    without_erased, Erasures, RegionErasure, Tombstone, ERASURES_DIR,
+    decode_records, drain_region, erasures_prefix, not_honoured, protect, read_tombstones, region_erasure,
+    release_completed, scrub_batches, without_erased, Erasures, RegionErasure, Tombstone, ERASURES_DIR,
+    ERASURES_HEADER,
 };
 pub use error::IngestError;
 pub use stream::{redact, EventId, RegionStream, StreamEntry};
@@ -171,6 +172,26 @@ pub async fn ingest(
     .await
 }
 
+/// In every region with a bucket in `buckets` (by label), release the erasures all its serving
+/// versions honour ([`release_completed`]). Per region: users released, or why not.
+pub async fn release_erasures(
+    primary: &Bucket,
+    sources: &[StreamSource],
+    buckets: &[Bucket],
+) -> Result<Vec<(String, Result<u64, IngestError>)>, IngestError> {
+    let erasures = read_tombstones(primary).await?;
+    let mut out = Vec::new();
+    for s in sources {
+        let Some(bucket) = buckets.iter().find(|b| b.label() == s.region) else { continue };
+        let released = release_completed(&s.region, &s.redis_url, bucket, &erasures).await;
+        if let Err(e) = &released {
+            tracing::warn!(region = %s.region, error = %describe(e), "cannot release completed erasures; the next ingest retries");
+        }
+        out.push((s.region.clone(), released));
+    }
+    Ok(out)
+}
+
 /// Drain one region's stream: pending entries first, then new ones up to the newest entry
 /// present when it started (so a busy stream cannot keep it running forever).
 pub async fn ingest_region(
@@ -218,7 +239,7 @@ async fn store(
     let Some(mut b) = Batch::parse(region, entries, manifest::now_unix()) else { return Ok(()) };
     if let Some(erased) = erased {
         let before = b.events.len();
-        b.events.retain(|(_, e)| !erased.contains(&e.user_id));
+        b.events.retain(|(id, e)| !erased.erases_event(&e.user_id, id));
         r.erased_events += (before - b.events.len()) as u64;
     }
     let keys = write_batch(primary, &b).await?;

@@ -11,7 +11,9 @@
 //! 4. build, evaluate on the time split ([`crate::eval`]), write the candidate directory with
 //!    its evaluation in the manifest;
 //! 5. publish if its NDCG@10 (user-KNN) is at least the serving one's minus the margin, or if
-//!    the serving model has no recorded NDCG@10; otherwise keep the serving model. Publishing
+//!    the serving model has no recorded NDCG@10, or if the serving model still holds users
+//!    erased longer ago than the erasure deadline (default 24 h; an erasure must complete);
+//!    otherwise keep the serving model. Publishing
 //!    is a rollout ([`crate::rollout`], [`Delivery::Rollout`]) or a direct flip
 //!    ([`Delivery::Flip`]); a rolled-back candidate is remembered like a refused one.
 //!
@@ -60,6 +62,10 @@ pub struct RunSettings {
     pub protocol: Protocol,
     /// Absolute NDCG@10 the candidate may lose against the serving model and still publish.
     pub max_ndcg_drop: f64,
+    /// Erasures older than this that the serving model does not honour publish the next
+    /// candidate even if it is worse (NDCG@10) or the same data was refused before: a user's
+    /// erasure must complete. `None`: never.
+    pub erasure_deadline: Option<Duration>,
     /// The candidate is built into `<work_dir>/candidate`.
     pub work_dir: PathBuf,
     pub ingest: IngestOptions,
@@ -121,6 +127,8 @@ pub struct Serving {
     pub ndcg: Option<f64>,
     pub fingerprint: String,
     pub parameters: serde_json::Value,
+    /// Erasures it honours, up to this time (unix seconds; 0: none).
+    pub honours_through: i64,
 }
 
 impl Serving {
@@ -130,6 +138,7 @@ impl Serving {
             ndcg: m.evaluation.as_ref().and_then(ndcg_at_10),
             fingerprint: m.input_fingerprint.clone(),
             parameters: m.parameters.clone(),
+            honours_through: m.erasures.as_ref().map_or(0, |e| e.through_unix),
         }
     }
 }
@@ -155,6 +164,8 @@ pub enum Decision {
     NotWorse { serving: String, serving_ndcg: f64, candidate_ndcg: f64, margin: f64 },
     /// Worse by more than the margin: keep the serving model.
     Worse { serving: String, serving_ndcg: f64, candidate_ndcg: f64, margin: f64 },
+    /// The serving model holds users erased longer ago than the deadline: publish anyway.
+    ErasuresOverdue { serving: String, users: usize, deadline_secs: u64, quality: Box<Decision> },
 }
 
 impl Decision {
@@ -181,6 +192,11 @@ impl fmt::Display for Decision {
                 "candidate NDCG@{NDCG_K} {candidate_ndcg:.4} is {:.4} below the serving model {serving}'s \
                  {serving_ndcg:.4}, more than the allowed drop of {margin:.4}",
                 serving_ndcg - candidate_ndcg
+            ),
+            Decision::ErasuresOverdue { serving, users, deadline_secs, quality } => write!(
+                f,
+                "the serving model {serving} still holds {users} user(s) erased more than {deadline_secs} s ago: \
+                 publishing to complete their erasure ({quality})"
             ),
         }
     }
@@ -281,6 +297,9 @@ impl Runner {
         let (t, s) = (&self.targets, &self.settings);
         let opts = IngestOptions { stop: Some(stop.clone()), ..s.ingest.clone() };
         let ingested = ingest::ingest(&t.primary, &t.streams, &opts).await;
+        // Erasures every serving version honours leave the regions' live sets (best effort:
+        // the next cycle retries).
+        let _ = ingest::release_erasures(&t.primary, &t.streams, &t.regions).await;
         let new_events = ingested.iter().filter_map(|(_, r)| r.as_ref().ok()).map(|r| r.events).sum();
         let mut report = CycleReport {
             ingest: ingested,
@@ -309,6 +328,10 @@ impl Runner {
         report.live_events = log.events.len();
         let erasures = ingest::read_tombstones(&t.primary).await?;
         let honoured = erasures.honoured();
+        let overdue = s.erasure_deadline.zip(serving.as_ref()).map_or(0, |(deadline, sv)| {
+            let before = manifest::now_unix() - i64::try_from(deadline.as_secs()).unwrap_or(i64::MAX);
+            erasures.by_user.values().filter(|t| t.at > sv.honours_through && t.at <= before).count()
+        });
         let data_dir = s.data.clone();
         let (data, fingerprint) = blocking(move || {
             let base = match &data_dir {
@@ -334,7 +357,7 @@ impl Runner {
             return done(report, Outcome::Skipped { reason });
         }
         if let Some((_, _, version)) =
-            self.refused.as_ref().filter(|(f, p, _)| *f == fingerprint && *p == params)
+            self.refused.as_ref().filter(|(f, p, _)| *f == fingerprint && *p == params && overdue == 0)
         {
             let reason =
                 format!("no new events and the data did not change since candidate {version} was refused");
@@ -349,7 +372,15 @@ impl Runner {
             return done(report, Outcome::Stopped { after: "building the candidate" });
         }
         let (t, s) = (&self.targets, &self.settings);
-        let decision = decide(candidate.ndcg, serving.as_ref(), s.max_ndcg_drop);
+        let mut decision = decide(candidate.ndcg, serving.as_ref(), s.max_ndcg_drop);
+        if let (Some(sv), Some(deadline), 1..) = (serving.as_ref(), s.erasure_deadline, overdue) {
+            decision = Decision::ErasuresOverdue {
+                serving: sv.version.clone(),
+                users: overdue,
+                deadline_secs: deadline.as_secs(),
+                quality: Box::new(decision),
+            };
+        }
         if !decision.publishes() {
             tracing::warn!(version = %candidate.version, reason = %decision, "candidate refused; keeping the serving model");
             self.refused = Some((fingerprint, params, candidate.version.clone()));
@@ -482,7 +513,13 @@ mod tests {
     use super::*;
 
     fn serving(ndcg: Option<f64>) -> Serving {
-        Serving { version: "v1".into(), ndcg, fingerprint: "f".into(), parameters: serde_json::Value::Null }
+        Serving {
+            version: "v1".into(),
+            ndcg,
+            fingerprint: "f".into(),
+            parameters: serde_json::Value::Null,
+            honours_through: 0,
+        }
     }
 
     #[test]

@@ -42,6 +42,17 @@ pub async fn ingest(c: &ClusterConfig, a: &IngestArgs) -> anyhow::Result<()> {
     let primary = primary_bucket(c, &creds);
     let opts = IngestOptions { batch: usize::try_from(a.batch)?, ..IngestOptions::default() };
     let results = ingest::ingest(&primary, &sources, &opts).await;
+    // Erasures every serving version honours leave the regions' live sets.
+    let names: Vec<String> = sources.iter().map(|s| s.region.clone()).collect();
+    if let Ok(buckets) = super::store::region_buckets(c, &names, &creds) {
+        if let Ok(released) = ingest::release_erasures(&primary, &sources, &buckets).await {
+            for (region, n) in released {
+                if let Ok(n @ 1..) = n {
+                    eprintln!("{region}: {n} completed erasure(s) released from the region's erased set");
+                }
+            }
+        }
+    }
     if a.json {
         emit(&format!("{}\n", serde_json::to_string_pretty(&summary_json(&results))?))?;
     } else {
@@ -95,7 +106,7 @@ pub fn summary_table(results: &Results) -> String {
                 if r.erasures > 0 || r.erased_events > 0 {
                     let _ = writeln!(
                         notes,
-                        "{region}: {} erasure record(s) moved to the primary bucket; {} event(s) of erased users dropped                          (see `model-sync erasure status`)",
+                        "{region}: {} erasure record(s) moved to the primary bucket; {} event(s) of erased users dropped (see `model-sync erasure status`)",
                         r.erasures, r.erased_events
                     );
                 }

@@ -11,6 +11,7 @@ pub mod erasure;
 pub mod exit;
 pub mod ingest;
 pub mod model;
+pub mod protect;
 pub mod rollout;
 pub mod run;
 pub mod store;
@@ -57,7 +58,7 @@ pub enum Command {
     /// Users erased on request: where each erasure stands in every region.
     Erasure(erasure::ErasureArgs),
     /// The retrain loop: ingest, build from data + events, evaluate, publish unless worse.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Per region: current version, versions present, missing or corrupt objects.
     Status(store::StatusArgs),
     /// Point a region (or all) back at an earlier verified version.

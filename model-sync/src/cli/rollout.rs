@@ -252,6 +252,15 @@ pub async fn rollout(c: &ClusterConfig, a: &RolloutArgs) -> anyhow::Result<()> {
         RolloutCommand::Start(s) => {
             let ctl = controller(c, s.controller.node_timeout).await?;
             let (plan, hold) = plan_for(s.plan.as_deref(), s.hold.as_deref(), &ctl.regions())?;
+            let through = super::protect::honours_local(&s.model)?;
+            super::protect::protect_before_serving(
+                c,
+                &ctl.primary,
+                &ctl.regions(),
+                &s.model.display().to_string(),
+                through,
+            )
+            .await?;
             let replication =
                 super::store::replication(s.replication, s.wait_timeout, Duration::from_secs(2));
             let opts = StartOptions {

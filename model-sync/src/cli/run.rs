@@ -64,6 +64,10 @@ pub struct RunArgs {
     /// Largest absolute drop in NDCG@10 against the serving model that still publishes.
     #[arg(long, default_value_t = DEFAULT_MAX_NDCG_DROP, value_parser = margin)]
     pub max_ndcg_drop: f64,
+    /// Erasures pending longer than this (the serving model still holds the user) publish the
+    /// next candidate even when it is worse by NDCG@10; 0 turns this off.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub erasure_deadline: Duration,
     /// Working directory; the candidate model is written to <DIR>/candidate.
     #[arg(long, default_value = ".georec/run")]
     pub work_dir: PathBuf,
@@ -129,6 +133,7 @@ pub async fn run(c: &ClusterConfig, a: &RunArgs) -> anyhow::Result<()> {
         params: a.params.resolve_and_say(a.data.as_deref())?,
         protocol: Protocol::default(),
         max_ndcg_drop: a.max_ndcg_drop,
+        erasure_deadline: (!a.erasure_deadline.is_zero()).then_some(a.erasure_deadline),
         work_dir: a.work_dir.clone(),
         ingest: IngestOptions { batch: usize::try_from(a.batch)?, ..IngestOptions::default() },
         replication,

@@ -142,6 +142,10 @@ pub async fn publish(c: &ClusterConfig, a: &PublishArgs) -> anyhow::Result<()> {
     let creds = Credentials::from_env(std::env::vars()).await;
     let primary = primary_bucket(c, &creds);
     let regions = region_buckets(c, &a.regions, &creds)?;
+    let names: Vec<String> = regions.iter().map(|b| b.label().to_string()).collect();
+    let through = super::protect::honours_local(&a.model)?;
+    super::protect::protect_before_serving(c, &primary, &names, &a.model.display().to_string(), through)
+        .await?;
     let replication = match a.replication {
         ReplicationMode::Copy => Replication::Copy,
         ReplicationMode::External => Replication::External { timeout: a.wait_timeout, poll: a.poll_interval },
@@ -238,9 +242,18 @@ fn bucket_healthy(state: &Result<BucketState, store::StoreError>) -> bool {
 pub async fn rollback(c: &ClusterConfig, a: &RollbackArgs) -> anyhow::Result<()> {
     let creds = Credentials::from_env(std::env::vars()).await;
     let mut buckets = region_buckets(c, &a.regions, &creds)?;
+    let names: Vec<String> = buckets.iter().map(|b| b.label().to_string()).collect();
+    let primary = primary_bucket(c, &creds);
     if a.regions.is_empty() {
-        buckets.insert(0, primary_bucket(c, &creds));
+        buckets.insert(0, primary.clone());
     }
+    // Erased users the older version still holds stay out of answers while it serves.
+    let target = buckets.first().ok_or_else(|| anyhow::anyhow!("no bucket to roll back"))?;
+    let through = match store::reader::read_manifest(target, &a.to).await {
+        Ok(m) => m.erasures.map_or(0, |e| e.through_unix),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot read the manifest of {}", a.to))),
+    };
+    super::protect::protect_before_serving(c, &primary, &names, &a.to, through).await?;
     let report = admin::rollback(&buckets, &a.to).await?;
     let mut out = String::new();
     for (label, change) in &report.buckets {

@@ -42,7 +42,9 @@ pub struct Tombstone {
     pub at: i64,
 }
 
-/// Every erased user, each by their first erasure.
+/// Every erased user, each by their latest erasure: everything the user did up to then is
+/// forgotten. A user id that comes back after its erasure completed (and left the regions'
+/// erased sets, [`release_completed`]) starts afresh: what it sends later is kept.
 #[derive(Debug, Clone, Default)]
 pub struct Erasures {
     pub by_user: BTreeMap<String, Tombstone>,
@@ -53,6 +55,17 @@ pub struct Erasures {
 impl Erasures {
     pub fn contains(&self, user: &str) -> bool {
         self.by_user.contains_key(user)
+    }
+
+    /// Whether a live event, which reached its region's stream at `arrived` (the entry id),
+    /// was sent before the user's erasure.
+    pub fn erases_event(&self, user: &str, arrived: &EventId) -> bool {
+        self.by_user.get(user).is_some_and(|t| i64::try_from(arrived.ms / 1000).unwrap_or(i64::MAX) <= t.at)
+    }
+
+    /// Whether an interaction of `user` at `ts` (unix seconds) predates the user's erasure.
+    pub fn erases_row(&self, user: &str, ts: i64) -> bool {
+        self.by_user.get(user).is_some_and(|t| ts <= t.at)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -165,7 +178,7 @@ pub async fn read_tombstones(primary: &Bucket) -> Result<Erasures, IngestError> 
         let region = o.key[prefix.len()..].split('/').next().unwrap_or_default().to_string();
         for t in decode_records(&o.key, &region, &body)? {
             match out.by_user.get(&t.user) {
-                Some(seen) if seen.at <= t.at => {}
+                Some(seen) if seen.at >= t.at => {}
                 _ => {
                     out.by_user.insert(t.user.clone(), t);
                 }
@@ -211,7 +224,7 @@ pub async fn scrub_batches(primary: &Bucket, erasures: &Erasures) -> Result<(u64
             continue;
         };
         let rows = decode_events(&o.key, &body)?;
-        let kept: Vec<_> = rows.iter().filter(|(_, e)| !erasures.contains(&e.user_id)).collect();
+        let kept: Vec<_> = rows.iter().filter(|(id, e)| !erasures.erases_event(&e.user_id, id)).collect();
         if kept.len() == rows.len() {
             continue;
         }
@@ -242,7 +255,7 @@ pub fn without_erased(data: Dataset, erasures: &Erasures) -> (Dataset, u64) {
     let mut b = Dataset::builder();
     let mut left_out = 0u64;
     for e in &data.events {
-        if erased.contains(&e.user) {
+        if erased.contains(&e.user) && erasures.erases_row(&data.users[e.user as usize], e.ts) {
             left_out += 1;
             continue;
         }
@@ -259,8 +272,11 @@ pub fn without_erased(data: Dataset, erasures: &Erasures) -> (Dataset, u64) {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RegionErasure {
     pub region: String,
-    /// The region's Redis holds the erasure record (`None`: Redis unreachable).
+    /// The region's Redis holds the erasure record, or held it until the erasure completed
+    /// (`None`: Redis unreachable).
     pub recorded: Option<bool>,
+    /// Completed and taken out of the region's erased set ([`release_completed`]).
+    pub released: bool,
     /// Keys still naming the user, and their events still in the stream (single-user checks).
     pub live_keys: Vec<String>,
     pub live_stream_entries: u64,
@@ -290,6 +306,7 @@ pub async fn region_erasure(
     let mut out = RegionErasure {
         region: region.to_string(),
         recorded: None,
+        released: false,
         live_keys: Vec::new(),
         live_stream_entries: 0,
         serving: None,
@@ -325,6 +342,9 @@ pub async fn region_erasure(
         }
         Ok(None) => out.problem = Some("no version published".into()),
         Err(e) => out.problem = Some(format!("pointer: {e}")),
+    }
+    if out.recorded == Some(false) && out.model_honours {
+        (out.recorded, out.released) = (Some(true), true);
     }
     out
 }
@@ -365,4 +385,82 @@ async fn live_traces(
         redis::cmd("XRANGE").arg(events::stream_key(region)).arg("-").arg("+").query_async(conn).await?;
     let mine = entries.iter().filter(|(_, f)| f.iter().any(|(k, v)| k == "user" && v == user)).count() as u64;
     Ok((keys, mine))
+}
+
+/// Once every version a region serves (the stable one and any candidate) was built without
+/// an erased user, the region's live record of the erasure has done its job: take the user
+/// out of the region's erased set (raising the generation, so nodes reload it). Then nothing
+/// in the region's Redis refers to the user; the record in the primary bucket stays. Returns
+/// the users released.
+pub async fn release_completed(
+    region: &str,
+    redis_url: &str,
+    bucket: &Bucket,
+    erasures: &Erasures,
+) -> Result<u64, IngestError> {
+    if erasures.is_empty() {
+        return Ok(0);
+    }
+    let read = |e| IngestError::Serving { region: region.to_string(), source: Box::new(e) };
+    let Some(pointer) = store::reader::read_pointer(bucket).await.map_err(read)? else { return Ok(0) };
+    let mut versions = vec![pointer.version.clone()];
+    versions.extend(pointer.candidate.as_ref().map(|c| c.version.clone()));
+    let mut through = i64::MAX;
+    for v in &versions {
+        let m = store::reader::read_manifest(bucket, v).await.map_err(read)?;
+        through = through.min(m.erasures.map_or(0, |e| e.through_unix));
+    }
+    let mut conn = connect(region, redis_url).await?;
+    let key = events::erased_key(region);
+    let redis_err = |op: &'static str| {
+        let (region, url, key) = (region.to_string(), redact(redis_url), key.clone());
+        move |source| IngestError::Redis { region, url, op, key, source }
+    };
+    let members: Vec<String> =
+        redis::cmd("SMEMBERS").arg(&key).query_async(&mut conn).await.map_err(redis_err("SMEMBERS"))?;
+    let done: Vec<&String> =
+        members.iter().filter(|u| erasures.by_user.get(*u).is_some_and(|t| t.at <= through)).collect();
+    if done.is_empty() {
+        return Ok(0);
+    }
+    let _: u64 =
+        redis::cmd("SREM").arg(&key).arg(&done).query_async(&mut conn).await.map_err(redis_err("SREM"))?;
+    let _: u64 = redis::cmd("INCR")
+        .arg(events::erased_gen_key(region))
+        .query_async(&mut conn)
+        .await
+        .map_err(redis_err("INCR"))?;
+    tracing::info!(region, users = done.len(), "erasures complete: released from the region's erased set");
+    Ok(done.len() as u64)
+}
+
+/// Users erased after `through_unix` (unix seconds): those a model honouring erasures up to
+/// then still holds.
+pub fn not_honoured(erasures: &Erasures, through_unix: i64) -> Vec<&str> {
+    erasures.by_user.values().filter(|t| t.at > through_unix).map(|t| t.user.as_str()).collect()
+}
+
+/// Put `users` (back) into a region's erased set and raise its generation, so its nodes keep
+/// them out of every answer while a model that still holds them serves (a rollback to, or a
+/// publish of, a version built before their erasure). [`release_completed`] takes them out
+/// again once every serving version honours them.
+pub async fn protect(region: &str, redis_url: &str, users: &[&str]) -> Result<(), IngestError> {
+    if users.is_empty() {
+        return Ok(());
+    }
+    let mut conn = connect(region, redis_url).await?;
+    let key = events::erased_key(region);
+    let redis_err = |op: &'static str| {
+        let (region, url, key) = (region.to_string(), redact(redis_url), key.clone());
+        move |source| IngestError::Redis { region, url, op, key, source }
+    };
+    let _: u64 =
+        redis::cmd("SADD").arg(&key).arg(users).query_async(&mut conn).await.map_err(redis_err("SADD"))?;
+    let _: u64 = redis::cmd("INCR")
+        .arg(events::erased_gen_key(region))
+        .query_async(&mut conn)
+        .await
+        .map_err(redis_err("INCR"))?;
+    tracing::info!(region, users = users.len(), "erased users protected while an older model serves");
+    Ok(())
 }

@@ -46,6 +46,12 @@ pub enum IngestError {
     Unverified { region: String, key: String, detail: String },
     #[error("cannot read ingested event batches from the primary bucket")]
     Read(#[source] Box<StoreError>),
+    #[error("{region}: cannot read the versions the region serves")]
+    Serving {
+        region: String,
+        #[source]
+        source: Box<store::reader::ReadError>,
+    },
     #[error("{key}:{line}: {message} (an ingested event batch in the primary bucket is damaged)")]
     BadBatch { key: String, line: usize, message: String },
 }

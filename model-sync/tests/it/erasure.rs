@@ -35,11 +35,13 @@ async fn ingest_moves_erasures_drops_and_scrubs_the_users_events_and_builds_leav
     .await;
     assert_eq!(run().await.events, 2);
 
-    // u1 is erased in eu-west (recorded as the node records it); one of u1's events slipped in.
+    // u1 is erased in eu-west (recorded as the node records it, a little later than now);
+    // one of u1's events, sent before it, is still in the stream.
+    let at = model::manifest::now_unix() + 100;
     let () = redis::cmd("XADD")
         .arg(events::erasures_key("eu-west"))
         .arg("*")
-        .arg(&[("user", "u1"), ("at", &(TS + 100).to_string())])
+        .arg(&[("user", "u1"), ("at", &at.to_string())])
         .query_async(&mut conn)
         .await
         .expect("XADD");
@@ -57,7 +59,7 @@ async fn ingest_moves_erasures_drops_and_scrubs_the_users_events_and_builds_leav
 
     let erasures = read_tombstones(&primary(&s3)).await.expect("records");
     let t = erasures.by_user.get("u1").expect("u1's record");
-    assert_eq!((t.region.as_str(), t.at, erasures.len()), ("eu-west", TS + 100, 1));
+    assert_eq!((t.region.as_str(), t.at, erasures.len()), ("eu-west", at, 1));
 
     // Nothing of u1 in any stored batch: the first one was rewritten.
     let log = read_events(&primary(&s3)).await.expect("events");
@@ -86,10 +88,76 @@ async fn ingest_moves_erasures_drops_and_scrubs_the_users_events_and_builds_leav
     );
     assert_eq!(kept.events.len(), 3, "u4's, u2's and u3's");
     let honoured = erasures.honoured();
-    assert_eq!((honoured.count, honoured.through_unix), (1, TS + 100));
+    assert_eq!((honoured.count, honoured.through_unix), (1, at));
+
+    // Rows after the erasure (the id came back once the erasure completed) are kept.
+    let mut b = Dataset::builder();
+    b.push("u1", "i2", 1.0, at + 1);
+    let (kept, left_out) = without_erased(b.finish(), &erasures);
+    assert_eq!((left_out, kept.events.len()), (0, 1));
 
     // Ingesting again changes nothing.
     let again = run().await;
     assert_eq!((again.erasures, again.erased_events, again.events), (0, 0, 0));
     assert_eq!(read_events(&primary(&s3)).await.expect("events").events.len(), 2);
+}
+
+/// A local model whose manifest says it honours erasures up to `through` (0: none).
+fn model_honouring(n: u32, through: i64) -> crate::helpers::LocalModel {
+    let mut m = crate::helpers::simple_model(n, 64);
+    m.manifest.erasures = (through > 0).then(|| model::manifest::Erasures {
+        count: 1,
+        through: Some(model::manifest::rfc3339(through)),
+        through_unix: through,
+    });
+    std::fs::write(m.path.join(model::manifest::MANIFEST_FILE), m.manifest.to_json()).expect("manifest");
+    m
+}
+
+#[tokio::test]
+async fn a_region_releases_an_erasure_once_the_version_it_serves_honours_it() {
+    let cluster = crate::helpers::Cluster::new(&["eu-west"], &[]);
+    let redis = RedisServer::start();
+    let mut conn = connect(&redis.url()).await;
+    let erased = events::erased_key("eu-west");
+    let () = redis::cmd("SADD").arg(&erased).arg(&["u1", "u2"]).query_async(&mut conn).await.expect("SADD");
+    let tombstone = |user: &str, at: i64| ingest::Tombstone {
+        region: "eu-west".into(),
+        id: ingest::EventId::default(),
+        user: user.into(),
+        at,
+    };
+    let mut erasures = ingest::Erasures::default();
+    erasures.by_user.insert("u1".into(), tombstone("u1", TS + 100));
+    erasures.by_user.insert("u2".into(), tombstone("u2", TS + 900));
+    let (url, bucket) = (redis.url(), cluster.bucket("eu-west"));
+    let release = || ingest::release_completed("eu-west", &url, &bucket, &erasures);
+
+    // Serving a model built before both erasures: nothing released.
+    cluster.publish(&model_honouring(1, 0)).await.expect("publish");
+    assert_eq!(release().await.expect("checked"), 0);
+
+    // A model honouring u1's (not u2's): u1 leaves the set, and nodes are told to reload it.
+    cluster.publish(&model_honouring(2, TS + 100)).await.expect("publish");
+    assert_eq!(release().await.expect("checked"), 1);
+    let members: Vec<String> =
+        redis::cmd("SMEMBERS").arg(&erased).query_async(&mut conn).await.expect("SMEMBERS");
+    assert_eq!(members, ["u2"]);
+    let gen: u64 =
+        redis::cmd("GET").arg(events::erased_gen_key("eu-west")).query_async(&mut conn).await.expect("GET");
+    assert_eq!(gen, 1);
+
+    // A rollback to a model built before u1's erasure puts u1 back (`protect`), and the next
+    // release leaves u1 there while that model serves.
+    let older = model_honouring(3, 0);
+    let users =
+        ingest::not_honoured(&erasures, older.manifest.erasures.as_ref().map_or(0, |e| e.through_unix));
+    assert_eq!(users, ["u1", "u2"]);
+    ingest::protect("eu-west", &url, &users).await.expect("protect");
+    cluster.publish(&older).await.expect("publish");
+    assert_eq!(release().await.expect("checked"), 0);
+    let mut members: Vec<String> =
+        redis::cmd("SMEMBERS").arg(&erased).query_async(&mut conn).await.expect("SMEMBERS");
+    members.sort();
+    assert_eq!(members, ["u1", "u2"]);
 }

@@ -9,6 +9,7 @@ use model::events::EventType;
 use model::manifest::PAYLOAD_FILE;
 use model_sync::dataset::{self, Dataset};
 use model_sync::generate::{generate, GenerateParams};
+use model_sync::ingest;
 use model_sync::run::ndcg_at_10;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -188,6 +189,30 @@ async fn run_publishes_better_models_refuses_worse_ones_and_skips_when_nothing_c
     assert!(refusal.contains(&format!("{better_ndcg:.4}")) && refusal.contains(&better), "{refusal}");
     assert!(refusal.contains("allowed drop of 0.0100"), "{refusal}");
     assert_eq!(site.serving(&primary).await, better);
+
+    // A user erased an hour ago: the worse candidate built without them is still refused.
+    let erase = |n: u64, user: &str, ago: i64| {
+        let at = model::manifest::now_unix() - ago;
+        let key = format!("{PREFIX}erasures/eu-west/{n}-0_{n}-0.tsv");
+        (key, format!("{}\n{n}-0\t{user}\t{at}\n", ingest::ERASURES_HEADER))
+    };
+    let (key, body) = erase(1, &good.users[0], 3600);
+    primary.put_bytes(&key, body.into_bytes().into()).await.expect("put");
+    let (code, out) = site.run_once(&bad_dir).await;
+    assert_eq!(code, 3, "{out}");
+    assert_eq!(site.serving(&primary).await, better);
+
+    // Another erased two days ago (past the 24 h deadline) while the serving model still holds
+    // them: the candidate is published anyway, and it honours both erasures.
+    let (key, body) = erase(2, &good.users[1], 2 * 86_400);
+    primary.put_bytes(&key, body.into_bytes().into()).await.expect("put");
+    let (code, out) = site.run_once(&bad_dir).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("user(s) erased more than 86400 s ago"), "{out}");
+    let now_serving = site.serving(&primary).await;
+    assert_ne!(now_serving, better);
+    let m = reader::read_manifest(&primary, &now_serving).await.expect("manifest");
+    assert_eq!(m.erasures.map(|e| e.count), Some(2));
 }
 
 #[tokio::test]

@@ -516,6 +516,7 @@ async fn the_retrain_loop_rolls_an_accepted_build_out() {
         params: model::model::BuildParams { neighbours: 20, ..Default::default() },
         protocol: model_sync::eval::Protocol::default(),
         max_ndcg_drop: 0.01,
+        erasure_deadline: None,
         work_dir: dir.path().join("work"),
         ingest: model_sync::ingest::IngestOptions::default(),
         replication: Replication::Copy,
