@@ -99,6 +99,10 @@ pub struct RegionConfig {
     pub cloud_region: String,
     /// Regions to fail over to, best first (each a region of the file).
     pub failover: Vec<String>,
+    /// Residency zone (e.g. `eu`): the region's users' data stays in the zone's regions. Its
+    /// event batches are kept in its own bucket, the shared model is built without them, a
+    /// regional model is built and served in the zone, and the router keeps its events there.
+    pub residency: Option<String>,
     pub s3: RegionStore,
 }
 
@@ -282,6 +286,23 @@ impl ClusterConfig {
                     problems.push(Problem::new(key, format!("unknown region {f:?} (known: {})", names())));
                 }
             }
+            if let Some(zone) = &r.residency {
+                if !valid_region_name(zone) {
+                    problems.push(Problem::new(
+                        at("residency"),
+                        format!("{zone:?}: zone names are lower-case letters, digits and '-'"),
+                    ));
+                }
+                for (i, f) in r.failover.iter().enumerate() {
+                    let other = raw.regions.get(f).and_then(|o| o.residency.as_ref());
+                    if raw.regions.contains_key(f) && other != Some(zone) {
+                        problems.push(Problem::new(
+                            format!("{}[{i}]", at("failover")),
+                            format!("{f} is outside residency zone {zone:?}: a zone's regions fail over within the zone"),
+                        ));
+                    }
+                }
+            }
             check_endpoint(r.s3.endpoint.as_deref(), &at("s3.endpoint"), problems);
             check_bucket(&r.s3.bucket, &at("s3.bucket"), problems);
             check_prefix(&r.s3.prefix, &at("s3.prefix"), problems);
@@ -296,6 +317,7 @@ impl ClusterConfig {
                         redis_url,
                         cloud_region: r.cloud_region.clone(),
                         failover: r.failover.clone(),
+                        residency: r.residency.clone(),
                         s3: r.s3.clone(),
                     },
                 );
@@ -346,6 +368,7 @@ impl ClusterConfig {
                         redis_url: url_text(&r.redis_url).to_string(),
                         cloud_region: r.cloud_region.clone(),
                         failover: r.failover.clone(),
+                        residency: r.residency.clone(),
                         s3: r.s3.clone(),
                     };
                     (name.clone(), region)
@@ -356,6 +379,24 @@ impl ClusterConfig {
 
     pub fn region_names(&self) -> Vec<String> {
         self.regions.keys().cloned().collect()
+    }
+
+    /// The residency zone of `region`, if any.
+    pub fn zone_of(&self, region: &str) -> Option<&str> {
+        self.regions.get(region).and_then(|r| r.residency.as_deref())
+    }
+
+    /// Regions in `zone` (`None`: the shared regions, those in no zone), by name.
+    pub fn regions_in(&self, zone: Option<&str>) -> Vec<String> {
+        self.regions.iter().filter(|(_, r)| r.residency.as_deref() == zone).map(|(n, _)| n.clone()).collect()
+    }
+
+    /// Every residency zone named.
+    pub fn zones(&self) -> Vec<String> {
+        let mut z: Vec<String> = self.regions.values().filter_map(|r| r.residency.clone()).collect();
+        z.sort();
+        z.dedup();
+        z
     }
 
     pub fn poll_interval(&self) -> Duration {
@@ -582,6 +623,32 @@ mod tests {
         assert_eq!(c.router.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
         assert_eq!(c.health.interval, Duration::from_millis(1000));
         assert_eq!(c.cache.ttl, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn residency_zones_are_named_and_fail_over_only_within_the_zone() {
+        let env = |failover: &str| {
+            vec![
+                ("GEOREC__REGIONS__EU_WEST__RESIDENCY".to_string(), "eu".to_string()),
+                ("GEOREC__REGIONS__EU_WEST__FAILOVER".to_string(), failover.to_string()),
+            ]
+        };
+        let c = ClusterConfig::from_toml_str(SHIPPED, env("[]")).expect("valid");
+        assert_eq!((c.zone_of("eu-west"), c.zone_of("us-west")), (Some("eu"), None));
+        assert_eq!(c.zones(), ["eu"]);
+        assert_eq!(c.regions_in(Some("eu")), ["eu-west"]);
+        assert_eq!(c.regions_in(None), ["ap-south", "us-east", "us-west"]);
+        let text = ClusterConfig::from_toml_str(SHIPPED, env(r#"["us-east"]"#))
+            .expect_err("leaves the zone")
+            .to_string();
+        assert!(
+            text.contains(r#"regions.eu-west.failover[0]: us-east is outside residency zone "eu""#),
+            "{text}"
+        );
+        let mut bad = env("[]");
+        bad[0].1 = "EU!".into();
+        let text = ClusterConfig::from_toml_str(SHIPPED, bad).expect_err("bad zone").to_string();
+        assert!(text.contains("regions.eu-west.residency"), "{text}");
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct Region {
     pub cloud_region: String,
     #[serde(default)]
     pub failover: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residency: Option<String>,
     pub s3: RegionStore,
 }
 

@@ -49,9 +49,14 @@ pub const CANDIDATE_DIR: &str = "candidate";
 /// Where a cycle reads and publishes.
 #[derive(Debug, Clone)]
 pub struct Targets {
+    /// Where the streams are ingested to and models are published from: the primary bucket,
+    /// or a residency zone's home store.
     pub primary: Bucket,
     pub regions: Vec<Bucket>,
     pub streams: Vec<StreamSource>,
+    /// For a zone's regional model: the primary bucket, whose (shared) events and erasures are
+    /// read, never written.
+    pub shared: Option<Bucket>,
 }
 
 #[derive(Debug, Clone)]
@@ -324,9 +329,13 @@ impl Runner {
             )),
             None => None,
         };
-        let log = ingest::read_events(&t.primary).await?;
+        let mut log = ingest::read_events(&t.primary).await?;
+        let mut erasures = ingest::read_tombstones(&t.primary).await?;
+        if let Some(shared) = &t.shared {
+            log = ingest::read_events(shared).await?.then(log);
+            erasures.extend(ingest::read_tombstones(shared).await?);
+        }
         report.live_events = log.events.len();
-        let erasures = ingest::read_tombstones(&t.primary).await?;
         let honoured = erasures.honoured();
         let overdue = s.erasure_deadline.zip(serving.as_ref()).map_or(0, |(deadline, sv)| {
             let before = manifest::now_unix() - i64::try_from(deadline.as_secs()).unwrap_or(i64::MAX);

@@ -7,7 +7,8 @@ use cluster_config::ClusterConfig;
 use serde::Serialize;
 use store::Credentials;
 
-use super::store::{emit, primary_bucket, region_buckets};
+use super::scope::{self, region_buckets};
+use super::store::emit;
 use crate::ingest::{self, RegionErasure, Tombstone};
 
 #[derive(Debug, clap::Args)]
@@ -31,6 +32,10 @@ pub struct StatusArgs {
     pub user: Option<String>,
     #[arg(long)]
     pub json: bool,
+    /// Work on the regions of this residency zone (`residency` in regions.toml), whose data
+    /// stays in the zone; default: the shared regions.
+    #[arg(long, value_name = "ZONE")]
+    pub zone: Option<String>,
 }
 
 /// One user's erasure everywhere.
@@ -46,7 +51,8 @@ struct UserStatus {
 pub async fn erasure(c: &ClusterConfig, a: &ErasureArgs) -> anyhow::Result<()> {
     let ErasureCommand::Status(s) = &a.command;
     let creds = Credentials::from_env(std::env::vars()).await;
-    let primary = primary_bucket(c, &creds);
+    let zone = s.zone.as_deref();
+    let primary = scope::home(c, zone, &creds)?;
     let erasures = ingest::read_tombstones(&primary).await?;
     let users: Vec<&Tombstone> = match &s.user {
         Some(u) => vec![erasures.by_user.get(u).ok_or_else(|| {
@@ -57,7 +63,7 @@ pub async fn erasure(c: &ClusterConfig, a: &ErasureArgs) -> anyhow::Result<()> {
         })?],
         None => erasures.by_user.values().collect(),
     };
-    let buckets = region_buckets(c, &[], &creds)?;
+    let buckets = region_buckets(c, &scope::regions(c, zone, &[])?, &creds)?;
     let mut out = Vec::new();
     for t in users {
         let mut regions = Vec::new();

@@ -8,7 +8,7 @@ use crate::ingest::{self, describe, IngestError, IngestOptions, RegionIngest, St
 use cluster_config::ClusterConfig;
 use store::Credentials;
 
-use super::store::{emit, primary_bucket};
+use super::store::emit;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Each batch is written to <primary prefix>events/<region>/<first id>_<last id>.tsv \
@@ -19,6 +19,10 @@ pub struct IngestArgs {
     /// Ingest this region only (repeatable); default: every region.
     #[arg(long = "region", value_name = "REGION")]
     pub regions: Vec<String>,
+    /// Work on the regions of this residency zone (`residency` in regions.toml), whose data
+    /// stays in the zone; default: the shared regions.
+    #[arg(long, value_name = "ZONE")]
+    pub zone: Option<String>,
     /// Stream entries per batch object.
     #[arg(long, default_value_t = DEFAULT_BATCH as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub batch: u64,
@@ -27,24 +31,24 @@ pub struct IngestArgs {
     pub json: bool,
 }
 
-/// The regions to drain: those named (checked against the configuration), or all.
-pub fn sources(c: &ClusterConfig, names: &[String]) -> anyhow::Result<Vec<StreamSource>> {
-    let names = if names.is_empty() { c.region_names() } else { names.to_vec() };
-    names
+/// The regions to drain: those named (checked against the configuration and the scope), or
+/// every region of the scope (`zone`; `None`: the shared regions).
+pub fn sources(c: &ClusterConfig, zone: Option<&str>, names: &[String]) -> anyhow::Result<Vec<StreamSource>> {
+    super::scope::regions(c, zone, names)?
         .into_iter()
         .map(|n| Ok(StreamSource { redis_url: c.region(&n)?.redis_url.to_string(), region: n }))
         .collect()
 }
 
 pub async fn ingest(c: &ClusterConfig, a: &IngestArgs) -> anyhow::Result<()> {
-    let sources = sources(c, &a.regions)?;
+    let sources = sources(c, a.zone.as_deref(), &a.regions)?;
     let creds = Credentials::from_env(std::env::vars()).await;
-    let primary = primary_bucket(c, &creds);
+    let primary = super::scope::home(c, a.zone.as_deref(), &creds)?;
     let opts = IngestOptions { batch: usize::try_from(a.batch)?, ..IngestOptions::default() };
     let results = ingest::ingest(&primary, &sources, &opts).await;
     // Erasures every serving version honours leave the regions' live sets.
     let names: Vec<String> = sources.iter().map(|s| s.region.clone()).collect();
-    if let Ok(buckets) = super::store::region_buckets(c, &names, &creds) {
+    if let Ok(buckets) = super::scope::region_buckets(c, &names, &creds) {
         if let Ok(released) = ingest::release_erasures(&primary, &sources, &buckets).await {
             for (region, n) in released {
                 if let Ok(n @ 1..) = n {

@@ -14,6 +14,7 @@ pub mod model;
 pub mod protect;
 pub mod rollout;
 pub mod run;
+pub mod scope;
 pub mod store;
 pub mod units;
 

@@ -20,7 +20,6 @@ use model::model::BuildParams;
 use model::neighbours::Weighting;
 use store::Credentials;
 
-use super::store::primary_bucket;
 use super::units::human_bytes;
 
 /// `--weighting`: a [`Weighting`] as the command line spells it.
@@ -224,7 +223,7 @@ pub async fn load_input(
     }
     let config = config()?;
     let creds = Credentials::from_env(std::env::vars()).await;
-    let primary = primary_bucket(&config, &creds);
+    let primary = super::scope::primary_bucket(&config, &creds);
     let log = ingest::read_events(&primary).await?;
     let (users, items) = (base.users.len(), base.items.len());
     let merged = ingest::merge(base, &log.events);

@@ -15,7 +15,8 @@ use cluster_config::ClusterConfig;
 use store::Credentials;
 
 use super::exit::Exit;
-use super::store::{emit, parse_duration, primary_bucket, region_buckets, ReplicationMode};
+use super::scope::{self, region_buckets};
+use super::store::{emit, parse_duration, ReplicationMode};
 
 /// Exit code of `rollout start|resume` (and `run --once`) when the candidate was rolled back.
 pub const EXIT_ROLLED_BACK: u8 = 4;
@@ -54,6 +55,10 @@ Examples:
 pub struct RolloutArgs {
     #[command(subcommand)]
     pub command: RolloutCommand,
+    /// Roll out to the regions of this residency zone (`residency` in regions.toml), the
+    /// record kept in the zone's home store; default: the shared regions.
+    #[arg(long, value_name = "ZONE", global = true)]
+    pub zone: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -217,9 +222,15 @@ pub struct DecisionArgs {
 }
 
 /// The controller over the configured cluster.
-pub async fn controller(c: &ClusterConfig, node_timeout: Duration) -> anyhow::Result<Controller> {
+/// The controller of the regions of `zone` (`None`: the shared ones), its records in their home
+/// store.
+pub async fn controller(
+    c: &ClusterConfig,
+    zone: Option<&str>,
+    node_timeout: Duration,
+) -> anyhow::Result<Controller> {
     let creds = Credentials::from_env(std::env::vars()).await;
-    let buckets = region_buckets(c, &[], &creds)?;
+    let buckets = region_buckets(c, &scope::regions(c, zone, &[])?, &creds)?;
     let targets = buckets
         .into_iter()
         .map(|bucket| {
@@ -228,7 +239,7 @@ pub async fn controller(c: &ClusterConfig, node_timeout: Duration) -> anyhow::Re
             Ok(Target { region, bucket, urls })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(Controller::new(primary_bucket(c, &creds), targets, node_timeout))
+    Ok(Controller::new(scope::home(c, zone, &creds)?, targets, node_timeout))
 }
 
 /// The plan of `--plan`, `--hold`, or the default one.
@@ -248,9 +259,10 @@ pub fn plan_for(plan: Option<&str>, hold: Option<&str>, regions: &[String]) -> a
 }
 
 pub async fn rollout(c: &ClusterConfig, a: &RolloutArgs) -> anyhow::Result<()> {
+    let zone = a.zone.as_deref();
     match &a.command {
         RolloutCommand::Start(s) => {
-            let ctl = controller(c, s.controller.node_timeout).await?;
+            let ctl = controller(c, zone, s.controller.node_timeout).await?;
             let (plan, hold) = plan_for(s.plan.as_deref(), s.hold.as_deref(), &ctl.regions())?;
             let through = super::protect::honours_local(&s.model)?;
             super::protect::protect_before_serving(
@@ -273,18 +285,22 @@ pub async fn rollout(c: &ClusterConfig, a: &RolloutArgs) -> anyhow::Result<()> {
             ended(ctl.start(&s.model, replication, opts).await?)
         }
         RolloutCommand::Resume(s) => {
-            ended(controller(c, s.node_timeout).await?.resume(s.id.as_deref()).await?)
+            ended(controller(c, zone, s.node_timeout).await?.resume(s.id.as_deref()).await?)
         }
         RolloutCommand::Abort(s) => {
-            let r = controller(c, Duration::from_secs(5)).await?.abort(s.id.as_deref(), &s.reason).await?;
+            let r =
+                controller(c, zone, Duration::from_secs(5)).await?.abort(s.id.as_deref(), &s.reason).await?;
             emit(&format!("rollout {} aborted; every region serves its previous version again\n", r.id))
         }
         RolloutCommand::Promote(s) => {
-            let r = controller(c, Duration::from_secs(5)).await?.promote(s.id.as_deref(), &s.reason).await?;
+            let r = controller(c, zone, Duration::from_secs(5))
+                .await?
+                .promote(s.id.as_deref(), &s.reason)
+                .await?;
             emit(&format!("rollout {} promoted: {} serves everywhere\n", r.id, r.version))
         }
         RolloutCommand::Status(s) => {
-            let ctl = controller(c, Duration::from_secs(5)).await?;
+            let ctl = controller(c, zone, Duration::from_secs(5)).await?;
             let r = crate::rollout::state::load_or_active(&ctl.primary, s.id.as_deref()).await?;
             if s.json {
                 emit(&format!("{}\n", serde_json::to_string_pretty(&r)?))
@@ -293,7 +309,7 @@ pub async fn rollout(c: &ClusterConfig, a: &RolloutArgs) -> anyhow::Result<()> {
             }
         }
         RolloutCommand::Report(s) => {
-            let ctl = controller(c, s.node_timeout).await?;
+            let ctl = controller(c, zone, s.node_timeout).await?;
             let r = crate::rollout::state::load_or_active(&ctl.primary, s.id.as_deref()).await?;
             let check = ctl.live_window(&r).await;
             emit(&report_text(&r, check.as_ref()))

@@ -19,7 +19,8 @@ use super::exit::Exit;
 use super::ingest::sources;
 use super::model::ParamArgs;
 use super::rollout::{ControllerArgs, EXIT_ROLLED_BACK};
-use super::store::{emit, parse_duration, primary_bucket, region_buckets, ReplicationMode};
+use super::scope::{self, region_buckets};
+use super::store::{emit, parse_duration, ReplicationMode};
 
 /// `run --once` exit code when the candidate was refused as worse than the serving model.
 pub const EXIT_REFUSED: u8 = 3;
@@ -68,6 +69,11 @@ pub struct RunArgs {
     /// next candidate even when it is worse by NDCG@10; 0 turns this off.
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     pub erasure_deadline: Duration,
+    /// Build the regional model of this residency zone (`residency` in regions.toml): the
+    /// shared data and events plus the zone's own events, published to the zone's regions only;
+    /// run it where the zone's data lives. Default: the shared model, for the shared regions.
+    #[arg(long, value_name = "ZONE")]
+    pub zone: Option<String>,
     /// Working directory; the candidate model is written to <DIR>/candidate.
     #[arg(long, default_value = ".georec/run")]
     pub work_dir: PathBuf,
@@ -102,10 +108,12 @@ fn margin(s: &str) -> Result<f64, String> {
 
 pub async fn run(c: &ClusterConfig, a: &RunArgs) -> anyhow::Result<()> {
     let creds = Credentials::from_env(std::env::vars()).await;
+    let zone = a.zone.as_deref();
     let targets = Targets {
-        primary: primary_bucket(c, &creds),
-        regions: region_buckets(c, &[], &creds)?,
-        streams: sources(c, &[])?,
+        primary: scope::home(c, zone, &creds)?,
+        regions: region_buckets(c, &scope::regions(c, zone, &[])?, &creds)?,
+        streams: sources(c, zone, &[])?,
+        shared: zone.map(|_| scope::primary_bucket(c, &creds)),
     };
     let replication = match a.replication {
         ReplicationMode::Copy => Replication::Copy,
@@ -116,7 +124,7 @@ pub async fn run(c: &ClusterConfig, a: &RunArgs) -> anyhow::Result<()> {
     let delivery = if a.flip {
         Delivery::Flip
     } else {
-        let controller = super::rollout::controller(c, a.controller.node_timeout).await?;
+        let controller = super::rollout::controller(c, zone, a.controller.node_timeout).await?;
         let (plan, _) = super::rollout::plan_for(a.rollout_plan.as_deref(), None, &controller.regions())?;
         let opts = StartOptions {
             plan,

@@ -15,8 +15,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use crate::admin::{self, BucketState, VersionCheck};
 use crate::publish::{self, PointerChange, PublishError, PublishEvent, PublishOptions, Replication};
 use cluster_config::ClusterConfig;
-use store::{Bucket, Credentials, Location, StoreOptions};
+use store::{Bucket, Credentials};
 
+use super::scope::{self, primary_bucket, region_buckets};
 use super::units::human_bytes;
 
 mod render;
@@ -47,9 +48,13 @@ pub struct PublishArgs {
     /// With --replication external: how often to look for the replica.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub poll_interval: Duration,
-    /// Publish to this region only (repeatable); default: every region.
+    /// Publish to this region only (repeatable); default: every region of the scope.
     #[arg(long = "region", value_name = "REGION")]
     pub regions: Vec<String>,
+    /// Work on the regions of this residency zone (`residency` in regions.toml), whose data
+    /// stays in the zone; default: the shared regions.
+    #[arg(long, value_name = "ZONE")]
+    pub zone: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,6 +82,10 @@ pub struct RollbackArgs {
     /// Roll back this region only (repeatable); default: the primary and every region.
     #[arg(long = "region", value_name = "REGION")]
     pub regions: Vec<String>,
+    /// Work on the regions of this residency zone (`residency` in regions.toml), whose data
+    /// stays in the zone; default: the shared regions.
+    #[arg(long, value_name = "ZONE")]
+    pub zone: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -122,27 +131,12 @@ pub(crate) fn replication(mode: ReplicationMode, timeout: Duration, poll: Durati
     }
 }
 
-pub(crate) fn primary_bucket(c: &ClusterConfig, creds: &Credentials) -> Bucket {
-    Bucket::new("primary", Location::primary(&c.primary), creds, StoreOptions::default())
-}
-
-pub(crate) fn region_buckets(
-    c: &ClusterConfig,
-    names: &[String],
-    creds: &Credentials,
-) -> anyhow::Result<Vec<Bucket>> {
-    let names = if names.is_empty() { c.region_names() } else { names.to_vec() };
-    names
-        .iter()
-        .map(|n| Ok(Bucket::new(n.clone(), Location::region(c.region(n)?), creds, StoreOptions::default())))
-        .collect()
-}
-
 pub async fn publish(c: &ClusterConfig, a: &PublishArgs) -> anyhow::Result<()> {
     let creds = Credentials::from_env(std::env::vars()).await;
-    let primary = primary_bucket(c, &creds);
-    let regions = region_buckets(c, &a.regions, &creds)?;
-    let names: Vec<String> = regions.iter().map(|b| b.label().to_string()).collect();
+    let zone = a.zone.as_deref();
+    let primary = scope::home(c, zone, &creds)?;
+    let names = scope::regions(c, zone, &a.regions)?;
+    let regions = region_buckets(c, &names, &creds)?;
     let through = super::protect::honours_local(&a.model)?;
     super::protect::protect_before_serving(c, &primary, &names, &a.model.display().to_string(), through)
         .await?;
@@ -216,7 +210,8 @@ fn on_progress(bars: &HashMap<String, ProgressBar>, e: PublishEvent) {
 
 pub async fn status(c: &ClusterConfig, a: &StatusArgs) -> anyhow::Result<()> {
     let creds = Credentials::from_env(std::env::vars()).await;
-    let regions = region_buckets(c, &a.regions, &creds)?;
+    let names = if a.regions.is_empty() { c.region_names() } else { a.regions.clone() };
+    let regions = region_buckets(c, &names, &creds)?;
     let primary = a.regions.is_empty().then(|| primary_bucket(c, &creds));
     let report = admin::status(primary.as_ref(), &regions, a.deep).await;
     if a.json {
@@ -241,9 +236,10 @@ fn bucket_healthy(state: &Result<BucketState, store::StoreError>) -> bool {
 
 pub async fn rollback(c: &ClusterConfig, a: &RollbackArgs) -> anyhow::Result<()> {
     let creds = Credentials::from_env(std::env::vars()).await;
-    let mut buckets = region_buckets(c, &a.regions, &creds)?;
-    let names: Vec<String> = buckets.iter().map(|b| b.label().to_string()).collect();
-    let primary = primary_bucket(c, &creds);
+    let zone = a.zone.as_deref();
+    let names = scope::regions(c, zone, &a.regions)?;
+    let mut buckets = region_buckets(c, &names, &creds)?;
+    let primary = scope::home(c, zone, &creds)?;
     if a.regions.is_empty() {
         buckets.insert(0, primary.clone());
     }
@@ -271,8 +267,11 @@ pub async fn rollback(c: &ClusterConfig, a: &RollbackArgs) -> anyhow::Result<()>
 
 pub async fn gc(c: &ClusterConfig, a: &GcArgs) -> anyhow::Result<()> {
     let creds = Credentials::from_env(std::env::vars()).await;
-    let mut buckets = region_buckets(c, &[], &creds)?;
+    let mut buckets = region_buckets(c, &c.region_names(), &creds)?;
     buckets.insert(0, primary_bucket(c, &creds));
+    for z in c.zones() {
+        buckets.insert(1, scope::home(c, Some(&z), &creds)?);
+    }
     let keep = usize::try_from(a.keep).unwrap_or(usize::MAX);
     let report = admin::gc(&buckets, keep, a.dry_run).await;
     emit(&gc_table(&report))?;

@@ -179,6 +179,32 @@ pub struct EventLog {
     pub retried: u64,
 }
 
+impl EventLog {
+    /// This log, then `other`'s events (another store's: a residency zone's), deduplicated by
+    /// (user, client `event_id`) across both, the first kept.
+    pub fn then(mut self, other: EventLog) -> EventLog {
+        let mut named: HashSet<(String, String)> = self
+            .events
+            .iter()
+            .filter_map(|e| e.event.event_id.clone().map(|id| (e.event.user_id.clone(), id)))
+            .collect();
+        for e in other.events {
+            if let Some(eid) = &e.event.event_id {
+                if !named.insert((e.event.user_id.clone(), eid.clone())) {
+                    self.retried += 1;
+                    continue;
+                }
+            }
+            self.events.push(e);
+        }
+        self.objects += other.objects;
+        self.duplicates += other.duplicates;
+        self.retried += other.retried;
+        self.events.sort_by(|a, b| (&a.region, a.id).cmp(&(&b.region, b.id)));
+        self
+    }
+}
+
 /// Read every event batch under the primary bucket's `events/`, deduplicated by
 /// (region, event id), then by (user, client `event_id`) across regions: the first read
 /// (batches in key order: by region, then by stream id) is kept.

@@ -72,6 +72,19 @@ impl Erasures {
         self.by_user.is_empty()
     }
 
+    /// Add another store's records (a residency zone's), each user's latest kept.
+    pub fn extend(&mut self, other: Erasures) {
+        self.objects += other.objects;
+        for (user, t) in other.by_user {
+            match self.by_user.get(&user) {
+                Some(seen) if seen.at >= t.at => {}
+                _ => {
+                    self.by_user.insert(user, t);
+                }
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.by_user.len()
     }

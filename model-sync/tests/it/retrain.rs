@@ -35,6 +35,11 @@ struct Site {
 
 impl Site {
     fn start() -> Site {
+        Site::start_with("")
+    }
+
+    /// `eu_west` is added to eu-west's section (e.g. `residency = "eu"`).
+    fn start_with(eu_west: &str) -> Site {
         let s3 = S3Server::start(&[PRIMARY, "georec-eu-west", "georec-us-east"]);
         let redis: Vec<RedisServer> = REGIONS.iter().map(|_| RedisServer::start()).collect();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -46,10 +51,11 @@ impl Site {
             toml += &format!(
                 "\n[regions.{r}]\nlisten = \"127.0.0.1:{p}\"\nurls = [\"http://127.0.0.1:{p}\"]\n\
                  redis_url = \"{u}\"\ncloud_region = \"us-east-1\"\n\
-                 s3 = {{ endpoint = \"{e}\", bucket = \"georec-{r}\", prefix = \"{PREFIX}\" }}\n",
+                 s3 = {{ endpoint = \"{e}\", bucket = \"georec-{r}\", prefix = \"{PREFIX}\" }}\n{extra}\n",
                 p = 1 + i,
                 u = redis.url(),
-                e = s3.endpoint()
+                e = s3.endpoint(),
+                extra = if *r == "eu-west" { eu_west } else { "" }
             );
         }
         std::fs::write(dir.path().join("regions.toml"), toml).expect("write regions.toml");
@@ -74,12 +80,18 @@ impl Site {
 
     /// `run --once` over `data`.
     async fn run_once(&self, data: &Path) -> (i32, String) {
+        self.run_once_with(data, &[]).await
+    }
+
+    /// `run --once` over `data` with `extra` arguments.
+    async fn run_once_with(&self, data: &Path, extra: &[&str]) -> (i32, String) {
         let work = self.path("work");
         let mut args = vec!["run", "--once", "--data", data.to_str().expect("utf8"), "--work-dir"];
         args.push(work.to_str().expect("utf8"));
         // The gate is under test here, not the rollout (tests/it/rollout.rs): flip directly.
         args.push("--flip");
         args.extend(BUILD_FLAGS);
+        args.extend(extra);
         let out = self.model_sync(&args).await;
         let text = format!("{}\n--- stderr:\n{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
         (out.status.code().unwrap_or(-1), text)
@@ -278,4 +290,70 @@ async fn the_loop_stops_on_sigterm_while_waiting() {
         rest += &l;
     }
     assert!(rest.contains("stopped"), "{rest}");
+}
+
+/// eu-west in residency zone "eu": the shared loop never touches its stream, the zone's loop
+/// keeps its events in the zone's store, builds from shared + zone data and publishes there
+/// only; the shared model never holds a zone user.
+#[tokio::test]
+async fn a_residency_zone_keeps_its_events_and_gets_its_own_model() {
+    let site = Site::start_with("residency = \"eu\"");
+    let data = site.path("data");
+    let good = shop();
+    dataset::write_dir(&good, &data).expect("write");
+    let item = good.items[0].clone();
+    let (mut us, mut eu) = (connect(&site.redis[1].url()).await, connect(&site.redis[0].url()).await);
+    push(&mut us, "us-east", &[event("us-shopper", &item, EventType::Purchase, TS)]).await;
+    push(&mut eu, "eu-west", &[event("eu-shopper", &item, EventType::Purchase, TS)]).await;
+    let eu_bucket = site.s3.bucket("georec-eu-west", PREFIX, "eu-west");
+    let us_bucket = site.s3.bucket("georec-us-east", PREFIX, "us-east");
+    let model_users = |version: String, bucket: Bucket| async move {
+        let m = reader::read_manifest(&bucket, &version).await.expect("manifest");
+        m.counts.users
+    };
+
+    // Naming a zone's region without its zone is refused.
+    let out = site.model_sync(&["ingest", "--region", "eu-west"]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("use --zone eu"), "{out:?}");
+
+    // The shared loop: us-east's event only, published to us-east only.
+    let (code, out) = site.run_once_with(&data, &[]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ingest: us-east 1 events"), "{out}");
+    let shared = site.serving(&site.primary()).await;
+    assert_eq!(site.serving(&us_bucket).await, shared);
+    assert!(reader::read_pointer(&eu_bucket).await.expect("read").is_none(), "nothing published in the zone");
+    let xlen: u64 = redis::cmd("XLEN")
+        .arg(model::events::stream_key("eu-west"))
+        .query_async(&mut eu)
+        .await
+        .expect("XLEN");
+    assert_eq!(xlen, 1, "the zone's stream is left alone");
+    assert_eq!(model_users(shared.clone(), site.primary()).await, good.users.len() as u64 + 1);
+    let primary_keys: Vec<String> = site
+        .primary()
+        .list(&format!("{PREFIX}events/"))
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert!(primary_keys.iter().all(|k| !k.contains("eu-west")), "{primary_keys:?}");
+
+    // The zone's loop: its event lands in the zone's store, never the primary; the regional
+    // model has the shared users, us-east's and the zone's, and serves in the zone only.
+    let (code, out) = site.run_once_with(&data, &["--zone", "eu"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ingest: eu-west 1 events"), "{out}");
+    let home = site.s3.bucket("georec-eu-west", &format!("{PREFIX}zone-eu/"), "zone-eu");
+    let zone_keys = home.list(&format!("{PREFIX}zone-eu/events/eu-west/")).await.expect("list");
+    assert_eq!(zone_keys.len(), 1, "{zone_keys:?}");
+    let regional = site.serving(&eu_bucket).await;
+    assert_ne!(regional, shared);
+    assert_eq!(site.serving(&home).await, regional);
+    assert_eq!(model_users(regional, home).await, good.users.len() as u64 + 2);
+    assert_eq!(site.serving(&us_bucket).await, shared, "the shared regions keep the shared model");
+    let primary_keys = site.primary().list(&format!("{PREFIX}events/")).await.expect("list");
+    assert!(primary_keys.iter().all(|o| !o.key.contains("eu-west")));
 }

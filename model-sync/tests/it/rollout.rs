@@ -510,6 +510,7 @@ async fn the_retrain_loop_rolls_an_accepted_build_out() {
         primary: site.cluster.primary(),
         regions: site.cluster.region_buckets(),
         streams: Vec::new(),
+        shared: None,
     };
     let settings = RunSettings {
         data: Some(data),
