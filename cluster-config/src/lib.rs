@@ -85,6 +85,12 @@ pub struct ModelPollConfig {
     pub swap_priority: SwapPriority,
 }
 
+/// Request header the router sets when it sends a request to a region outside the residency
+/// zone of the region that should have served it; its value names that zone. A node outside
+/// the zone answers without storing anything about the user (no cached answer, no served
+/// record) and says so in the answer. Clients' own values are dropped by the router.
+pub const RESIDENCY_HEADER: &str = "x-georec-residency-zone";
+
 /// One region: its node(s), its Redis and its bucket.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegionConfig {

@@ -78,6 +78,9 @@ pub struct RecommendQuery {
     pub categories: Vec<String>,
     /// Also return items the user already has (FastAPI `exclude_purchased: false`).
     pub include_seen: bool,
+    /// Answered outside the user's residency zone: nothing about the user is stored (see
+    /// `cluster_config::RESIDENCY_HEADER`).
+    pub transit: bool,
 }
 
 impl RecommendQuery {
@@ -91,7 +94,7 @@ impl RecommendQuery {
         exclude.dedup();
         categories.sort_unstable();
         categories.dedup();
-        Self { user_id: user_id.into(), count, exclude, categories, include_seen: false }
+        Self { user_id: user_id.into(), count, exclude, categories, include_seen: false, transit: false }
     }
 
     /// Everything but the user that changes the answer, hashed (FNV-1a, stable across

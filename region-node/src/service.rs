@@ -152,7 +152,7 @@ impl Service {
             served.ranked.items.len(),
             started.elapsed(),
         );
-        if serving.in_rollout() {
+        if serving.in_rollout() && !q.transit {
             self.record_served(&q.user_id, &served);
         }
         if serving.shadow().is_some() {
@@ -203,7 +203,7 @@ impl Service {
             let ranked = compute(snapshot_ref, q, &live, excluded_ref);
             snapshot_ref.figures.computed(started.elapsed());
             let ranked = Arc::new(ranked?);
-            if let (Some(_), Some(gen)) = (&events, gen) {
+            if let (Some(_), Some(gen), false) = (&events, gen, q.transit) {
                 self.cache.put_recommendation(keys_ref, head_ref.as_deref(), gen, &ranked).await;
             }
             Some(ranked)

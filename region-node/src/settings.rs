@@ -32,6 +32,8 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// Faults injected into versions (rollout tests and drills; `--inject-fault`).
     pub faults: Vec<crate::rollout::Fault>,
+    /// The region's residency zone (`regions.<region>.residency`), if any.
+    pub zone: Option<String>,
 }
 
 /// Redis cache and its breaker.
@@ -112,6 +114,7 @@ impl Settings {
             shutdown_timeout: Duration::from_secs(15),
             workers: None,
             faults: Vec::new(),
+            zone: None,
         }
     }
 
@@ -126,6 +129,7 @@ impl Settings {
         let mut s = Settings::new(region, url_text(&r.redis_url));
         let mut problems = Vec::new();
         s.listen = r.listen;
+        s.zone = r.residency.clone();
         if let Some(addr) = listen {
             match addr.parse() {
                 Ok(a) => s.listen = a,

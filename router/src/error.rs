@@ -61,6 +61,7 @@ impl RouteError {
             RouteError::BudgetExhausted { .. } => "retry_budget_exhausted",
             RouteError::Upstream(_) => "upstream_error",
             RouteError::MaybeApplied(_) => "outcome_unknown",
+            RouteError::ResidencyUnavailable { .. } => "residency_unavailable",
         }
     }
 }
@@ -81,7 +82,8 @@ impl RouteError {
             RouteError::UnknownRegion { .. } => 400,
             RouteError::NoHealthyRegion { .. }
             | RouteError::AllRegionsFailed { .. }
-            | RouteError::BudgetExhausted { .. } => 503,
+            | RouteError::BudgetExhausted { .. }
+            | RouteError::ResidencyUnavailable { .. } => 503,
             RouteError::Upstream(e) | RouteError::MaybeApplied(e) if e.is_timeout() => 504,
             RouteError::Upstream(_) | RouteError::MaybeApplied(_) => 502,
         }
@@ -91,7 +93,7 @@ impl RouteError {
         let mut body = ErrorBody::new(self.code(), self);
         match self {
             RouteError::UnknownRegion { known, .. } => body.valid_regions = Some(known),
-            RouteError::NoHealthyRegion { states } => {
+            RouteError::NoHealthyRegion { states } | RouteError::ResidencyUnavailable { states, .. } => {
                 body.regions = Some(states.iter().map(|(name, s)| (name.as_str(), *s)).collect());
             }
             RouteError::AllRegionsFailed { attempts } => {

@@ -13,3 +13,6 @@ pub const FAILOVER_FROM: HeaderName = HeaderName::from_static("x-failover-from")
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// W3C trace context: the client's when valid, else a fresh one; sent on and returned.
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// Set by the router only (a client's is dropped): the request left its residency zone
+/// (`cluster_config::RESIDENCY_HEADER`).
+pub const RESIDENCY: HeaderName = HeaderName::from_static(cluster_config::RESIDENCY_HEADER);

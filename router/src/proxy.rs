@@ -9,6 +9,12 @@
 //! else: only its first failure counts towards ejecting a node (the others say more about
 //! the request than about the nodes), and its retries come out of the shared budget.
 //!
+//! Residency: a request belongs to the zone of its hinted region (else of the region that would
+//! serve it first). `POST /events` never leaves that zone: when none of its regions can take
+//! it, the answer is `503 residency_unavailable` (nothing was sent: safe to retry). A read that
+//! fails over out of the zone carries `x-georec-residency-zone`, and the node answers without
+//! storing anything about the user.
+//!
 //! Every request carries an `x-request-id` and a W3C `traceparent` to the node: the client's
 //! own when they are valid, else fresh ones; both are logged and returned.
 
@@ -59,6 +65,8 @@ pub enum RouteError {
     Upstream(UpstreamError),
     #[error("{0}; not retried in another region: the node may have stored the events, and a retry could store them twice")]
     MaybeApplied(UpstreamError),
+    #[error("no region of residency zone {zone:?} can take the events now, and they do not leave the zone; nothing was stored: retry later")]
+    ResidencyUnavailable { zone: String, states: Vec<(String, RegionState)> },
 }
 
 /// `POST /recommendations`, `POST /api/v1/recommendations/user/{user_id}`, `POST /events`.
@@ -97,14 +105,29 @@ async fn route<'a>(proxy: &'a Proxy, req: &Request, ids: &Ids) -> Result<(Respon
             regions.find(&h).ok_or_else(|| RouteError::UnknownRegion { hint: h, known: regions.names() })?,
         ),
     };
-    let plan = regions.plan(hint);
-    if plan.is_empty() {
-        return Err(no_healthy_region(state));
-    }
+    let mut plan = regions.plan(hint);
     // Events are appended, not looked up: after an attempt the node may have acted on, another
     // region would store them twice. Only failures that did nothing are retried.
     let at_most_once = req.path() == "/events";
+    let home = hint.or(plan.first().copied()).map(|i| regions.get(i));
+    let zone = home.and_then(|r| r.zone.as_deref().zip(r.zone_header.as_ref()));
+    if let (Some((z, _)), true) = (zone, at_most_once) {
+        plan.retain(|&i| regions.get(i).zone.as_deref() == Some(z));
+        if plan.is_empty() {
+            let states = regions
+                .iter()
+                .filter(|r| r.zone.as_deref() == Some(z))
+                .map(|r| (r.name.clone(), r.state()))
+                .collect();
+            return Err(RouteError::ResidencyUnavailable { zone: z.to_string(), states });
+        }
+    }
+    if plan.is_empty() {
+        return Err(no_healthy_region(state));
+    }
     let out = Outgoing::new(req, ids.request_id.clone(), ids.traceparent.clone());
+    // The same request for regions outside the zone, made when first needed.
+    let mut leaving: Option<Outgoing> = None;
     let (request_id, trace_id) = (ids.request_id(), ids.trace_id());
     state.budget.deposit();
     let mut failures: Vec<UpstreamError> = Vec::new();
@@ -134,7 +157,13 @@ async fn route<'a>(proxy: &'a Proxy, req: &Request, ids: &Ids) -> Result<(Respon
                     true => state.settings.request_timeout,
                     false => attempt_timeout(&state.settings, node.ewma.observed()),
                 };
-                proxy.upstream.send(node, &out, timeout, !at_most_once).await
+                let out = match zone {
+                    Some((z, header)) if region.zone.as_deref() != Some(z) => {
+                        &*leaving.get_or_insert_with(|| out.leaving_zone(header.clone()))
+                    }
+                    _ => &out,
+                };
+                proxy.upstream.send(node, out, timeout, !at_most_once).await
             };
             match attempt {
                 Ok(answer) => {

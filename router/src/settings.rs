@@ -165,6 +165,8 @@ pub struct RegionSettings {
     pub nodes: Vec<Endpoint>,
     /// Regions to fail over to, best first (may be empty: then latency alone decides).
     pub failover: Vec<String>,
+    /// Residency zone: its events never leave the zone's regions (see `crate::proxy`).
+    pub zone: Option<String>,
 }
 
 impl Settings {
@@ -227,7 +229,12 @@ impl Settings {
                     Err(e) => problems.push(Problem::new(format!("regions.{name}.urls[{i}]"), e)),
                 }
             }
-            regions.push(RegionSettings { name: name.clone(), nodes, failover: r.failover.clone() });
+            regions.push(RegionSettings {
+                name: name.clone(),
+                nodes,
+                failover: r.failover.clone(),
+                zone: r.residency.clone(),
+            });
         }
         let (Ok(listen), Ok(connector), true) = (listen, connector, problems.is_empty()) else {
             return Err(SettingsError { problems });

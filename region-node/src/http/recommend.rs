@@ -60,6 +60,26 @@ struct RecommendResponse<'a> {
     source: Source,
     /// Time spent on the node, in microseconds.
     took_us: u64,
+    /// Present when the router sent the request here from outside the user's residency zone
+    /// (a failover): nothing about the user was stored in this region.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    residency: Option<Transit>,
+}
+
+/// An answer given outside the user's residency zone.
+#[derive(Serialize, ToSchema)]
+pub struct Transit {
+    /// The user's residency zone.
+    pub zone: String,
+    /// Always `false`: no cached answer, no served record.
+    pub stored: bool,
+}
+
+/// The residency zone a request was sent here from, when it is not this node's own (see
+/// `cluster_config::RESIDENCY_HEADER`): the answer must store nothing about the user.
+pub fn transit(req: &HttpRequest, own: Option<&str>) -> Option<Transit> {
+    let zone = req.headers().get(cluster_config::RESIDENCY_HEADER)?.to_str().ok()?.trim();
+    (!zone.is_empty() && Some(zone) != own).then(|| Transit { zone: zone.to_string(), stored: false })
 }
 
 /// Recommend items for a user (popular items for unknown users).
@@ -90,7 +110,9 @@ pub async fn recommend(
     if let Some(r) = &b.region {
         input::check_id("region", r)?;
     }
-    let query = RecommendQuery::new(b.user_id.clone(), count, exclude, categories);
+    let mut query = RecommendQuery::new(b.user_id.clone(), count, exclude, categories);
+    let residency = transit(&req, node.settings().zone.as_deref());
+    query.transit = residency.is_some();
     let served = node.service().recommend(query, b.force_refresh).await?;
     Ok(HttpResponse::Ok().json(RecommendResponse {
         user_id: &b.user_id,
@@ -101,5 +123,6 @@ pub async fn recommend(
         strategy: served.ranked.strategy,
         source: served.source,
         took_us: started.elapsed().as_micros() as u64,
+        residency,
     }))
 }

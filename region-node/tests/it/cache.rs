@@ -130,3 +130,31 @@ async fn force_refresh_bypasses_and_clear_drops_only_this_regions_keys() {
     assert_eq!(keys, want);
     assert_eq!(node.recommend(&ask).await["source"], "model");
 }
+
+/// Sent from outside the user's residency zone (`x-georec-residency-zone`, set by the router
+/// only): answered, nothing stored, and the answer says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_given_outside_the_users_residency_zone_stores_nothing() {
+    let node = spawn_node().await;
+    let ask = json!({"user_id": "u03", "count": 4});
+    let transit = |zone: &'static str| {
+        node.client
+            .post(node.url("/recommendations"))
+            .header("x-georec-residency-zone", zone)
+            .json(&ask)
+            .send()
+    };
+    for _ in 0..2 {
+        let res = transit("eu").await.expect("sent");
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.expect("json");
+        assert_eq!(body["source"], "model", "never cached: {body}");
+        assert_eq!(body["residency"], json!({"zone": "eu", "stored": false}), "{body}");
+        assert!(!body["items"].as_array().expect("items").is_empty(), "{body}");
+    }
+    let keys = node.redis_keys().await;
+    assert!(keys.iter().all(|k| !k.contains("u03")), "{keys:?}");
+    // The same user asked directly: cached as usual, no residency note.
+    assert!(node.recommend(&ask).await.get("residency").is_none());
+    assert_eq!(node.recommend(&ask).await["source"], "cache");
+}

@@ -54,6 +54,9 @@ pub struct Region {
     pub name: String,
     /// `name` as a header value (`x-served-by`), made once at load.
     pub name_header: HeaderValue,
+    /// Residency zone, and its name as the header value sent with requests that leave it.
+    pub zone: Option<String>,
+    pub zone_header: Option<HeaderValue>,
     /// Indexes of the regions to fail over to, best first.
     failover: Vec<usize>,
     failover_names: Vec<String>,
@@ -106,6 +109,9 @@ impl Regions {
                 name: r.name.clone(),
                 // Region names are checked to be plain tokens when the configuration loads.
                 name_header: HeaderValue::from_str(&r.name).unwrap_or(HeaderValue::from_static("?")),
+                zone: r.zone.clone(),
+                // Zone names are checked to be plain tokens when the configuration loads.
+                zone_header: r.zone.as_deref().and_then(|z| HeaderValue::from_str(z).ok()),
                 failover: r.failover.iter().filter_map(|f| index(f)).collect(),
                 failover_names: r.failover.clone(),
                 nodes: r

@@ -48,6 +48,7 @@ fn regions_capped(n: usize, max_ejection_percent: u8) -> (Regions, Metrics) {
                     .map(|u| Endpoint::parse(u).expect("url"))
                     .collect(),
                 failover: if name == "a" { vec!["c".into(), "b".into()] } else { vec![] },
+                zone: None,
             })
             .collect(),
     };

@@ -39,7 +39,7 @@ use hyper_util::rt::TokioIo;
 use self::connect::{Connector, Endpoint};
 use crate::front::request::Request;
 use crate::front::response::{Body, Streamed};
-use crate::headers::{FAILOVER_FROM, REQUEST_ID, SERVED_BY, TRACEPARENT};
+use crate::headers::{FAILOVER_FROM, REQUEST_ID, RESIDENCY, SERVED_BY, TRACEPARENT};
 use crate::regions::Node;
 
 /// Answers up to this size with a known length are buffered (see the module doc).
@@ -117,12 +117,20 @@ impl Outgoing {
     /// Method, path, query, end-to-end headers and body of `req`, with the request id and
     /// trace context set (both checked to be valid header values by the proxy).
     pub fn new(req: &Request, request_id: HeaderValue, traceparent: HeaderValue) -> Self {
-        let own = [&header::HOST, &header::CONTENT_LENGTH, &REQUEST_ID, &TRACEPARENT];
+        let own = [&header::HOST, &header::CONTENT_LENGTH, &REQUEST_ID, &TRACEPARENT, &RESIDENCY];
         let mut headers = end_to_end(req.headers.clone(), &own);
         headers.insert(REQUEST_ID, request_id);
         headers.insert(TRACEPARENT, traceparent);
         let target = req.path_and_query().clone();
         Self { method: req.method.clone(), target, headers, body: req.body.clone() }
+    }
+
+    /// The same request sent outside the residency zone `zone` (its value for
+    /// [`RESIDENCY`]): the node stores nothing about the user.
+    pub fn leaving_zone(&self, zone: HeaderValue) -> Self {
+        let mut headers = self.headers.clone();
+        headers.insert(RESIDENCY, zone);
+        Self { method: self.method.clone(), target: self.target.clone(), headers, body: self.body.clone() }
     }
 
     /// The request for `endpoint`.

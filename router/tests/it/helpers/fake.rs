@@ -287,6 +287,7 @@ async fn recommend(req: HttpRequest, body: web::Bytes, ctl: web::Data<Arc<Contro
             "request_id": header("x-request-id"),
             "hint_header": header("x-region-hint"),
             "custom_header": header("x-custom"),
+            "residency_header": header("x-georec-residency-zone"),
             "body": parsed,
             "items": [1, 2, 3],
             "pad": pad,
