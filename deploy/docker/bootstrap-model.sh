@@ -14,6 +14,8 @@
 #   GEOREC_REPLICATION       copy (default) | external (bucket replication delivers regions)
 #   GEOREC_BOOTSTRAP_WAIT    with external: how long to wait per region (default 300s)
 #   GEOREC_BOOTSTRAP_FORCE=1 publish even if every bucket already serves a model
+#   GEOREC_ZONES             residency zones (space-separated) whose regions get the same first
+#                            model from their zone's own store (model-sync publish --zone)
 set -eu
 
 work="${GEOREC_BOOTSTRAP_DIR:-/var/lib/georec/bootstrap}"
@@ -49,5 +51,11 @@ if [ ! -f "$work/model/manifest.json" ]; then
 fi
 
 say "publishing $work/model (replication: $replication)"
-exec model-sync publish --model "$work/model" --replication "$replication" \
+model-sync publish --model "$work/model" --replication "$replication" \
     --wait-timeout "${GEOREC_BOOTSTRAP_WAIT:-300s}"
+# A zone's regions take their models from the zone's own store: copied there, never
+# replicated from the primary.
+for zone in ${GEOREC_ZONES:-}; do
+    say "publishing $work/model to residency zone $zone"
+    model-sync publish --zone "$zone" --model "$work/model" --replication copy
+done
