@@ -19,6 +19,7 @@ use store::Bucket;
 mod batch;
 mod erasure;
 mod error;
+mod propagate;
 mod stream;
 
 pub use batch::{
@@ -31,6 +32,7 @@ pub use erasure::{
     ERASURES_HEADER,
 };
 pub use error::IngestError;
+pub use propagate::{propagate, Propagated, RegionNodes};
 pub use stream::{redact, EventId, RegionStream, StreamEntry};
 
 /// Consumer name within [`model::events::CONSUMER_GROUP`]. One name for every run, so the next
@@ -190,6 +192,17 @@ pub async fn release_erasures(
         out.push((s.region.clone(), released));
     }
     Ok(out)
+}
+
+/// Read the erasure records in `primary` and ask every region of `regions` that missed one to
+/// carry it out ([`propagate`]).
+pub async fn propagate_missed(
+    primary: &Bucket,
+    regions: &[RegionNodes],
+    token: &str,
+) -> Result<std::collections::BTreeMap<String, Propagated>, IngestError> {
+    let erasures = read_tombstones(primary).await?;
+    Ok(propagate(&erasures, regions, token, std::time::Duration::from_secs(5)).await)
 }
 
 /// Drain one region's stream: pending entries first, then new ones up to the newest entry

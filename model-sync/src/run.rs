@@ -57,6 +57,9 @@ pub struct Targets {
     /// For a zone's regional model: the primary bucket, whose (shared) events and erasures are
     /// read, never written.
     pub shared: Option<Bucket>,
+    /// The regions' nodes and the admin token: regions that missed an erasure are asked to
+    /// carry it out after each ingest ([`ingest::propagate`]). `None`: not done.
+    pub erasure_nodes: Option<(Vec<ingest::RegionNodes>, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -305,6 +308,9 @@ impl Runner {
         // Erasures every serving version honours leave the regions' live sets (best effort:
         // the next cycle retries).
         let _ = ingest::release_erasures(&t.primary, &t.streams, &t.regions).await;
+        if let Some((nodes, token)) = &t.erasure_nodes {
+            let _ = ingest::propagate_missed(&t.primary, nodes, token).await;
+        }
         let new_events = ingested.iter().filter_map(|(_, r)| r.as_ref().ok()).map(|r| r.events).sum();
         let mut report = CycleReport {
             ingest: ingested,

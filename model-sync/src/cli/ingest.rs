@@ -31,6 +31,20 @@ pub struct IngestArgs {
     pub json: bool,
 }
 
+/// The nodes of the scope's regions and the admin token (`GEOREC_ADMIN_TOKEN`), to send the
+/// erasures a region missed; `None` without a token.
+pub fn erasure_nodes(
+    c: &ClusterConfig,
+    zone: Option<&str>,
+) -> anyhow::Result<Option<(Vec<ingest::RegionNodes>, String)>> {
+    let Some(token) = cluster_config::AdminToken::from_env() else { return Ok(None) };
+    let nodes = super::scope::regions(c, zone, &[])?
+        .into_iter()
+        .map(|region| Ok(ingest::RegionNodes { urls: c.region(&region)?.urls.clone(), region }))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Some((nodes, token.expose().to_string())))
+}
+
 /// The regions to drain: those named (checked against the configuration and the scope), or
 /// every region of the scope (`zone`; `None`: the shared regions).
 pub fn sources(c: &ClusterConfig, zone: Option<&str>, names: &[String]) -> anyhow::Result<Vec<StreamSource>> {
@@ -53,6 +67,19 @@ pub async fn ingest(c: &ClusterConfig, a: &IngestArgs) -> anyhow::Result<()> {
             for (region, n) in released {
                 if let Ok(n @ 1..) = n {
                     eprintln!("{region}: {n} completed erasure(s) released from the region's erased set");
+                }
+            }
+        }
+    }
+    // Regions that missed an erasure (a router restarted while they were down) are asked now.
+    if let Some((nodes, token)) = erasure_nodes(c, a.zone.as_deref())? {
+        if let Ok(done) = ingest::propagate_missed(&primary, &nodes, &token).await {
+            for (region, p) in done {
+                if !p.erased.is_empty() {
+                    eprintln!("{region}: erased {} user(s) it had missed", p.erased.len());
+                }
+                if let Some((user, why)) = p.failed.first() {
+                    eprintln!("{region}: {} missed erasure(s) not sent yet (first {user}: {why}); the next ingest retries", p.failed.len());
                 }
             }
         }

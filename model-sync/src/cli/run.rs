@@ -114,6 +114,7 @@ pub async fn run(c: &ClusterConfig, a: &RunArgs) -> anyhow::Result<()> {
         regions: region_buckets(c, &scope::regions(c, zone, &[])?, &creds)?,
         streams: sources(c, zone, &[])?,
         shared: zone.map(|_| scope::primary_bucket(c, &creds)),
+        erasure_nodes: super::ingest::erasure_nodes(c, zone)?,
     };
     let replication = match a.replication {
         ReplicationMode::Copy => Replication::Copy,

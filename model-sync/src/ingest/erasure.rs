@@ -48,6 +48,8 @@ pub struct Tombstone {
 #[derive(Debug, Clone, Default)]
 pub struct Erasures {
     pub by_user: BTreeMap<String, Tombstone>,
+    /// The regions that recorded each user's erasure (any time).
+    pub recorded_in: BTreeMap<String, std::collections::BTreeSet<String>>,
     /// Record objects read.
     pub objects: usize,
 }
@@ -75,6 +77,9 @@ impl Erasures {
     /// Add another store's records (a residency zone's), each user's latest kept.
     pub fn extend(&mut self, other: Erasures) {
         self.objects += other.objects;
+        for (user, regions) in other.recorded_in {
+            self.recorded_in.entry(user).or_default().extend(regions);
+        }
         for (user, t) in other.by_user {
             match self.by_user.get(&user) {
                 Some(seen) if seen.at >= t.at => {}
@@ -190,6 +195,7 @@ pub async fn read_tombstones(primary: &Bucket) -> Result<Erasures, IngestError> 
         let Some(body) = body else { continue };
         let region = o.key[prefix.len()..].split('/').next().unwrap_or_default().to_string();
         for t in decode_records(&o.key, &region, &body)? {
+            out.recorded_in.entry(t.user.clone()).or_default().insert(t.region.clone());
             match out.by_user.get(&t.user) {
                 Some(seen) if seen.at >= t.at => {}
                 _ => {

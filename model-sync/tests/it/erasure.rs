@@ -161,3 +161,49 @@ async fn a_region_releases_an_erasure_once_the_version_it_serves_honours_it() {
     members.sort();
     assert_eq!(members, ["u1", "u2"]);
 }
+
+/// A fake node: answers every request 202 and keeps the request lines.
+async fn accepting_node() -> (url::Url, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = url::Url::parse(&format!("http://{}", listener.local_addr().expect("addr"))).expect("url");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).to_string();
+            let line = head.lines().next().unwrap_or_default().to_string();
+            let auth = head.lines().any(|l| l.eq_ignore_ascii_case("authorization: Bearer t0ken"));
+            log.lock().expect("lock").push(format!("{line} auth={auth}"));
+            let _ = s
+                .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+                .await;
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn regions_without_a_record_of_an_erasure_are_asked_to_carry_it_out() {
+    let s3 = S3Server::start(&[PRIMARY]);
+    // u1 was erased in eu-west only (a router restarted before us-east came back).
+    let at = model::manifest::now_unix();
+    let body = format!("{}\n1-0\tu1\t{at}\n", ingest::ERASURES_HEADER);
+    let key = format!("{PREFIX}erasures/eu-west/1-0_1-0.tsv");
+    primary(&s3).put_bytes(&key, body.into_bytes().into()).await.expect("put");
+    let (eu, eu_seen) = accepting_node().await;
+    let (us, us_seen) = accepting_node().await;
+    let nodes = [
+        ingest::RegionNodes { region: "eu-west".into(), urls: vec![eu] },
+        ingest::RegionNodes { region: "us-east".into(), urls: vec![us] },
+    ];
+
+    let done = ingest::propagate_missed(&primary(&s3), &nodes, "t0ken").await.expect("read records");
+
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done["us-east"].erased, ["u1"]);
+    assert_eq!(*us_seen.lock().expect("lock"), ["DELETE /users/u1 HTTP/1.1 auth=true"]);
+    assert!(eu_seen.lock().expect("lock").is_empty(), "eu-west recorded it already");
+}

@@ -511,6 +511,7 @@ async fn the_retrain_loop_rolls_an_accepted_build_out() {
         regions: site.cluster.region_buckets(),
         streams: Vec::new(),
         shared: None,
+        erasure_nodes: None,
     };
     let settings = RunSettings {
         data: Some(data),
