@@ -13,6 +13,7 @@
 //! georec:<region>:served:<user id>             during a rollout: item -> version, arm, time
 //!                                              it was recommended to the user (30 min)
 //! georec:<region>:<version>:users              HyperLogLog of users answered by a version
+//! georec:<region>:trend:<unix hour>            hash: item -> events in that hour (crate::trend)
 //! ```
 //!
 //! Each cached recommendation records the head of the user's recent-event list it was
@@ -182,7 +183,7 @@ pub struct ErasedData {
 }
 
 /// First segments of a region's keys that are not model versions.
-const RESERVED: [&str; 6] = ["recent", "served", "eid", "events", "erased", "erasures"];
+const RESERVED: [&str; 7] = ["recent", "served", "eid", "events", "erased", "erasures", "trend"];
 
 /// `s` with the glob characters of `SCAN MATCH` escaped.
 fn glob_escape(s: &str) -> String {
@@ -396,6 +397,11 @@ impl Cache {
     /// Redis answers and the breaker is closed.
     pub fn is_up(&self) -> bool {
         self.last_ok.load(Ordering::Relaxed) && self.breaker.state() == BreakerState::Closed
+    }
+
+    /// The region whose keys this cache holds.
+    pub fn region(&self) -> &str {
+        &self.region
     }
 
     pub fn breaker_state(&self) -> BreakerState {
@@ -713,6 +719,19 @@ impl Cache {
         .await
     }
 
+    /// Redis's `used_memory_human` and the keys of its database (`INFO memory`, `DBSIZE`).
+    pub async fn memory(&self) -> Result<(String, u64), CacheError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("INFO").arg("memory").cmd("DBSIZE");
+        let (info, keys): (String, u64) =
+            self.exec("INFO", None, |mut c| async move { pipe.query_async(&mut c).await }).await?;
+        let used = info
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory_human:"))
+            .map_or_else(String::new, |v| v.trim().to_string());
+        Ok((used, keys))
+    }
+
     pub async fn ping(&self) -> Result<(), CacheError> {
         self.call::<String>("PING", &redis::cmd("PING"), None).await.map(drop)
     }
@@ -744,7 +763,7 @@ impl Cache {
 
     /// One round trip (a command, pipeline or script) through the breaker and under a
     /// deadline (default: the cache's).
-    async fn exec<T, F, Fut>(
+    pub(crate) async fn exec<T, F, Fut>(
         &self,
         op: &'static str,
         timeout: Option<Duration>,

@@ -13,6 +13,8 @@
 //! - [`cache`]: cache-aside in Redis behind timeouts and a [`breaker`]; [`flight`]: single-flight.
 //! - [`answer`]: queries and ranked answers; [`service`]: snapshot + cache + single-flight.
 //! - [`metrics`]: the Prometheus registry; [`report`]: health and stats.
+//! - [`topology`]: the other regions from `regions.toml`; [`peers`]: probes of and requests
+//!   to their nodes; [`trend`]: items' interactions per hour, for measured trends.
 //! - [`node`]: the state shared by everything above; [`http`]: actix-web routes over it.
 //!
 //! Only [`http`] knows about actix. `main` parses the CLI, reads the environment, builds a
@@ -29,6 +31,7 @@ pub mod http;
 pub mod loader;
 pub mod metrics;
 pub mod node;
+pub mod peers;
 pub mod report;
 pub mod rollout;
 pub mod service;
@@ -36,6 +39,8 @@ pub mod settings;
 pub mod similar;
 pub mod snapshot;
 pub mod swap;
+pub mod topology;
+pub mod trend;
 
 pub use node::{Background, Node};
 pub use settings::Settings;

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::cache::{Cache, CacheError};
 use crate::metrics::Metrics;
+use crate::peers::Peers;
 use crate::service::Service;
 use crate::settings::Settings;
 use crate::swap::{ModelSlot, Swapper};
@@ -24,6 +25,8 @@ pub enum NodeError {
     Cache(#[from] CacheError),
     #[error("cannot start the model loader thread")]
     Loader(#[source] std::io::Error),
+    #[error("cannot build the HTTP client for other regions")]
+    Peers(#[source] reqwest::Error),
 }
 
 #[derive(Clone)]
@@ -36,6 +39,8 @@ struct Inner {
     cache: Arc<Cache>,
     service: Service,
     metrics: Metrics,
+    /// The other regions' nodes (FastAPI-layout region routes, cross-region requests).
+    peers: Peers,
     started: Instant,
     /// Names this run of the node (counters restart from 0 with a new one).
     instance: String,
@@ -70,9 +75,20 @@ impl Node {
             .map_err(NodeError::Loader)?;
         let service =
             Service::new(slot.clone(), cache.clone(), metrics.computations.clone(), settings.faults.clone());
+        let peers = Peers::new(settings.topology.clone()).map_err(NodeError::Peers)?;
         let started = Instant::now();
         let instance = format!("{:016x}", rand::random::<u64>());
-        Ok(Self(Arc::new(Inner { settings, slot, swapper, cache, service, metrics, started, instance })))
+        Ok(Self(Arc::new(Inner {
+            settings,
+            slot,
+            swapper,
+            cache,
+            service,
+            metrics,
+            peers,
+            started,
+            instance,
+        })))
     }
 
     /// Start polling the model pointer (first check at once) and monitoring Redis.
@@ -113,6 +129,10 @@ impl Node {
 
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    pub fn peers(&self) -> &Peers {
+        &self.0.peers
     }
 
     pub fn uptime(&self) -> std::time::Duration {

@@ -329,6 +329,16 @@ impl Service {
             AppendError::Cache(e) => ServeError::EventsNotStored(e),
             AppendError::Erased { user_id } => ServeError::UserErased { user_id },
         })?;
+        // Hourly counts for measured trends: best effort, off the response path, and only
+        // events stored now (not duplicates of earlier ones).
+        let fresh: Vec<LiveEvent> =
+            events.iter().zip(&appended.duplicate).filter(|(_, d)| !**d).map(|(e, _)| e.clone()).collect();
+        let cache = self.cache.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::trend::record(&cache, &fresh, manifest::now_unix()).await {
+                tracing::debug!(error = %e, "trend counts not recorded");
+            }
+        });
         if let Some(serving) = serving {
             let now = manifest::now_unix();
             for (e, record) in events.iter().zip(&appended.served) {

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use cluster_config::{url_text, ClusterConfig, ConfigError, SwapPriority};
 
+use crate::topology::Topology;
+
 /// Everything a node runs with. Plain data: no I/O happens here.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -34,6 +36,8 @@ pub struct Settings {
     pub faults: Vec<crate::rollout::Fault>,
     /// The region's residency zone (`regions.<region>.residency`), if any.
     pub zone: Option<String>,
+    /// The other regions, for `/api/v1/regions/*` and cross-region recommendations.
+    pub topology: Topology,
 }
 
 /// Redis cache and its breaker.
@@ -100,10 +104,13 @@ pub enum SettingsError {
 }
 
 impl Settings {
-    /// Defaults for everything but the region and its Redis; bound to `127.0.0.1:0`.
+    /// Defaults for everything but the region and its Redis; bound to `127.0.0.1:0`; knows
+    /// no other region.
     pub fn new(region: impl Into<String>, redis_url: impl Into<String>) -> Self {
+        let region = region.into();
         Self {
-            region: region.into(),
+            topology: Topology::single(&region, ""),
+            region,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             redis_url: redis_url.into(),
             cache: CacheSettings::default(),
@@ -143,6 +150,19 @@ impl Settings {
         s.poll.interval = cluster.poll_interval();
         s.swap_priority = cluster.model.swap_priority;
         s.admin_token = admin_token;
+        s.topology = Topology {
+            regions: cluster
+                .regions
+                .iter()
+                .map(|(name, r)| {
+                    let urls = r.urls.iter().map(|u| url_text(u).trim_end_matches('/').to_string());
+                    (name.clone(), urls.collect())
+                })
+                .collect(),
+            failover: r.failover.clone(),
+            probe_timeout: cluster.health.timeout,
+            peer_timeout: cluster.router.request_timeout,
+        };
         s.validate(&mut problems);
         if problems.is_empty() {
             Ok(s)
@@ -183,6 +203,9 @@ mod tests {
         assert_eq!(s.cache.redis_timeout, Duration::from_millis(80));
         assert_eq!(s.poll.interval, Duration::from_secs(2));
         assert_eq!(s.swap_priority, SwapPriority::Low);
+        assert_eq!(s.topology.endpoint("ap-south"), "http://127.0.0.1:8003");
+        assert_eq!(s.topology.failover, ["us-east", "us-west", "ap-south"]);
+        assert_eq!(s.topology.regions.len(), 4);
         let env = vec![("GEOREC__MODEL__SWAP_PRIORITY".to_string(), "idle".to_string())];
         let s = Settings::from_cluster(&cluster(env), "eu-west", None, None).expect("valid");
         assert_eq!(s.swap_priority, SwapPriority::Idle);

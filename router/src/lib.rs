@@ -14,6 +14,8 @@
 //!   [`proxy`]: hint, failover loop, relay; [`headers`]: the header names they set and read.
 //! - [`admin`]: `POST /failover`, `GET /regions`; [`status`]: `GET /`; [`metrics`]: `GET /metrics`;
 //!   [`openapi`]: `GET /openapi.json`; [`docs`]: Swagger UI at `GET /docs`.
+//! - [`compat`]: the FastAPI layout of recommendation services (forwarded, or answered from
+//!   the router's health state).
 //! - [`front`]: the HTTP/1.1 server clients talk to (hyper's): worker threads, limits, timeouts.
 //! - [`error`]: how every error becomes an HTTP response.
 //!
@@ -22,6 +24,7 @@
 pub mod admin;
 pub mod app;
 pub mod budget;
+pub mod compat;
 pub mod docs;
 pub mod erasure;
 pub mod error;
@@ -98,6 +101,11 @@ impl front::Handler for Routes {
         match (req.method(), path) {
             ("POST", "/recommendations" | "/events") => proxy::forward(&self.0, req).await,
             ("POST", _) if user_route => proxy::forward(&self.0, req).await,
+            (m, p) if compat::is_forwarded(m, p) => proxy::forward(&self.0, req).await,
+            ("GET" | "HEAD", p) if compat::REGION_ROUTES.contains(&p) => {
+                compat::regions(state, p).unwrap_or_else(|| error::plain_error(404, "not_found", p))
+            }
+            ("GET" | "HEAD", "/") if compat::wants_json(&req) => compat::root(state),
             ("POST", "/failover") => admin::failover(state, &req),
             ("DELETE", p) if erasure::is_users_path(p) => erasure::erase(state, &self.0.upstream, req).await,
             ("GET" | "HEAD", "/regions") => admin::regions(state),
@@ -107,9 +115,17 @@ impl front::Handler for Routes {
             ("GET" | "HEAD", "/docs" | "/docs/") => docs::page(),
             ("GET" | "HEAD", _) if path.starts_with(DOCS_FILES) => docs::file(&path[DOCS_FILES.len()..]),
             (method, path) => {
-                let allow = if GET_PATHS.contains(&path) || path.starts_with(DOCS_FILES) {
+                let allow = if GET_PATHS.contains(&path)
+                    || path.starts_with(DOCS_FILES)
+                    || compat::FORWARDED_GET.contains(&path)
+                    || compat::REGION_ROUTES.contains(&path)
+                {
                     "GET, HEAD"
-                } else if POST_PATHS.contains(&path) || user_route {
+                } else if POST_PATHS.contains(&path)
+                    || user_route
+                    || compat::is_post_with_id(path)
+                    || compat::FORWARDED_POST.contains(&path)
+                {
                     "POST"
                 } else if erasure::is_users_path(path) {
                     "DELETE"

@@ -77,6 +77,19 @@ enum Forwarded {
         recommendations,
         events,
         user_recommendations,
+        similar_products,
+        trending,
+        cross_region,
+        refresh_models,
+        clear_cache,
+        compat_health,
+        compat_health_no_slash,
+        health_detailed,
+        compat_stats,
+        regions_current,
+        regions_all,
+        regions_health,
+        regions_failover,
         failover,
         erase_user,
         regions,
@@ -91,6 +104,7 @@ enum Forwarded {
     tags(
         (name = "forwarded", description = "Sent to a node of the hinted or best region"),
         (name = "operations", description = "The router's own state"),
+        (name = "fastapi", description = "The common FastAPI layout of recommendation services: forwarded to a region, or (`/api/v1/regions/*`) answered from the router's health state"),
         (name = "docs", description = "This document and Swagger UI"),
     )
 )]
@@ -203,6 +217,102 @@ fn events() {}
 #[allow(dead_code)]
 fn user_recommendations() {}
 
+/// Forwarded FastAPI-layout route with a body (see the node's `/openapi.json`).
+macro_rules! forwarded_post {
+    ($name:ident, $path:literal, $summary:literal) => {
+        #[doc = $summary]
+        #[utoipa::path(
+                                    post,
+                                    path = $path,
+                                    tag = "fastapi",
+                                    params(ForwardHeaders),
+                                    request_body(content = BodyHint, description = "Forwarded unchanged"),
+                                    responses((status = 200, description = RELAYED), Forwarded)
+                                )]
+        #[allow(dead_code)]
+        fn $name() {}
+    };
+}
+
+forwarded_post!(
+    similar_products,
+    "/api/v1/recommendations/similar-products/{product_id}",
+    "Similar products, FastAPI layout (forwarded)."
+);
+forwarded_post!(
+    trending,
+    "/api/v1/recommendations/trending",
+    "Trending products with measured growth, FastAPI layout (forwarded)."
+);
+forwarded_post!(
+    cross_region,
+    "/api/v1/recommendations/cross-region",
+    "A user's recommendations from several regions, aggregated by the node that answers (forwarded)."
+);
+forwarded_post!(
+    refresh_models,
+    "/api/v1/recommendations/refresh-models",
+    "Reload the answering region's model pointer now; the node's admin token (forwarded)."
+);
+forwarded_post!(
+    clear_cache,
+    "/api/v1/recommendations/clear-cache",
+    "Clear the answering region's cache; the node's admin token (forwarded)."
+);
+
+/// Forwarded FastAPI-layout route without a body.
+macro_rules! forwarded_get {
+    ($name:ident, $path:literal, $summary:literal) => {
+        #[doc = $summary]
+        #[utoipa::path(
+                                            get,
+                                            path = $path,
+                                            tag = "fastapi",
+                                            params(ForwardHeaders),
+                                            responses((status = 200, description = RELAYED), Forwarded)
+                                        )]
+        #[allow(dead_code)]
+        fn $name() {}
+    };
+}
+
+forwarded_get!(compat_health, "/api/v1/health/", "A region's readiness, FastAPI layout (forwarded).");
+forwarded_get!(compat_health_no_slash, "/api/v1/health", "Same as `/api/v1/health/` (forwarded).");
+forwarded_get!(
+    health_detailed,
+    "/api/v1/health/detailed",
+    "A region's dependencies one by one, FastAPI layout (forwarded)."
+);
+forwarded_get!(
+    compat_stats,
+    "/api/v1/recommendations/stats",
+    "A region's model and cache figures, FastAPI layout (forwarded)."
+);
+
+/// The region a request without a hint would go to now (from the router's health state).
+#[utoipa::path(get, path = "/api/v1/regions/current", tag = "fastapi",
+    responses((status = 200, description = "The best region now", body = crate::compat::Current)))]
+#[allow(dead_code)]
+fn regions_current() {}
+
+/// Every region and its first node URL.
+#[utoipa::path(get, path = "/api/v1/regions/all", tag = "fastapi",
+    responses((status = 200, description = "Every region", body = crate::compat::All)))]
+#[allow(dead_code)]
+fn regions_all() {}
+
+/// Every region's state from the router's probes and traffic.
+#[utoipa::path(get, path = "/api/v1/regions/health", tag = "fastapi",
+    responses((status = 200, description = "Each region's state and latency", body = crate::compat::RegionsHealth)))]
+#[allow(dead_code)]
+fn regions_health() {}
+
+/// The order an unhinted request tries the available regions in.
+#[utoipa::path(get, path = "/api/v1/regions/failover", tag = "fastapi",
+    responses((status = 200, description = "Failover order", body = crate::compat::Failover)))]
+#[allow(dead_code)]
+fn regions_failover() {}
+
 /// Drain a region (no new requests; those in flight finish) or restore it.
 #[utoipa::path(
     post,
@@ -261,12 +371,16 @@ fn regions() {}
 #[allow(dead_code)]
 fn metrics() {}
 
-/// The status page: regions live, and a form to try a recommendation.
+/// The status page: regions live, and a form to try a recommendation. Clients that do not
+/// accept `text/html` get JSON instead (the FastAPI layout's root).
 #[utoipa::path(
     get,
     path = "/",
     tag = "operations",
-    responses((status = 200, description = "Self-contained HTML", body = String, content_type = "text/html"))
+    responses((status = 200, description = "Self-contained HTML, or `CompatRoot` as JSON when `Accept` has no `text/html`", content(
+        (String = "text/html"),
+        (crate::compat::Root = "application/json"),
+    )))
 )]
 #[allow(dead_code)]
 fn status_page() {}
@@ -354,6 +468,10 @@ mod tests {
         served.insert(("post".into(), format!("{USER_ROUTE}{{user_id}}")));
         served.insert(("get".into(), format!("{DOCS_FILES}{{file}}")));
         served.insert(("delete".into(), format!("{USERS}{{user_id}}")));
+        served.insert(("post".into(), "/api/v1/recommendations/similar-products/{product_id}".into()));
+        served.extend(crate::compat::FORWARDED_POST.iter().map(|p| ("post".into(), p.to_string())));
+        served.extend(crate::compat::FORWARDED_GET.iter().map(|p| ("get".into(), p.to_string())));
+        served.extend(crate::compat::REGION_ROUTES.iter().map(|p| ("get".into(), p.to_string())));
         assert_eq!(operations(&doc()), served);
     }
 

@@ -39,6 +39,9 @@ pub enum ApiError {
     Cache(#[from] CacheError),
     #[error("cannot render metrics")]
     Metrics(#[from] prometheus::Error),
+    /// A cross-region request found no region able to answer.
+    #[error("{0}")]
+    Regions(String),
     #[error("no route for {method} {path}; see /openapi.json")]
     NotFound { method: String, path: String },
     #[error("{method} is not allowed on {path}; see /openapi.json")]
@@ -74,12 +77,14 @@ impl ApiError {
             ApiError::Reload(_) => "reload_failed",
             ApiError::Cache(_) => "cache_unavailable",
             ApiError::Metrics(_) => "internal",
+            ApiError::Regions(_) => "no_region_answered",
             ApiError::NotFound { .. } => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
         }
     }
 
-    fn field(&self) -> Option<&str> {
+    /// The input to blame, when one is.
+    pub fn field(&self) -> Option<&str> {
         match self {
             ApiError::Malformed { field, .. } | ApiError::Invalid { field, .. } => Some(field),
             ApiError::TooLarge { .. } => Some("body"),
@@ -124,7 +129,7 @@ impl ResponseError for ApiError {
             ApiError::Serve(ServeError::UserErased { .. }) => StatusCode::CONFLICT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::AdminDisabled => StatusCode::FORBIDDEN,
-            ApiError::Reload(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Reload(_) | ApiError::Regions(_) => StatusCode::BAD_GATEWAY,
             ApiError::Cache(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Metrics(_) | ApiError::Serve(ServeError::Failed { .. }) => {
                 StatusCode::INTERNAL_SERVER_ERROR

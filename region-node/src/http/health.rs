@@ -1,5 +1,5 @@
-//! `GET /health/live`, `GET /health/ready` and its aliases `GET /health`, `GET /api/v1/health/`
-//! and `GET /api/v1/health` (FastAPI serves both with and without the trailing slash).
+//! `GET /health/live`, `GET /health/ready` and its alias `GET /health` (the FastAPI-layout
+//! `GET /api/v1/health/` is in [`crate::http::compat::about`]).
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
@@ -55,35 +55,5 @@ pub async fn ready(node: web::Data<Node>) -> HttpResponse {
     )
 )]
 pub async fn health(node: web::Data<Node>) -> HttpResponse {
-    ready(node).await
-}
-
-/// Same as `/health/ready` (FastAPI layout).
-#[utoipa::path(
-    get,
-    path = "/api/v1/health/",
-    tag = "fastapi",
-    operation_id = "compat_health",
-    responses(
-        (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "No model loaded yet", body = Health),
-    )
-)]
-pub async fn compat(node: web::Data<Node>) -> HttpResponse {
-    ready(node).await
-}
-
-/// Same as `/health/ready` (FastAPI layout, without the trailing slash).
-#[utoipa::path(
-    get,
-    path = "/api/v1/health",
-    tag = "fastapi",
-    operation_id = "compat_health_no_slash",
-    responses(
-        (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "No model loaded yet", body = Health),
-    )
-)]
-pub async fn compat_no_slash(node: web::Data<Node>) -> HttpResponse {
     ready(node).await
 }

@@ -141,6 +141,8 @@ pub struct Options {
     pub faults: Vec<region_node::rollout::Fault>,
     /// Run on this Redis (another node's, taken with [`TestNode::take_redis`]).
     pub redis: Option<RedisServer>,
+    /// The other regions the node knows (`/api/v1/regions/*`, cross-region requests).
+    pub topology: Option<region_node::topology::Topology>,
 }
 
 impl Default for Options {
@@ -152,6 +154,7 @@ impl Default for Options {
             persistent_redis: false,
             faults: Vec::new(),
             redis: None,
+            topology: None,
         }
     }
 }
@@ -191,6 +194,9 @@ pub async fn spawn_node_with(opts: Options) -> TestNode {
     settings.admin_token = opts.admin_token.and_then(AdminToken::new);
     settings.workers = Some(2);
     settings.faults = opts.faults;
+    if let Some(t) = opts.topology {
+        settings.topology = t;
+    }
     if let Some(n) = opts.publish {
         publish_to(&s3, &model_dir(n).path).await;
     }

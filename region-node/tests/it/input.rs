@@ -62,7 +62,9 @@ fn assert_error(what: &str, status: u16, body: &Value, want_status: u16, want_fi
     assert_eq!(status, want_status, "{what}: {body}");
     assert_eq!(body["field"], want_field, "{what}: {body}");
     assert!(body["error"].is_string(), "{what}: {body}");
-    assert!(!body["message"].as_str().unwrap_or_default().is_empty(), "{what}: {body}");
+    // Native errors say it in `message`, FastAPI-layout ones in `detail`.
+    let text = body["message"].as_str().or(body["detail"].as_str()).unwrap_or_default();
+    assert!(!text.is_empty(), "{what}: {body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

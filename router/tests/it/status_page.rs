@@ -14,7 +14,15 @@ async fn status_page_is_self_contained_html_polling_regions() {
     let a = FakeNode::start("a").await;
     let router = spawn_router(&[Region::new(&a, &[])], Opts::default()).await;
 
-    let (status, content_type, html) = router.get_text("/").await;
+    // As a browser asks; clients that do not accept HTML get the FastAPI layout's JSON root.
+    let browser = "text/html,application/xhtml+xml,*/*;q=0.8";
+    let resp = router.client.get(format!("{}/", router.base)).header("accept", browser).send().await;
+    let resp = resp.expect("router answers");
+    let status = resp.status().as_u16();
+    let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let html = resp.text().await.expect("text");
+    let (_, json_type, _) = router.get_text("/").await;
+    assert_eq!(json_type.as_deref(), Some("application/json"));
 
     assert_eq!(status, 200);
     assert_eq!(content_type.as_deref(), Some("text/html; charset=utf-8"));
