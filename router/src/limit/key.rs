@@ -9,7 +9,7 @@
 //! never believed, and a peer that is not a trusted proxy has its header ignored altogether.
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use cluster_config::rate_limit::IpNet;
@@ -25,22 +25,29 @@ pub const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for")
 /// Longer API keys are cut to this many bytes: a key is not a place to store 96 KiB.
 const MAX_API_KEY_BYTES: usize = 128;
 
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ClientKey {
-    ApiKey(Box<str>),
+    /// An API key, as a 64-bit keyed hash (no allocation per request, and the key itself is
+    /// never stored), with its first four bytes for the label of keys of 16 bytes or more.
+    ApiKey {
+        hash: u64,
+        prefix: Option<[u8; 4]>,
+    },
     Addr(IpAddr),
     /// The one bucket every key not yet tracked shares while a class tracks `max_keys`.
     Overflow,
 }
 
 impl ClientKey {
-    /// The key `req` is counted against.
-    pub fn of(req: &Request, trusted: &[IpNet]) -> Self {
+    /// The key `req` is counted against; `hasher` (one per limiter, randomly keyed) hashes
+    /// API keys, so that nobody can make two keys share a bucket on purpose.
+    pub fn of(req: &Request, trusted: &[IpNet], hasher: &RandomState) -> Self {
         if let Some(v) = req.headers.get(API_KEY) {
             let bytes = v.as_bytes().trim_ascii();
             if !bytes.is_empty() {
                 let bytes = &bytes[..bytes.len().min(MAX_API_KEY_BYTES)];
-                return ClientKey::ApiKey(String::from_utf8_lossy(bytes).into());
+                let prefix = bytes.first_chunk::<4>().filter(|_| bytes.len() >= 16).copied();
+                return ClientKey::ApiKey { hash: hasher.hash_one(bytes), prefix };
             }
         }
         // Requests built without a connection (unit tests) have no peer.
@@ -50,21 +57,18 @@ impl ClientKey {
 }
 
 /// Shown on `/regions` and the status page: addresses as they are; API keys as a short hash
-/// and, for long keys, their first four characters, so operators can tell clients apart
-/// without the page handing out working keys.
+/// (the same for one key while the router runs) and, for long keys, their first four
+/// characters, so operators can tell clients apart without the page handing out working keys.
 impl fmt::Display for ClientKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClientKey::Addr(ip) => write!(f, "{ip}"),
             ClientKey::Overflow => f.write_str("(new clients past max_keys)"),
-            ClientKey::ApiKey(key) => {
-                // SipHash with fixed keys: the same label for the same key across restarts.
-                let mut h = std::hash::DefaultHasher::new();
-                key.hash(&mut h);
-                let hash = h.finish() >> 40;
-                match key.get(..4) {
-                    Some(prefix) if key.len() >= 16 => write!(f, "api-key {prefix}… #{hash:06x}"),
-                    _ => write!(f, "api-key #{hash:06x}"),
+            ClientKey::ApiKey { hash, prefix } => {
+                let hash = hash >> 40;
+                match prefix.map(|p| String::from_utf8_lossy(&p).into_owned()) {
+                    Some(prefix) => write!(f, "api-key {prefix}… #{hash:06x}"),
+                    None => write!(f, "api-key #{hash:06x}"),
                 }
             }
         }
@@ -132,25 +136,32 @@ mod tests {
         key.to_string()
     }
 
+    fn key_of(req: &Request, trusted: &[IpNet]) -> ClientKey {
+        ClientKey::of(req, trusted, &RandomState::new())
+    }
+
     #[test]
     fn api_key_wins_over_any_address() {
         let req =
             request("192.0.2.1:5000", &[(&API_KEY, "shop-42-secret-abcdef"), (&FORWARDED_FOR, "1.1.1.1")]);
-        let key = ClientKey::of(&req, &[]);
-        assert_eq!(key, ClientKey::ApiKey("shop-42-secret-abcdef".into()));
+        let hasher = RandomState::new();
+        let key = ClientKey::of(&req, &[], &hasher);
+        assert!(matches!(key, ClientKey::ApiKey { prefix: Some(p), .. } if &p == b"shop"));
         let label = key.to_string();
         assert!(label.starts_with("api-key shop… #") && !label.contains("secret"), "{label}");
         assert!(!format!("{key:?}").contains("secret"));
-        assert!(!ClientKey::of(&request("192.0.2.1:1", &[(&API_KEY, "short")]), &[])
-            .to_string()
-            .contains("short"));
+        let short = ClientKey::of(&request("192.0.2.1:1", &[(&API_KEY, "short")]), &[], &hasher);
+        assert!(!short.to_string().contains("shor"), "{short}");
+        assert_ne!(short, key);
+        let again = request("192.0.2.9:1", &[(&API_KEY, "shop-42-secret-abcdef")]);
+        assert_eq!(ClientKey::of(&again, &[], &hasher), key);
     }
 
     #[test]
     fn forwarded_for_from_an_untrusted_peer_is_ignored() {
         let req = request("192.0.2.1:5000", &[(&FORWARDED_FOR, "203.0.113.9")]);
-        assert_eq!(addr(ClientKey::of(&req, &[])), "192.0.2.1");
-        assert_eq!(addr(ClientKey::of(&req, &nets(&["10.0.0.0/8"]))), "192.0.2.1");
+        assert_eq!(addr(key_of(&req, &[])), "192.0.2.1");
+        assert_eq!(addr(key_of(&req, &nets(&["10.0.0.0/8"]))), "192.0.2.1");
     }
 
     #[test]
@@ -158,15 +169,15 @@ mod tests {
         let lb = nets(&["10.0.0.0/8"]);
         // What the client wrote (198.51.100.1) comes first; the load balancer appended the real one.
         let req = request("10.1.2.3:5000", &[(&FORWARDED_FOR, "198.51.100.1, 203.0.113.9")]);
-        assert_eq!(addr(ClientKey::of(&req, &lb)), "203.0.113.9");
+        assert_eq!(addr(key_of(&req, &lb)), "203.0.113.9");
         // Two trusted proxies in a row, over two header lines, one hop with a port.
         let req =
             request("10.1.2.3:5000", &[(&FORWARDED_FOR, "203.0.113.9:4711"), (&FORWARDED_FOR, "10.9.9.9")]);
-        assert_eq!(addr(ClientKey::of(&req, &lb)), "203.0.113.9");
+        assert_eq!(addr(key_of(&req, &lb)), "203.0.113.9");
         // Garbage ends the walk at the last address read; no header: the proxy itself.
         let req = request("10.1.2.3:5000", &[(&FORWARDED_FOR, "unknown")]);
-        assert_eq!(addr(ClientKey::of(&req, &lb)), "10.1.2.3");
+        assert_eq!(addr(key_of(&req, &lb)), "10.1.2.3");
         let req = request("[::ffff:10.1.2.3]:5000", &[(&FORWARDED_FOR, "[2001:db8::1]:80")]);
-        assert_eq!(addr(ClientKey::of(&req, &lb)), "2001:db8::1");
+        assert_eq!(addr(key_of(&req, &lb)), "2001:db8::1");
     }
 }

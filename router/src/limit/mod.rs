@@ -29,6 +29,7 @@ pub mod top;
 
 pub use self::class::Class;
 
+use std::hash::RandomState;
 use std::sync::Arc;
 
 use cluster_config::rate_limit::{ClassLimit, IpNet, RateLimitConfig};
@@ -67,6 +68,8 @@ struct Bucket {
 pub struct Limiter {
     buckets: [Bucket; 3],
     trusted_proxies: Vec<IpNet>,
+    /// Hashes API keys ([`ClientKey::of`]).
+    hasher: RandomState,
     max_keys: usize,
     top: TopLimited,
     sweep_interval: std::time::Duration,
@@ -132,6 +135,7 @@ impl Limiter {
                 bucket(Class::Admin, config.admin)?,
             ],
             trusted_proxies: config.trusted_proxies.clone(),
+            hasher: RandomState::new(),
             max_keys: config.max_keys,
             top: TopLimited::default(),
             sweep_interval: config.sweep_interval,
@@ -143,7 +147,7 @@ impl Limiter {
     pub fn check(&self, req: &Request) -> Option<Response> {
         let class = Class::of(&req.method, req.path())?;
         let bucket = &self.buckets[class as usize];
-        let key = ClientKey::of(req, &self.trusted_proxies);
+        let key = ClientKey::of(req, &self.trusted_proxies, &self.hasher);
         let not_until = bucket.limiter.check_key(&key).err()?;
         let wait = not_until.wait_time_from(bucket.limiter.clock().now());
         // Whole seconds, rounded up, at least 1: a client retrying on time is served.

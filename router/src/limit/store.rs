@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use governor::nanos::Nanos;
 use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
-use governor::state::StateStore;
+use governor::state::{NotKeyed, StateStore};
 use prometheus::IntCounter;
 
 use super::key::ClientKey;
@@ -39,13 +39,15 @@ impl StateStore for CappedStore {
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
-        if !self.map.contains_key(key) {
-            if self.tracked.load(Ordering::Relaxed) >= self.max_keys {
-                self.overflowed.inc();
-                return self.map.measure_and_replace(&ClientKey::Overflow, f);
-            }
-            self.tracked.fetch_add(1, Ordering::Relaxed);
+        // A tracked key: one lookup (its shard's read lock) and the bucket's compare-and-swap.
+        if let Some(bucket) = self.map.get(key) {
+            return bucket.measure_and_replace(&NotKeyed::NonKey, f);
         }
+        if self.tracked.load(Ordering::Relaxed) >= self.max_keys {
+            self.overflowed.inc();
+            return self.map.measure_and_replace(&ClientKey::Overflow, f);
+        }
+        self.tracked.fetch_add(1, Ordering::Relaxed);
         self.map.measure_and_replace(key, f)
     }
 }

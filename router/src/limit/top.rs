@@ -63,14 +63,14 @@ impl TopLimited {
         }
         let mut counts = Counts { by_class: [0; 3], last: now };
         if clients.len() >= TRACKED {
-            let least = clients.iter().min_by_key(|(_, c)| c.total()).map(|(k, c)| (k.clone(), c.total()));
+            let least = clients.iter().min_by_key(|(_, c)| c.total()).map(|(k, c)| (*k, c.total()));
             if let Some((k, total)) = least {
                 clients.remove(&k);
                 counts.by_class[class as usize] = total;
             }
         }
         counts.by_class[class as usize] += 1;
-        clients.insert(key.clone(), counts);
+        clients.insert(*key, counts);
     }
 
     /// The `n` clients refused most, most first.
