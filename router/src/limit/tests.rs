@@ -94,3 +94,21 @@ fn disabled_means_no_limiter() {
     let metrics = Metrics::new(&[]).expect("metrics");
     assert!(Limiter::new(&RateLimitConfig::default(), &metrics).expect("ok").is_none());
 }
+
+#[test]
+fn the_sweep_forgets_clients_whose_bucket_is_full_again() {
+    // 1000 a second: a bucket of one refills within a millisecond.
+    let (l, metrics) = limiter(1000, 1, 100);
+    for key in ["a", "b", "c"] {
+        assert!(l.check(&read(key)).is_none());
+    }
+    assert_eq!(l.buckets[0].limiter.len(), 3);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !l.buckets[0].limiter.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "idle keys never forgotten");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        l.sweep();
+    }
+    let text = metrics.render().expect("render");
+    assert!(text.contains("router_rate_limit_keys{class=\"reads\"} 0"), "{text}");
+}

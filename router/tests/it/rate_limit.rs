@@ -53,11 +53,14 @@ async fn one_client_over_its_limit_gets_429_while_another_is_served_at_the_same_
     // Act: the greedy client sends 8 at once while the polite one sends 2.
     let greedy_all = futures::future::join_all((0..8).map(|_| read(&router, &greedy)));
     let polite_all = futures::future::join_all((0..2).map(|_| read(&router, &polite)));
+    let started = Instant::now();
     let (greedy_answers, polite_answers) = tokio::join!(greedy_all, polite_all);
 
-    // Assert
+    // Assert: the burst of 3 (and one more per second the requests took, on a slow machine).
     let served = greedy_answers.iter().filter(|(s, _)| *s == 200).count();
-    assert_eq!(served, 3, "{:?}", greedy_answers.iter().map(|(s, _)| s).collect::<Vec<_>>());
+    let refilled = started.elapsed().as_secs() as usize;
+    let statuses: Vec<_> = greedy_answers.iter().map(|(s, _)| s).collect();
+    assert!((3..=3 + refilled).contains(&served), "{statuses:?}");
     assert!(polite_answers.iter().all(|(s, _)| *s == 200));
     let (_, headers) = greedy_answers.iter().find(|(s, _)| *s == 429).expect("a refusal");
     assert_eq!(headers["retry-after"], "1");
@@ -69,11 +72,12 @@ async fn one_client_over_its_limit_gets_429_while_another_is_served_at_the_same_
     assert!(refused.body["message"].as_str().is_some_and(|m| m.contains("reads")), "{}", refused.body);
     // Other classes have buckets of their own.
     assert_eq!(router.post("/events", &greedy, r#"{"events": []}"#).await.status, 200);
-    assert_eq!(router.metric(r#"router_rate_limited_total{class="reads"}"#).await, 6.0);
+    let refused = (8 - served + 1) as f64;
+    assert_eq!(router.metric(r#"router_rate_limited_total{class="reads"}"#).await, refused);
     let view = router.get("/regions").await.body;
     let top = &view["rate_limit"]["top_limited"];
     assert_eq!(top.as_array().map(Vec::len), Some(1), "{view}");
-    assert_eq!(top[0]["reads"], 6);
+    assert_eq!(top[0]["reads"].as_f64(), Some(refused));
     assert!(top[0]["key"].as_str().is_some_and(|k| k.starts_with("api-key ") && !k.contains("client")));
     assert_eq!(view["rate_limit"]["reads"]["keys"], 2);
 }
