@@ -20,8 +20,6 @@ const API_RECOMMENDATIONS: &str = "/api/v1/recommendations/";
 const API_ADMIN: [&str; 2] = ["refresh-models", "clear-cache"];
 
 impl Class {
-    pub const ALL: [Class; 3] = [Class::Reads, Class::Events, Class::Admin];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Class::Reads => "reads",
