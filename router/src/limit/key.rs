@@ -7,10 +7,11 @@
 //! first address that is not a trusted proxy is the client. Hops to the left of it were
 //! written by the client itself (an AWS ALB appends to what the client sent), so they are
 //! never believed, and a peer that is not a trusted proxy has its header ignored altogether.
+//! An IPv6 client counts as its /64 network.
 
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use cluster_config::rate_limit::IpNet;
 use http::header::HeaderName;
@@ -52,7 +53,7 @@ impl ClientKey {
         }
         // Requests built without a connection (unit tests) have no peer.
         let peer = req.peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p: SocketAddr| p.ip());
-        ClientKey::Addr(client_addr(peer.to_canonical(), &req.headers, trusted))
+        ClientKey::Addr(per_client(client_addr(peer.to_canonical(), &req.headers, trusted)))
     }
 }
 
@@ -62,6 +63,7 @@ impl ClientKey {
 impl fmt::Display for ClientKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            ClientKey::Addr(ip @ IpAddr::V6(_)) => write!(f, "{ip}/64"),
             ClientKey::Addr(ip) => write!(f, "{ip}"),
             ClientKey::Overflow => f.write_str("(new clients past max_keys)"),
             ClientKey::ApiKey { hash, prefix } => {
@@ -79,6 +81,15 @@ impl fmt::Display for ClientKey {
 impl fmt::Debug for ClientKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ClientKey({self})")
+    }
+}
+
+/// An IPv6 client is its /64: one subscriber's network holds 2^64 addresses, each of which
+/// would otherwise get a bucket of its own.
+fn per_client(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !((1u128 << 64) - 1))),
+        v4 => v4,
     }
 }
 
@@ -178,6 +189,15 @@ mod tests {
         let req = request("10.1.2.3:5000", &[(&FORWARDED_FOR, "unknown")]);
         assert_eq!(addr(key_of(&req, &lb)), "10.1.2.3");
         let req = request("[::ffff:10.1.2.3]:5000", &[(&FORWARDED_FOR, "[2001:db8::1]:80")]);
-        assert_eq!(addr(key_of(&req, &lb)), "2001:db8::1");
+        assert_eq!(addr(key_of(&req, &lb)), "2001:db8::/64");
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_64_network() {
+        let a = key_of(&request("[2001:db8:0:1::1]:5000", &[]), &[]);
+        let b = key_of(&request("[2001:db8:0:1:ffff::2]:5000", &[]), &[]);
+        assert_eq!(a, b);
+        assert_eq!(a.to_string(), "2001:db8:0:1::/64");
+        assert_ne!(a, key_of(&request("[2001:db8:0:2::1]:5000", &[]), &[]));
     }
 }
