@@ -60,7 +60,7 @@ struct Bucket {
     limit: ClassLimit,
     limiter: KeyedLimiter,
     /// `RateLimit-Policy` of every refusal, made once.
-    policy: HeaderValue,
+    policy: Option<HeaderValue>,
     limited: IntCounter,
 }
 
@@ -117,8 +117,7 @@ impl Limiter {
             let quota = Quota::per_second(limit.per_second).allow_burst(limit.burst);
             let store = CappedStore::new(config.max_keys, overflow.get_metric_with_label_values(&[name])?);
             let refill = limit.burst.get().div_ceil(limit.per_second.get());
-            let policy = HeaderValue::from_str(&format!("\"{name}\";q={};w={refill}", limit.burst))
-                .map_err(|e| prometheus::Error::Msg(e.to_string()))?;
+            let policy = field(format!("\"{name}\";q={};w={refill}", limit.burst));
             keys.with_label_values(&[name]).set(0);
             Ok(Bucket {
                 class,
@@ -199,16 +198,21 @@ impl Bucket {
             self.class.as_str()
         );
         let body = serde_json::json!({ "error": "rate_limited", "message": message });
-        let secs = HeaderValue::from(retry_after);
-        let state = format!("\"{}\";r=0;t={retry_after}", self.class.as_str());
-        let mut resp = Response::json(429, &body)
-            .with_header(RETRY_AFTER, secs)
-            .with_header(RATELIMIT_POLICY, self.policy.clone());
-        if let Ok(v) = HeaderValue::from_str(&state) {
-            resp = resp.with_header(RATELIMIT, v);
+        let mut resp = Response::json(429, &body).with_header(RETRY_AFTER, HeaderValue::from(retry_after));
+        let state = field(format!("\"{}\";r=0;t={retry_after}", self.class.as_str()));
+        for (name, value) in [(RATELIMIT_POLICY, self.policy.clone()), (RATELIMIT, state)] {
+            if let Some(v) = value {
+                resp = resp.with_header(name, v);
+            }
         }
         resp
     }
+}
+
+/// A `RateLimit-Policy` or `RateLimit` value: a class name and numbers, so always a valid
+/// header value (`None` would only drop the field, never the 429).
+fn field(text: String) -> Option<HeaderValue> {
+    HeaderValue::try_from(text).ok()
 }
 
 /// `rate_limit` in `GET /regions`.
