@@ -14,6 +14,8 @@
 //! cluster, so it stays free of the model, storage and pipeline crates.
 
 pub mod errors;
+mod problem;
+pub mod rate_limit;
 pub mod telemetry;
 
 use std::collections::BTreeMap;
@@ -25,6 +27,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 pub use url::Url;
+
+pub use crate::problem::Problem;
+pub use crate::rate_limit::RateLimitConfig;
 
 /// Prefix of environment variables that override keys of the file.
 pub const ENV_PREFIX: &str = "GEOREC__";
@@ -48,6 +53,8 @@ pub struct RouterConfig {
     pub listen: SocketAddr,
     /// Per-attempt timeout towards a region node (`request_timeout_ms`).
     pub request_timeout: Duration,
+    /// `[router.rate_limit]`: per-client limits (off by default).
+    pub rate_limit: RateLimitConfig,
 }
 
 /// `[health]`: how the router probes region nodes.
@@ -219,6 +226,7 @@ impl ClusterConfig {
         let router = RouterConfig {
             listen: router_listen.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
             request_timeout: ms(raw.router.request_timeout_ms, "router.request_timeout_ms", problems),
+            rate_limit: rate_limit::typed(&raw.router.rate_limit, problems),
         };
         let h = &raw.health;
         let health = HealthConfig {
@@ -347,6 +355,7 @@ impl ClusterConfig {
             router: raw::Router {
                 listen: self.router.listen.to_string(),
                 request_timeout_ms: ms(self.router.request_timeout),
+                rate_limit: rate_limit::raw(&self.router.rate_limit),
             },
             health: raw::Health {
                 interval_ms: ms(self.health.interval),
@@ -567,30 +576,6 @@ fn check_prefix(value: &str, key: &str, problems: &mut Vec<Problem>) {
 fn check_positive(value: u64, key: &str, problems: &mut Vec<Problem>) {
     if value == 0 {
         problems.push(Problem::new(key, "must be greater than 0"));
-    }
-}
-
-/// One thing wrong with the configuration, at a key path: what every binary reports about
-/// its settings, from the file, the environment or its flags.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub key: String,
-    pub message: String,
-}
-
-impl Problem {
-    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { key: key.into(), message: message.into() }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.key, self.message)
-        }
     }
 }
 

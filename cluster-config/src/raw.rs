@@ -10,12 +10,53 @@ use serde::{Deserialize, Serialize};
 pub struct Router {
     pub listen: String,
     pub request_timeout_ms: u64,
+    pub rate_limit: RateLimit,
 }
 
 impl Default for Router {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), request_timeout_ms: 1000 }
+        Self { listen: "127.0.0.1:8080".into(), request_timeout_ms: 1000, rate_limit: RateLimit::default() }
     }
+}
+
+/// `[router.rate_limit]`: per-client token buckets at the router (off unless `enabled`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimit {
+    pub enabled: bool,
+    /// CIDRs (or single addresses) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+    /// Distinct client keys tracked per class at most.
+    pub max_keys: u64,
+    /// How often keys whose bucket is full again are forgotten.
+    pub sweep_interval_ms: u64,
+    pub reads: ClassLimit,
+    pub events: ClassLimit,
+    pub admin: ClassLimit,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            trusted_proxies: Vec::new(),
+            max_keys: 100_000,
+            sweep_interval_ms: 10_000,
+            reads: ClassLimit { per_second: 50, burst: Some(100) },
+            events: ClassLimit { per_second: 20, burst: Some(40) },
+            admin: ClassLimit { per_second: 1, burst: Some(5) },
+        }
+    }
+}
+
+/// One class's bucket: refilled at `per_second`, holding at most `burst` requests (twice
+/// `per_second` when absent, so `GEOREC__ROUTER__RATE_LIMIT__READS__PER_SECOND` alone works).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassLimit {
+    pub per_second: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

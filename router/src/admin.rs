@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use crate::app::AppState;
 use crate::front::request::Request;
 use crate::front::response::Response;
+use crate::limit::RateLimitView;
 use crate::regions::state::RegionState;
 use crate::regions::view::RegionView;
 
@@ -98,6 +99,8 @@ pub struct RegionsView {
     /// Retries the budget would fund right now.
     pub retry_budget: f64,
     pub probe_interval_ms: u64,
+    /// Per-client limits: each class's, keys tracked and the clients refused most.
+    pub rate_limit: RateLimitView,
 }
 
 /// `GET /regions`.
@@ -108,6 +111,7 @@ pub fn regions(state: &AppState) -> Response {
         regions,
         retry_budget: state.budget.available(),
         probe_interval_ms: state.settings.health.interval.as_millis() as u64,
+        rate_limit: state.limiter.as_ref().map_or_else(RateLimitView::off, |l| l.view()),
     };
     Response::json(200, &view)
         .with_header(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"))

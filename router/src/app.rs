@@ -1,5 +1,5 @@
-//! [`AppState`]: the settings, live region state, metrics and retry budget every handler and
-//! prober shares.
+//! [`AppState`]: the settings, live region state, metrics, retry budget and rate limiter every
+//! handler and prober shares.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::sync::Arc;
 use cluster_config::AdminToken;
 
 use crate::budget::RetryBudget;
+use crate::limit::Limiter;
 use crate::metrics::Metrics;
 use crate::regions::Regions;
 use crate::settings::Settings;
@@ -23,6 +24,8 @@ pub struct Shared {
     pub budget: RetryBudget,
     /// `None`: admin endpoints answer 403 "not configured".
     pub admin_token: Option<AdminToken>,
+    /// Per-client limits, shared by every worker; `None` when `[router.rate_limit]` is off.
+    pub limiter: Option<Arc<Limiter>>,
 }
 
 impl Deref for AppState {
@@ -37,6 +40,7 @@ impl AppState {
         let regions = Regions::new(&settings);
         let metrics = Metrics::new(&regions.names())?;
         let budget = RetryBudget::new(settings.budget);
-        Ok(Self(Arc::new(Shared { settings, regions, metrics, budget, admin_token })))
+        let limiter = Limiter::new(&settings.rate_limit, &metrics)?;
+        Ok(Self(Arc::new(Shared { settings, regions, metrics, budget, admin_token, limiter })))
     }
 }

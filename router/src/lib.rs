@@ -17,6 +17,7 @@
 //! - [`compat`]: the FastAPI layout of recommendation services (forwarded, or answered from
 //!   the router's health state).
 //! - [`front`]: the HTTP/1.1 server clients talk to (hyper's): worker threads, limits, timeouts.
+//! - [`limit`]: per-client rate limits (`[router.rate_limit]`): 429 past a client's bucket.
 //! - [`error`]: how every error becomes an HTTP response.
 //!
 //! `main` parses flags, loads settings and calls [`run`]; tests bind port 0 and do the same.
@@ -32,6 +33,7 @@ pub mod ewma;
 pub mod front;
 pub mod headers;
 pub mod health;
+pub mod limit;
 pub mod metrics;
 pub mod openapi;
 pub mod probe;
@@ -60,6 +62,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let mut probers = probe::spawn_probers(&state);
     probers.extend(probe::spawn_samplers(&state));
+    probers.extend(state.limiter.clone().map(limit::spawn_sweeper));
     let limits = front::Limits {
         max_connections: state.settings.max_connections,
         request_timeout: state.settings.client_timeout,
@@ -96,6 +99,9 @@ pub const POST_PATHS: [&str; 3] = ["/recommendations", "/events", "/failover"];
 impl front::Handler for Routes {
     async fn handle(&self, req: Request) -> Response {
         let state = &self.0.state;
+        if let Some(refused) = state.limiter.as_ref().and_then(|l| l.check(&req)) {
+            return refused;
+        }
         let path = req.path();
         let user_route = path.strip_prefix(USER_ROUTE).is_some_and(|id| !id.is_empty() && !id.contains('/'));
         match (req.method(), path) {

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
     info!(
         listen = %listener.local_addr().map_or_else(|_| "?".into(), |a| a.to_string()),
         regions = ?state.regions.names(),
+        rate_limits = state.limiter.is_some(),
         "router listening"
     );
     // Probes and the acceptor need little: one thread. Requests run on the worker threads.

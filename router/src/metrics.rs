@@ -161,6 +161,11 @@ impl Metrics {
         }
     }
 
+    /// Add series defined elsewhere (the rate limiter's, [`crate::limit`]) to this registry.
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) -> Result<(), prometheus::Error> {
+        self.registry.register(collector)
+    }
+
     pub fn render(&self) -> Result<String, prometheus::Error> {
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;

@@ -25,6 +25,10 @@ const RELAYED: &str = "The node's answer, relayed: its status, headers and body 
     `/openapi.json`), with `x-served-by` naming the region that answered, and `x-failover-from` \
     the one it was meant for when another answered";
 
+/// An admin route's 429.
+const RATE_LIMITED: &str = "`rate_limited`: this client is over the admin limit (`[router.rate_limit]`, \
+    when on); `Retry-After`, `RateLimit-Policy` and `RateLimit` say when to retry";
+
 /// The router's own answers on a forwarded path, by status, and the node's relayed ones:
 /// every forwarded route names this list once.
 #[derive(utoipa::IntoResponses)]
@@ -40,6 +44,11 @@ enum Forwarded {
     /// `body_too_large`: the body is over --max-body-bytes
     #[response(status = 413)]
     TooLarge(ErrorBody<'static>),
+    /// `rate_limited`: this client (its `X-Api-Key`, else its address) is over its limit for
+    /// the route's class (`[router.rate_limit]`, when on); `Retry-After`, `RateLimit-Policy`
+    /// and `RateLimit` say when to retry
+    #[response(status = 429)]
+    RateLimited(ErrorBody<'static>),
     /// `unsupported_transfer_encoding`
     #[response(status = 501)]
     Unsupported(ErrorBody<'static>),
@@ -325,6 +334,7 @@ fn regions_failover() {}
         (status = 400, description = "`invalid_body`, or `unknown_region` (`valid_regions` lists them)", body = ErrorBody),
         (status = 401, description = "`missing_token` (`WWW-Authenticate: Bearer`)", body = ErrorBody),
         (status = 403, description = "`wrong_token`, or `admin_not_configured`: GEOREC_ADMIN_TOKEN is not set on the router", body = ErrorBody),
+        (status = 429, description = RATE_LIMITED, body = ErrorBody),
     )
 )]
 #[allow(dead_code)]
@@ -343,6 +353,7 @@ fn failover() {}
         (status = 202, description = "`done`: region -> what its node removed; `pending`: region -> why not yet (retried); `refused`: region -> the node's 4xx (not retried)", body = Object),
         (status = 401, description = "`missing_token` (`WWW-Authenticate: Bearer`)", body = ErrorBody),
         (status = 403, description = "`wrong_token`, or `admin_not_configured`", body = ErrorBody),
+        (status = 429, description = RATE_LIMITED, body = ErrorBody),
     )
 )]
 #[allow(dead_code)]
@@ -515,6 +526,7 @@ mod tests {
             Refusal::UnsupportedEncoding("x".into()),
         ];
         for path in FORWARDED {
+            described(path, "post", 429, "rate_limited");
             for e in &route_errors {
                 described(path, "post", e.status(), e.code());
             }
@@ -533,6 +545,8 @@ mod tests {
         for e in &admin_errors {
             described("/failover", "post", e.status(), e.code());
         }
+        described("/failover", "post", 429, "rate_limited");
+        described("/users/{user_id}", "delete", 429, "rate_limited");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cluster_config::{url_text, ClusterConfig, Problem};
+use cluster_config::{url_text, ClusterConfig, Problem, RateLimitConfig};
 
 use crate::upstream::connect::{Connector, Endpoint};
 
@@ -127,6 +127,8 @@ pub struct Settings {
     pub ewma: EwmaSettings,
     /// Regions in name order.
     pub regions: Vec<RegionSettings>,
+    /// `[router.rate_limit]`, checked when the file was loaded.
+    pub rate_limit: RateLimitConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -274,6 +276,7 @@ impl Settings {
                 default_rtt: ms(tuning.default_rtt_ms),
             },
             regions,
+            rate_limit: cluster.router.rate_limit.clone(),
         })
     }
 }

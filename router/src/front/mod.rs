@@ -296,6 +296,7 @@ async fn connection<H: Handler>(
 ) {
     let Ok(tcp) = TcpStream::from_std(stream) else { return };
     let _ = tcp.set_nodelay(true);
+    let peer = tcp.peer_addr().ok();
     let progress = Rc::new(Progress::default());
     let io =
         Watched { io: tcp, progress: progress.clone(), write_timeout: limits.write_timeout, stalled: None };
@@ -304,7 +305,7 @@ async fn connection<H: Handler>(
         hyper::service::service_fn(move |req| {
             let (handler, limits, progress) = (handler.clone(), limits.clone(), progress.clone());
             Box::pin(async move {
-                Ok::<_, std::convert::Infallible>(answer(req, &*handler, &limits, &progress).await)
+                Ok::<_, std::convert::Infallible>(answer(req, peer, &*handler, &limits, &progress).await)
             }) as Pin<Box<dyn Future<Output = _>>>
         })
     };
@@ -377,6 +378,7 @@ fn timeout_answer(timeout: Duration) -> Vec<u8> {
 /// JSON reason and close the connection.
 async fn answer<H: Handler>(
     req: http::Request<hyper::body::Incoming>,
+    peer: Option<std::net::SocketAddr>,
     handler: &H,
     limits: &Limits,
     progress: &Progress,
@@ -386,7 +388,10 @@ async fn answer<H: Handler>(
     progress.requests.set(progress.requests.get() + 1);
     progress.received_at_last_body.set(progress.received.get());
     match read {
-        Ok(request) => handler.handle(request).await.into(),
+        Ok(mut request) => {
+            request.peer = peer;
+            handler.handle(request).await.into()
+        }
         Err(refusal) => {
             debug!(error = %refusal, "request refused");
             progress.refused.set(true);

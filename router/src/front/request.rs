@@ -22,6 +22,8 @@ pub struct Request {
     pub headers: HeaderMap,
     pub version: Version,
     pub body: Bytes,
+    /// The TCP peer (a client, or a proxy in front of it); `None` for requests built in tests.
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 /// Why a request is refused; the connection is closed after the answer.
@@ -111,13 +113,20 @@ impl Request {
             }
             Ok(Err(e)) => return Err(malformed(format!("invalid body: {e}"))),
         };
-        Ok(Self { method: parts.method, target, headers: parts.headers, version: parts.version, body })
+        Ok(Self {
+            method: parts.method,
+            target,
+            headers: parts.headers,
+            version: parts.version,
+            body,
+            peer: None,
+        })
     }
 
     /// A request built directly, for tests.
     pub fn new(method: Method, target: &'static str, headers: HeaderMap, body: impl Into<Bytes>) -> Self {
         let target = PathAndQuery::from_static(target);
-        Self { method, target, headers, version: Version::HTTP_11, body: body.into() }
+        Self { method, target, headers, version: Version::HTTP_11, body: body.into(), peer: None }
     }
 
     pub fn method(&self) -> &str {

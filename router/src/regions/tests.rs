@@ -33,6 +33,7 @@ fn regions_capped(n: usize, max_ejection_percent: u8) -> (Regions, Metrics) {
         client_timeout: Duration::from_secs(10),
         stream_idle_timeout: Duration::from_secs(10),
         connector: Connector::new(None).expect("connector"),
+        rate_limit: Default::default(),
         budget: BudgetSettings { ratio: 0.2, min_per_sec: 10, window: Duration::from_secs(10) },
         ewma: EwmaSettings {
             decay: Duration::from_secs(10),

@@ -12,6 +12,7 @@ mod helpers;
 mod latency;
 mod misbehaving;
 mod process;
+mod rate_limit;
 mod residency;
 mod routing;
 mod status_page;

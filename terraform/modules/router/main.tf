@@ -10,8 +10,20 @@ locals {
     "GEOREC__REGIONS__${upper(replace(region, "-", "_"))}__URLS" => jsonencode(urls)
   }
 
+  # Per-client rate limits ([router.rate_limit]). The load balancer's nodes live in the
+  # public subnets: those are the proxies whose X-Forwarded-For names the client.
+  rate_limit_env = {
+    GEOREC__ROUTER__RATE_LIMIT__ENABLED         = tostring(var.rate_limit.enabled)
+    GEOREC__ROUTER__RATE_LIMIT__TRUSTED_PROXIES = jsonencode(concat([for s in data.aws_subnet.public : s.cidr_block], var.rate_limit.extra_trusted_proxies))
+    GEOREC__ROUTER__RATE_LIMIT__MAX_KEYS        = tostring(var.rate_limit.max_keys)
+    GEOREC__ROUTER__RATE_LIMIT__READS           = "{ per_second = ${var.rate_limit.reads_per_second}, burst = ${var.rate_limit.reads_burst} }"
+    GEOREC__ROUTER__RATE_LIMIT__EVENTS          = "{ per_second = ${var.rate_limit.events_per_second}, burst = ${var.rate_limit.events_burst} }"
+    GEOREC__ROUTER__RATE_LIMIT__ADMIN           = "{ per_second = ${var.rate_limit.admin_per_second}, burst = ${var.rate_limit.admin_burst} }"
+  }
+
   environment = merge(
     local.url_env,
+    local.rate_limit_env,
     {
       GEOREC__ROUTER__LISTEN = "0.0.0.0:${var.router_port}"
       GEOREC_LOG_JSON        = "true"
@@ -20,6 +32,11 @@ locals {
     },
     var.extra_environment,
   )
+}
+
+data "aws_subnet" "public" {
+  for_each = toset(var.public_subnet_ids)
+  id       = each.value
 }
 
 # ---------------------------------------------------------------------------- WAF

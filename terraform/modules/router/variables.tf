@@ -119,6 +119,22 @@ variable "waf_rate_limit" {
   default     = 20000
 }
 
+variable "rate_limit" {
+  description = "Per-client limits of the router ([router.rate_limit]): requests a second and bursts per client (X-Api-Key, else the client address the load balancer forwards) for recommendation reads, POST /events and admin routes; past them 429. The WAF rule above is the coarse per-IP backstop. extra_trusted_proxies: CIDRs of proxies in front of the load balancer (a CDN) whose X-Forwarded-For is believed too."
+  type = object({
+    enabled               = optional(bool, true)
+    max_keys              = optional(number, 100000)
+    reads_per_second      = optional(number, 50)
+    reads_burst           = optional(number, 100)
+    events_per_second     = optional(number, 20)
+    events_burst          = optional(number, 40)
+    admin_per_second      = optional(number, 1)
+    admin_burst           = optional(number, 5)
+    extra_trusted_proxies = optional(list(string), [])
+  })
+  default = {}
+}
+
 variable "admin_token_secret_arn" {
   description = "Secrets Manager secret holding GEOREC_ADMIN_TOKEN (POST /failover); null disables the admin route."
   type        = string
