@@ -219,6 +219,37 @@ pub fn regions(state: &AppState, path: &str) -> Option<Response> {
     Some(resp.with_header(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store")))
 }
 
+/// Prefix of every route of the layout.
+pub const PREFIX: &str = "/api/v1/";
+
+/// The router's own refusals on the layout's routes (`{"error", "message", ...}`: no healthy
+/// region, unknown region, 404, 405, 429...) also carry the layout's `detail` (the message)
+/// and `region` (the region that answered, else `null`), as its clients read errors. Node
+/// answers already have them and pass unchanged; streamed bodies are never errors of ours.
+pub fn with_detail(mut resp: Response) -> Response {
+    use crate::front::response::Body;
+    if resp.status < 400 {
+        return resp;
+    }
+    let Body::Full(Some(bytes)) = &resp.body else { return resp };
+    let Ok(serde_json::Value::Object(mut body)) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return resp;
+    };
+    if body.contains_key("detail") {
+        return resp;
+    }
+    let Some(message) = body.get("message").cloned() else { return resp };
+    let region =
+        resp.headers.get(crate::headers::SERVED_BY).and_then(|v| v.to_str().ok()).map(str::to_string);
+    body.insert("detail".into(), message);
+    body.insert("region".into(), region.map_or(serde_json::Value::Null, serde_json::Value::String));
+    if let Ok(encoded) = serde_json::to_vec(&body) {
+        resp.headers.remove(http::header::CONTENT_LENGTH);
+        resp.body = Body::Full(Some(encoded.into()));
+    }
+    resp
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,6 +98,15 @@ pub const POST_PATHS: [&str; 3] = ["/recommendations", "/events", "/failover"];
 
 impl front::Handler for Routes {
     async fn handle(&self, req: Request) -> Response {
+        if req.path().starts_with(compat::PREFIX) {
+            return compat::with_detail(self.route(req).await);
+        }
+        self.route(req).await
+    }
+}
+
+impl Routes {
+    async fn route(&self, req: Request) -> Response {
         let state = &self.0.state;
         if let Some(refused) = state.limiter.as_ref().and_then(|l| l.check(&req)) {
             return refused;

@@ -33,7 +33,7 @@ pub fn run(listener: TcpListener, node: Node) -> std::io::Result<Server> {
             .app_data(data.clone())
             .wrap(actix_web::middleware::from_fn(middleware::observe))
             .configure(routes)
-            .default_service(web::to(error::not_found))
+            .default_service(web::to(compat::not_found))
     })
     .shutdown_timeout(settings.shutdown_timeout.as_secs());
     if let Some(workers) = settings.workers {
@@ -44,7 +44,7 @@ pub fn run(listener: TcpListener, node: Node) -> std::io::Result<Server> {
 
 /// A resource whose other methods get a JSON 405.
 fn resource(path: &str) -> Resource {
-    web::resource(path).default_service(web::to(error::method_not_allowed))
+    web::resource(path).default_service(web::to(compat::method_not_allowed))
 }
 
 /// The app's routes and [`ROUTES`], from one table so they cannot differ.

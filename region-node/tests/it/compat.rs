@@ -387,3 +387,20 @@ async fn the_router_routes_the_fastapi_contract() {
     assert_error(status, &bad, 422, "between 1 and");
     drop(stop);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_routes_and_wrong_methods_under_the_prefix_answer_in_the_layouts_shape() {
+    let node = spawn_node().await;
+    let res = node.client.get(node.url("/api/v1/recommendations/user/u1")).send().await.expect("sent");
+    assert_eq!(res.status(), 405);
+    let body: Value = res.json().await.expect("json");
+    assert!(body["detail"].is_string() && body["error"] == "method_not_allowed", "{body}");
+    assert_eq!(body["region"], "us-west", "{body}");
+    let (status, body) = send(&node, "/api/v1/nothing-here", None).await;
+    assert_eq!(status, 404);
+    assert!(body["detail"].is_string() && body["region"] == "us-west", "{body}");
+    // Outside the prefix the native shape stays.
+    let (status, body) = send(&node, "/nothing-here", None).await;
+    assert_eq!(status, 404);
+    assert!(body.get("detail").is_none() && body["error"] == "not_found", "{body}");
+}

@@ -2,6 +2,7 @@
 //! fake region nodes whose behaviour the tests switch at runtime.
 
 mod admin;
+mod compat;
 mod conformance;
 mod connections;
 mod docs;

@@ -17,7 +17,7 @@ pub mod ops;
 pub mod regions;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::answer::RankedItem;
@@ -97,6 +97,29 @@ pub fn unit_scores(items: &[RankedItem]) -> Vec<f64> {
             }
         })
         .collect()
+}
+
+/// Prefix of every route of the layout.
+pub const PREFIX: &str = "/api/v1/";
+
+/// The app's 404: under [`PREFIX`] in the layout's error shape, elsewhere the native one.
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    refusal(&req, ApiError::NotFound { method: req.method().to_string(), path: req.path().to_string() })
+}
+
+/// A resource's 405, likewise.
+pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    refusal(
+        &req,
+        ApiError::MethodNotAllowed { method: req.method().to_string(), path: req.path().to_string() },
+    )
+}
+
+fn refusal(req: &HttpRequest, e: ApiError) -> HttpResponse {
+    match req.app_data::<web::Data<crate::node::Node>>() {
+        Some(node) if req.path().starts_with(PREFIX) => CompatError::new(e, node.region()).error_response(),
+        _ => e.error_response(),
+    }
 }
 
 #[cfg(test)]
