@@ -67,3 +67,8 @@ output "log_bucket" {
   description = "Bucket with the region's load balancer and S3 access logs (the router's load balancer logs here too)."
   value       = module.logs.bucket
 }
+
+output "redis_security_group_id" {
+  description = "Security group of the region's Redis (other tasks of the region, such as a zone's scheduled retrain, add their ingress rule to it)."
+  value       = aws_security_group.redis.id
+}

@@ -55,3 +55,20 @@ output "global_stack_input" {
     router_hostname = module.router[0].router_hostname
   } : null
 }
+
+output "residency_zone" {
+  description = "Residency zone of this region (null: shared)."
+  value       = local.zone
+}
+
+output "zone_retrain" {
+  description = "The zone's scheduled model-sync run in this stack (null when there is none): task role, task definition, security group, log group, schedule."
+  value = local.run_zone_retrain ? {
+    task_role_arn       = module.zone_retrain[0].task_role_arn
+    task_definition_arn = module.zone_retrain[0].task_definition_arn
+    security_group_id   = module.zone_retrain[0].security_group_id
+    log_group_name      = module.zone_retrain[0].log_group_name
+    schedule_name       = module.zone_retrain[0].schedule_name
+    command             = module.zone_retrain[0].command
+  } : null
+}

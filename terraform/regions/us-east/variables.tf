@@ -130,6 +130,48 @@ variable "router_environment" {
   default     = {}
 }
 
+variable "residency_zones" {
+  description = "Residency zones, region -> zone (regions.toml `residency`), e.g. {\"eu-west\" = \"eu\"}: the same map in every region stack. The router tasks get the residency of every zoned region, the node tasks of a zoned region that of their zone's regions (GEOREC__REGIONS__<R>__RESIDENCY), and each zoned region's failover list becomes the other regions of its zone (GEOREC__REGIONS__<R>__FAILOVER, [] for a zone of one region); router_environment and node_environment override either. {}: no zone."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for z in values(var.residency_zones) : can(regex("^[a-z0-9-]+$", z))])
+    error_message = "Zone names are lower-case letters, digits and '-'."
+  }
+}
+
+variable "zone_retrain" {
+  description = <<-EOT
+    The scheduled regional model of this region's residency zone (modules/zone-retrain): an ECS
+    Fargate task running `model-sync run --once --zone <zone> --work-dir <dir>` from EventBridge
+    Scheduler. Created only when enabled and this region is the first region (by name) of a zone
+    in residency_zones, whose bucket holds the zone's home store. primary_bucket (the primary
+    stack's bucket_name, read only: shared events and erasure records) is required then;
+    primary_kms_key_arn narrows the decrypt permission to the primary's key; extra_args are added
+    to the command (no --data: the model is built from the events alone); environment adds
+    GEOREC__* overrides (e.g. the S3 and Redis settings of the zone's regions in other stacks).
+  EOT
+  type = object({
+    enabled              = optional(bool, false)
+    primary_bucket       = optional(string)
+    primary_cloud_region = optional(string, "us-west-2")
+    primary_kms_key_arn  = optional(string)
+    schedule_expression  = optional(string, "rate(1 hour)")
+    paused               = optional(bool, false)
+    extra_args           = optional(list(string), [])
+    environment          = optional(map(string), {})
+    cpu                  = optional(number, 2048)
+    memory               = optional(number, 8192)
+  })
+  default = {}
+
+  validation {
+    condition     = !var.zone_retrain.enabled || var.zone_retrain.primary_bucket != null
+    error_message = "zone_retrain.enabled needs zone_retrain.primary_bucket (the primary stack's bucket_name)."
+  }
+}
+
 variable "redis_node_type" {
   description = "ElastiCache node type."
   type        = string
