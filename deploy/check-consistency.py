@@ -10,7 +10,8 @@ prefixes and cloud regions. This compares it with:
     rules, the router's listen port;
   * the Prometheus scrape targets;
   * the terraform stacks: one root per region under terraform/regions/ with the region's
-    name, cloud region, node port, bucket and prefix; identical .tf files otherwise; the
+    name, cloud region, node port, bucket and prefix; identical .tf files otherwise; a
+    default of var.residency_zones matching the regions' `residency`; the
     primary stack's buckets and the global stack's region -> cloud region map; and a
     description on every terraform variable and output.
 
@@ -93,6 +94,7 @@ class Region:
         self.bucket = s3["bucket"]
         self.prefix = s3.get("prefix", "")
         self.s3_endpoint = s3.get("endpoint")
+        self.residency = raw.get("residency")
 
 
 def port_of(addr: str) -> int:
@@ -382,6 +384,21 @@ def check_terraform(rep: Report, root: Path, raw: dict, regions: dict[str, Regio
             for fname in sorted(set(files) | set(reference)):
                 rep.expect(files.get(fname) == reference.get(fname), f"terraform/regions/{name}/{fname}",
                            f"differs from terraform/regions/{reference_name}/{fname} (only region.tf may differ between region stacks)")
+
+    # Residency zones: the region stacks' default of residency_zones is what regions.toml says
+    # (the image bakes regions.toml in; a zone set there and not in terraform, or the reverse,
+    # would give the routers and nodes of a deployment different zones than the file).
+    want_zones = {r.name: r.residency for r in regions.values() if r.residency}
+    for name in found:
+        f = stacks / name / "variables.tf"
+        if not f.is_file():
+            continue
+        with f.open() as fh:
+            variables = {k: v for block in hcl2.load(fh).get("variable", []) for k, v in block.items()}
+        where = str(f.relative_to(root))
+        if rep.expect("residency_zones" in variables, where, "no variable residency_zones (region -> residency zone)"):
+            default = norm(variables["residency_zones"].get("default", {})) or {}
+            rep.equal(where, "default of var.residency_zones", default, want_zones, "regions.toml [regions.*].residency")
 
     # Documented variables and outputs, everywhere.
     for f in sorted(tf.rglob("*.tf")):
