@@ -174,35 +174,23 @@ pub async fn ingest(
     .await
 }
 
-/// In every region with a bucket in `buckets` (by label), release the erasures all its serving
-/// versions honour ([`release_completed`]). Per region: users released, or why not.
+/// In every region with a bucket in `buckets` (by label), release the `erasures` all its
+/// serving versions honour ([`release_completed`]). Per region: users released, or why not.
 pub async fn release_erasures(
-    primary: &Bucket,
+    erasures: &Erasures,
     sources: &[StreamSource],
     buckets: &[Bucket],
-) -> Result<Vec<(String, Result<u64, IngestError>)>, IngestError> {
-    let erasures = read_tombstones(primary).await?;
+) -> Vec<(String, Result<u64, IngestError>)> {
     let mut out = Vec::new();
     for s in sources {
         let Some(bucket) = buckets.iter().find(|b| b.label() == s.region) else { continue };
-        let released = release_completed(&s.region, &s.redis_url, bucket, &erasures).await;
+        let released = release_completed(&s.region, &s.redis_url, bucket, erasures).await;
         if let Err(e) = &released {
             tracing::warn!(region = %s.region, error = %describe(e), "cannot release completed erasures; the next ingest retries");
         }
         out.push((s.region.clone(), released));
     }
-    Ok(out)
-}
-
-/// Read the erasure records in `primary` and ask every region of `regions` that missed one to
-/// carry it out ([`propagate`]).
-pub async fn propagate_missed(
-    primary: &Bucket,
-    regions: &[RegionNodes],
-    token: &str,
-) -> Result<std::collections::BTreeMap<String, Propagated>, IngestError> {
-    let erasures = read_tombstones(primary).await?;
-    Ok(propagate(&erasures, regions, token, std::time::Duration::from_secs(5)).await)
+    out
 }
 
 /// Drain one region's stream: pending entries first, then new ones up to the newest entry

@@ -305,11 +305,13 @@ impl Runner {
         let (t, s) = (&self.targets, &self.settings);
         let opts = IngestOptions { stop: Some(stop.clone()), ..s.ingest.clone() };
         let ingested = ingest::ingest(&t.primary, &t.streams, &opts).await;
-        // Erasures every serving version honours leave the regions' live sets (best effort:
-        // the next cycle retries).
-        let _ = ingest::release_erasures(&t.primary, &t.streams, &t.regions).await;
+        // The records ingest just moved, read once: erasures every serving version honours
+        // leave the regions' live sets, regions that missed one are asked (best effort: the
+        // next cycle retries), and the build leaves the users out.
+        let mut erasures = ingest::read_tombstones(&t.primary).await?;
+        ingest::release_erasures(&erasures, &t.streams, &t.regions).await;
         if let Some((nodes, token)) = &t.erasure_nodes {
-            let _ = ingest::propagate_missed(&t.primary, nodes, token).await;
+            ingest::propagate(&erasures, nodes, token).await;
         }
         let new_events = ingested.iter().filter_map(|(_, r)| r.as_ref().ok()).map(|r| r.events).sum();
         let mut report = CycleReport {
@@ -336,7 +338,6 @@ impl Runner {
             None => None,
         };
         let mut log = ingest::read_events(&t.primary).await?;
-        let mut erasures = ingest::read_tombstones(&t.primary).await?;
         if let Some(shared) = &t.shared {
             log = ingest::read_events(shared).await?.then(log);
             erasures.extend(ingest::read_tombstones(shared).await?);

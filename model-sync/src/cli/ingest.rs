@@ -60,27 +60,25 @@ pub async fn ingest(c: &ClusterConfig, a: &IngestArgs) -> anyhow::Result<()> {
     let primary = super::scope::home(c, a.zone.as_deref(), &creds)?;
     let opts = IngestOptions { batch: usize::try_from(a.batch)?, ..IngestOptions::default() };
     let results = ingest::ingest(&primary, &sources, &opts).await;
+    // The records ingest just moved, read once.
+    let erasures = ingest::read_tombstones(&primary).await.ok();
     // Erasures every serving version honours leave the regions' live sets.
     let names: Vec<String> = sources.iter().map(|s| s.region.clone()).collect();
-    if let Ok(buckets) = super::scope::region_buckets(c, &names, &creds) {
-        if let Ok(released) = ingest::release_erasures(&primary, &sources, &buckets).await {
-            for (region, n) in released {
-                if let Ok(n @ 1..) = n {
-                    eprintln!("{region}: {n} completed erasure(s) released from the region's erased set");
-                }
+    if let (Ok(buckets), Some(erasures)) = (super::scope::region_buckets(c, &names, &creds), &erasures) {
+        for (region, n) in ingest::release_erasures(erasures, &sources, &buckets).await {
+            if let Ok(n @ 1..) = n {
+                eprintln!("{region}: {n} completed erasure(s) released from the region's erased set");
             }
         }
     }
     // Regions that missed an erasure (a router restarted while they were down) are asked now.
-    if let Some((nodes, token)) = erasure_nodes(c, a.zone.as_deref())? {
-        if let Ok(done) = ingest::propagate_missed(&primary, &nodes, &token).await {
-            for (region, p) in done {
-                if !p.erased.is_empty() {
-                    eprintln!("{region}: erased {} user(s) it had missed", p.erased.len());
-                }
-                if let Some((user, why)) = p.failed.first() {
-                    eprintln!("{region}: {} missed erasure(s) not sent yet (first {user}: {why}); the next ingest retries", p.failed.len());
-                }
+    if let (Some((nodes, token)), Some(erasures)) = (erasure_nodes(c, a.zone.as_deref())?, &erasures) {
+        for (region, p) in ingest::propagate(erasures, &nodes, &token).await {
+            if !p.erased.is_empty() {
+                eprintln!("{region}: erased {} user(s) it had missed", p.erased.len());
+            }
+            if let Some((user, why)) = p.failed.first() {
+                eprintln!("{region}: {} missed erasure(s) not sent yet (first {user}: {why}); the next ingest retries", p.failed.len());
             }
         }
     }

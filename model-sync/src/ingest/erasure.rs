@@ -16,7 +16,6 @@ use std::collections::{BTreeMap, HashSet};
 
 use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
 
 use super::batch::{self, decode_events, events_prefix, put_verified, HEADER};
 use super::error::IngestError;
@@ -80,13 +79,14 @@ impl Erasures {
         for (user, regions) in other.recorded_in {
             self.recorded_in.entry(user).or_default().extend(regions);
         }
-        for (user, t) in other.by_user {
-            match self.by_user.get(&user) {
-                Some(seen) if seen.at >= t.at => {}
-                _ => {
-                    self.by_user.insert(user, t);
-                }
-            }
+        other.by_user.into_values().for_each(|t| self.add(t));
+    }
+
+    /// One record: the user's erasure if it is their latest.
+    fn add(&mut self, t: Tombstone) {
+        self.recorded_in.entry(t.user.clone()).or_default().insert(t.region.clone());
+        if self.by_user.get(&t.user).is_none_or(|seen| seen.at < t.at) {
+            self.by_user.insert(t.user.clone(), t);
         }
     }
 
@@ -114,19 +114,7 @@ fn record_key(prefix: &str, region: &str, first: EventId, last: EventId) -> Stri
 }
 
 async fn connect(region: &str, redis_url: &str) -> Result<MultiplexedConnection, IngestError> {
-    let url = redact(redis_url);
-    let client = redis::Client::open(redis_url).map_err(|source| IngestError::RedisUrl {
-        region: region.to_string(),
-        url: url.clone(),
-        source,
-    })?;
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
-        .set_response_timeout(Some(std::time::Duration::from_secs(10)));
-    client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .map_err(|source| IngestError::RedisUnreachable { region: region.to_string(), url, source })
+    super::stream::open(region, redis_url, std::time::Duration::from_secs(10)).await
 }
 
 /// Move `region`'s erasure records into the primary bucket: each page written and verified,
@@ -194,15 +182,7 @@ pub async fn read_tombstones(primary: &Bucket) -> Result<Erasures, IngestError> 
         let body = primary.get(&o.key).await.map_err(|e| IngestError::Read(Box::new(e)))?;
         let Some(body) = body else { continue };
         let region = o.key[prefix.len()..].split('/').next().unwrap_or_default().to_string();
-        for t in decode_records(&o.key, &region, &body)? {
-            out.recorded_in.entry(t.user.clone()).or_default().insert(t.region.clone());
-            match out.by_user.get(&t.user) {
-                Some(seen) if seen.at >= t.at => {}
-                _ => {
-                    out.by_user.insert(t.user.clone(), t);
-                }
-            }
-        }
+        decode_records(&o.key, &region, &body)?.into_iter().for_each(|t| out.add(t));
     }
     Ok(out)
 }
@@ -430,25 +410,19 @@ pub async fn release_completed(
         through = through.min(m.erasures.map_or(0, |e| e.through_unix));
     }
     let mut conn = connect(region, redis_url).await?;
-    let key = events::erased_key(region);
-    let redis_err = |op: &'static str| {
-        let (region, url, key) = (region.to_string(), redact(redis_url), key.clone());
-        move |source| IngestError::Redis { region, url, op, key, source }
-    };
     let members: Vec<String> =
-        redis::cmd("SMEMBERS").arg(&key).query_async(&mut conn).await.map_err(redis_err("SMEMBERS"))?;
-    let done: Vec<&String> =
-        members.iter().filter(|u| erasures.by_user.get(*u).is_some_and(|t| t.at <= through)).collect();
+        redis::cmd("SMEMBERS").arg(events::erased_key(region)).query_async(&mut conn).await.map_err(
+            |source| redis_error(region, redis_url, "SMEMBERS", events::erased_key(region), source),
+        )?;
+    let done: Vec<&str> = members
+        .iter()
+        .filter(|u| erasures.by_user.get(*u).is_some_and(|t| t.at <= through))
+        .map(String::as_str)
+        .collect();
     if done.is_empty() {
         return Ok(0);
     }
-    let _: u64 =
-        redis::cmd("SREM").arg(&key).arg(&done).query_async(&mut conn).await.map_err(redis_err("SREM"))?;
-    let _: u64 = redis::cmd("INCR")
-        .arg(events::erased_gen_key(region))
-        .query_async(&mut conn)
-        .await
-        .map_err(redis_err("INCR"))?;
+    change_erased_set(&mut conn, region, redis_url, "SREM", &done).await?;
     tracing::info!(region, users = done.len(), "erasures complete: released from the region's erased set");
     Ok(done.len() as u64)
 }
@@ -468,18 +442,42 @@ pub async fn protect(region: &str, redis_url: &str, users: &[&str]) -> Result<()
         return Ok(());
     }
     let mut conn = connect(region, redis_url).await?;
-    let key = events::erased_key(region);
-    let redis_err = |op: &'static str| {
-        let (region, url, key) = (region.to_string(), redact(redis_url), key.clone());
-        move |source| IngestError::Redis { region, url, op, key, source }
-    };
-    let _: u64 =
-        redis::cmd("SADD").arg(&key).arg(users).query_async(&mut conn).await.map_err(redis_err("SADD"))?;
-    let _: u64 = redis::cmd("INCR")
-        .arg(events::erased_gen_key(region))
-        .query_async(&mut conn)
-        .await
-        .map_err(redis_err("INCR"))?;
+    change_erased_set(&mut conn, region, redis_url, "SADD", users).await?;
     tracing::info!(region, users = users.len(), "erased users protected while an older model serves");
     Ok(())
+}
+
+/// `op` (`SADD` or `SREM`) `users` on the region's erased set, then raise its generation so
+/// its nodes reload the set.
+async fn change_erased_set(
+    conn: &mut MultiplexedConnection,
+    region: &str,
+    redis_url: &str,
+    op: &'static str,
+    users: &[&str],
+) -> Result<(), IngestError> {
+    let key = events::erased_key(region);
+    let _: u64 = redis::cmd(op)
+        .arg(&key)
+        .arg(users)
+        .query_async(conn)
+        .await
+        .map_err(|source| redis_error(region, redis_url, op, key.clone(), source))?;
+    let gen = events::erased_gen_key(region);
+    let _: u64 = redis::cmd("INCR")
+        .arg(&gen)
+        .query_async(conn)
+        .await
+        .map_err(|source| redis_error(region, redis_url, "INCR", gen.clone(), source))?;
+    Ok(())
+}
+
+fn redis_error(
+    region: &str,
+    redis_url: &str,
+    op: &'static str,
+    key: String,
+    source: redis::RedisError,
+) -> IngestError {
+    IngestError::Redis { region: region.to_string(), url: redact(redis_url), op, key, source }
 }

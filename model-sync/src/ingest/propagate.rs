@@ -46,14 +46,16 @@ pub fn missed(erasures: &Erasures, regions: &[RegionNodes]) -> BTreeMap<String, 
     out
 }
 
+/// Deadline of one `DELETE /users/{id}` to a node.
+const NODE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Ask every region that missed an erasure to carry it out (`token`: the admin token).
 pub async fn propagate(
     erasures: &Erasures,
     regions: &[RegionNodes],
     token: &str,
-    timeout: Duration,
 ) -> BTreeMap<String, Propagated> {
-    let http = reqwest::Client::builder().timeout(timeout).build().unwrap_or_default();
+    let http = reqwest::Client::builder().timeout(NODE_TIMEOUT).build().unwrap_or_default();
     let mut out = BTreeMap::new();
     for (region, users) in missed(erasures, regions) {
         let Some(nodes) = regions.iter().find(|r| r.region == region) else { continue };

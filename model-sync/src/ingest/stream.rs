@@ -66,17 +66,7 @@ impl RegionStream {
     /// Connect and create the consumer group (at id 0, creating the stream) if it is missing.
     pub async fn connect(region: &str, redis_url: &str, consumer: &str) -> Result<Self, IngestError> {
         let url = redact(redis_url);
-        let client = redis::Client::open(redis_url).map_err(|source| IngestError::RedisUrl {
-            region: region.to_string(),
-            url: url.clone(),
-            source,
-        })?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        let conn = client.get_multiplexed_async_connection_with_config(&config).await.map_err(|source| {
-            IngestError::RedisUnreachable { region: region.to_string(), url: url.clone(), source }
-        })?;
+        let conn = open(region, redis_url, RESPONSE_TIMEOUT).await?;
         let mut s = RegionStream {
             region: region.to_string(),
             url,
@@ -236,6 +226,28 @@ fn bytes(v: Value) -> Result<Vec<u8>, String> {
 
 fn text(v: Value) -> Result<String, String> {
     String::from_utf8(bytes(v)?).map_err(|_| "entry id is not UTF-8".to_string())
+}
+
+/// A connection to `region`'s Redis (connect within 2 s, each reply within `response_timeout`),
+/// its failures named with the region and the redacted URL.
+pub(super) async fn open(
+    region: &str,
+    redis_url: &str,
+    response_timeout: Duration,
+) -> Result<MultiplexedConnection, IngestError> {
+    let url = redact(redis_url);
+    let client = redis::Client::open(redis_url).map_err(|source| IngestError::RedisUrl {
+        region: region.to_string(),
+        url: url.clone(),
+        source,
+    })?;
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(response_timeout));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(|source| IngestError::RedisUnreachable { region: region.to_string(), url, source })
 }
 
 #[cfg(test)]

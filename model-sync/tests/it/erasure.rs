@@ -200,7 +200,8 @@ async fn regions_without_a_record_of_an_erasure_are_asked_to_carry_it_out() {
         ingest::RegionNodes { region: "us-east".into(), urls: vec![us] },
     ];
 
-    let done = ingest::propagate_missed(&primary(&s3), &nodes, "t0ken").await.expect("read records");
+    let erasures = read_tombstones(&primary(&s3)).await.expect("read records");
+    let done = ingest::propagate(&erasures, &nodes, "t0ken").await;
 
     assert_eq!(done.len(), 1, "{done:?}");
     assert_eq!(done["us-east"].erased, ["u1"]);
