@@ -18,9 +18,11 @@
 //! Every request carries an `x-request-id` and a W3C `traceparent` to the node: the client's
 //! own when they are valid, else fresh ones; both are logged and returned.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
-use http::header::HeaderValue;
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use tracing::{debug, warn};
 use utoipa::ToSchema;
@@ -102,7 +104,9 @@ async fn route<'a>(proxy: &'a Proxy, req: &Request, ids: &Ids) -> Result<(Respon
     let hint = match hint(req) {
         None => None,
         Some(h) => Some(
-            regions.find(&h).ok_or_else(|| RouteError::UnknownRegion { hint: h, known: regions.names() })?,
+            regions
+                .find(&h)
+                .ok_or_else(|| RouteError::UnknownRegion { hint: h.into_owned(), known: regions.names() })?,
         ),
     };
     let mut plan = regions.plan(hint);
@@ -252,24 +256,49 @@ pub struct Ids {
 impl Ids {
     /// The client's `x-request-id` and `traceparent` when they are sensible, else fresh ones.
     pub fn of(req: &Request) -> Self {
-        let request_id = req
-            .header_str(REQUEST_ID.as_str())
-            .filter(|v| {
-                !v.is_empty()
-                    && v.len() <= MAX_REQUEST_ID
-                    && v.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
-            })
-            .and_then(|v| HeaderValue::from_str(v).ok())
-            .unwrap_or_else(|| {
-                HeaderValue::from_str(&hex(rand::random::<u128>(), 32))
-                    .unwrap_or(HeaderValue::from_static("0"))
-            });
-        let traceparent = req
-            .header_str(TRACEPARENT.as_str())
-            .filter(|v| valid_traceparent(v))
-            .and_then(|v| HeaderValue::from_str(v).ok())
-            .unwrap_or_else(new_traceparent);
-        Self { request_id, traceparent }
+        let request_id = client_value(req, &REQUEST_ID, |v| {
+            !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+        });
+        let traceparent = client_value(req, &TRACEPARENT, valid_traceparent);
+        match (request_id, traceparent) {
+            (Some(request_id), Some(traceparent)) => Self { request_id, traceparent },
+            (request_id, traceparent) => {
+                let fresh = Self::fresh();
+                Self {
+                    request_id: request_id.unwrap_or(fresh.request_id),
+                    traceparent: traceparent.unwrap_or(fresh.traceparent),
+                }
+            }
+        }
+    }
+
+    /// A random request id (32 hex digits) and a new sampled trace context (random trace and
+    /// parent ids), written into one shared buffer: this runs for most requests, and the ids
+    /// are then cloned for the node and the client without copying or allocating again.
+    fn fresh() -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut random = [0u8; 40];
+        rand::Rng::fill_bytes(&mut rand::rng(), &mut random);
+        // W3C Trace Context: neither id may be all zeros.
+        random[31] |= 1;
+        random[39] |= 1;
+        let mut text = [0u8; FRESH_IDS_LEN];
+        let hex = |out: &mut [u8], bytes: &[u8]| {
+            for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+                pair.copy_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+            }
+        };
+        hex(&mut text[..32], &random[..16]);
+        text[32..35].copy_from_slice(b"00-");
+        hex(&mut text[35..67], &random[16..32]);
+        text[67] = b'-';
+        hex(&mut text[68..84], &random[32..]);
+        text[84..].copy_from_slice(b"-01");
+        let shared = Bytes::from_owner(text);
+        let value = |range| {
+            HeaderValue::from_maybe_shared(shared.slice(range)).unwrap_or(HeaderValue::from_static("0"))
+        };
+        Self { request_id: value(0..32), traceparent: value(32..FRESH_IDS_LEN) }
     }
 
     pub fn request_id(&self) -> &str {
@@ -279,6 +308,24 @@ impl Ids {
     /// The trace id part of the trace context (32 hex digits).
     pub fn trace_id(&self) -> &str {
         self.traceparent.to_str().ok().and_then(|t| t.get(3..35)).unwrap_or_default()
+    }
+}
+
+/// A fresh request id (32) and trace context (`00-` 32 `-` 16 `-01`: 55), side by side.
+const FRESH_IDS_LEN: usize = 32 + 55;
+
+/// The client's value of `name`, without surrounding spaces, when `ok` accepts it: the
+/// client's own value (shared, not copied) unless there were spaces to drop.
+fn client_value(req: &Request, name: &HeaderName, ok: impl Fn(&str) -> bool) -> Option<HeaderValue> {
+    let value = req.headers.get(name)?;
+    let text = value.to_str().ok()?;
+    let trimmed = text.trim();
+    if !ok(trimmed) {
+        return None;
+    }
+    match trimmed.len() == text.len() {
+        true => Some(value.clone()),
+        false => HeaderValue::from_str(trimmed).ok(),
     }
 }
 
@@ -305,32 +352,13 @@ fn valid_traceparent(v: &str) -> bool {
     }
 }
 
-/// A new sampled trace context: random trace and parent ids.
-fn new_traceparent() -> HeaderValue {
-    let (trace, parent) = (rand::random::<u128>() | 1, rand::random::<u64>() | 1);
-    let text = format!("00-{}-{}-01", hex(trace, 32), hex(u128::from(parent), 16));
-    HeaderValue::from_str(&text)
-        .unwrap_or(HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-01"))
-}
-
-/// The low `digits` (at most 32) hex digits of `bits` (without `format!`: this runs for most
-/// requests).
-fn hex(bits: u128, digits: usize) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 32];
-    for (i, d) in out[..digits].iter_mut().enumerate() {
-        *d = HEX[(bits >> ((digits - 1 - i) * 4)) as usize & 0xf];
-    }
-    String::from_utf8_lossy(&out[..digits]).into_owned()
-}
-
 /// The hinted region name, if any: headers first, then the JSON body's `region`.
-pub fn hint(req: &Request) -> Option<String> {
+pub fn hint(req: &Request) -> Option<Cow<'_, str>> {
     let from_header = HINT_HEADERS.iter().filter_map(|h| req.header_str(h)).find(|v| !v.is_empty());
-    if let Some(h) = from_header {
-        return Some(h.to_string());
+    match from_header {
+        Some(h) => Some(Cow::Borrowed(h)),
+        None => hint_from_body(&req.body).map(Cow::Owned),
     }
-    hint_from_body(&req.body)
 }
 
 /// What the router reads of a body it forwards; the node gets the body unchanged.

@@ -53,23 +53,18 @@ const MAX_IDLE_PER_NODE: usize = 256;
 const MAX_ANSWER_HEAD: usize = 64 * 1024;
 
 /// Headers that describe one connection, not the message: never forwarded either way.
-const HOP_BY_HOP: [&str; 10] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "expect",
+static HOP_BY_HOP: [HeaderName; 10] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::EXPECT,
 ];
-
-/// Headers that describe one connection, not the message: never forwarded either way.
-pub fn is_hop_by_hop(name: &str) -> bool {
-    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-}
 
 /// The headers a message's `Connection` header names: for this hop only (RFC 9110 7.6.1).
 fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
@@ -82,24 +77,25 @@ fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
-/// `headers` without hop-by-hop ones, those the `Connection` header names, and `also`: one
-/// pass, names compared as parsed (this runs twice for every request).
-fn end_to_end(headers: HeaderMap, also: &[&HeaderName]) -> HeaderMap {
+/// `headers` without hop-by-hop ones, those the `Connection` header names, and `also`. They
+/// are removed in place: this runs twice for every request and usually finds little to
+/// remove, so nothing is copied or hashed again. (Removing may change the order of the other
+/// names, which carries no meaning; the values of one name keep theirs.)
+fn end_to_end(mut headers: HeaderMap, also: &[&HeaderName]) -> HeaderMap {
     let named =
         if headers.contains_key(header::CONNECTION) { connection_named(&headers) } else { Vec::new() };
-    let mut kept = HeaderMap::with_capacity(headers.len());
-    let mut current = None;
-    for (name, value) in headers {
-        // `None`: another value of the header before.
-        if let Some(name) = name {
-            let dropped = is_hop_by_hop(name.as_str()) || also.contains(&&name) || named.contains(&name);
-            current = (!dropped).then_some(name);
-        }
-        if let Some(name) = &current {
-            kept.append(name.clone(), value);
+    let mut doomed: Vec<&HeaderName> = Vec::new();
+    for name in headers.keys() {
+        // Parsed names are lower case: one string match finds the hop-by-hop ones.
+        let hop = HOP_BY_HOP.iter().find(|h| h.as_str() == name.as_str());
+        if let Some(known) = hop.or_else(|| also.iter().copied().find(|h| *h == name)) {
+            doomed.push(known);
         }
     }
-    kept
+    for name in doomed.into_iter().chain(&named) {
+        headers.remove(name);
+    }
+    headers
 }
 
 /// The client request, ready to be sent to any node.
@@ -108,8 +104,12 @@ pub struct Outgoing {
     method: Method,
     /// Path and query, as the client sent them.
     target: PathAndQuery,
-    /// End-to-end headers, the request id and the trace context (no `host`, no length).
+    /// End-to-end headers, the request id and the trace context, and `host` and
+    /// `content-length` in the places the client had them (their values are set per node and
+    /// per body).
     headers: HeaderMap,
+    /// `content-length` of `body`.
+    length: HeaderValue,
     body: Bytes,
 }
 
@@ -117,12 +117,12 @@ impl Outgoing {
     /// Method, path, query, end-to-end headers and body of `req`, with the request id and
     /// trace context set (both checked to be valid header values by the proxy).
     pub fn new(req: &Request, request_id: HeaderValue, traceparent: HeaderValue) -> Self {
-        let own = [&header::HOST, &header::CONTENT_LENGTH, &REQUEST_ID, &TRACEPARENT, &RESIDENCY];
-        let mut headers = end_to_end(req.headers.clone(), &own);
+        let mut headers = end_to_end(req.headers.clone(), &[&RESIDENCY]);
         headers.insert(REQUEST_ID, request_id);
         headers.insert(TRACEPARENT, traceparent);
         let target = req.path_and_query().clone();
-        Self { method: req.method.clone(), target, headers, body: req.body.clone() }
+        let length = HeaderValue::from(req.body.len());
+        Self { method: req.method.clone(), target, headers, length, body: req.body.clone() }
     }
 
     /// The same request sent outside the residency zone `zone` (its value for
@@ -130,7 +130,13 @@ impl Outgoing {
     pub fn leaving_zone(&self, zone: HeaderValue) -> Self {
         let mut headers = self.headers.clone();
         headers.insert(RESIDENCY, zone);
-        Self { method: self.method.clone(), target: self.target.clone(), headers, body: self.body.clone() }
+        Self {
+            method: self.method.clone(),
+            target: self.target.clone(),
+            headers,
+            length: self.length.clone(),
+            body: self.body.clone(),
+        }
     }
 
     /// The request for `endpoint`.
@@ -144,11 +150,11 @@ impl Outgoing {
         let mut req = http::Request::new(Full::new(self.body.clone()));
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = uri;
-        let headers = req.headers_mut();
-        headers.reserve(self.headers.len() + 2);
+        // A copy of the prepared map: values are shared, nothing is hashed again.
+        let mut headers = self.headers.clone();
         headers.insert(header::HOST, endpoint.authority.clone());
-        headers.extend(self.headers.iter().map(|(n, v)| (n.clone(), v.clone())));
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(self.body.len()));
+        headers.insert(header::CONTENT_LENGTH, self.length.clone());
+        *req.headers_mut() = headers;
         Ok(req)
     }
 }
@@ -347,7 +353,9 @@ impl Upstream {
         loop {
             let (mut sender, pooled) = match self.pool.checkout(node.key) {
                 Some(sender) => (sender, true),
-                None => (self.connect(&node.endpoint).await?, false),
+                // Boxed: opening a connection (TCP, TLS, HTTP handshakes) is rare once the
+                // pool is warm, and inline its state would enlarge every request's future.
+                None => (Box::pin(self.connect(&node.endpoint)).await?, false),
             };
             // A pooled connection still finishing its last answer becomes ready at once.
             if pooled && sender.ready().await.is_err() {
@@ -440,5 +448,41 @@ fn classify(e: hyper::Error) -> AttemptError {
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upstream").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (n, v) in pairs {
+            m.append(HeaderName::from_bytes(n.as_bytes()).expect("name"), HeaderValue::from_str(v).expect("value"));
+        }
+        m
+    }
+
+    #[test]
+    fn only_end_to_end_headers_pass_and_repeated_values_keep_their_order() {
+        let given = map(&[
+            ("host", "client"),
+            ("connection", "keep-alive, x-hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-hop", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("accept", "a"),
+            ("x-served-by", "node"),
+            ("accept", "b"),
+            ("proxy-connection", "close"),
+            ("x-custom", "kept"),
+        ]);
+        let kept = end_to_end(given, &[&SERVED_BY]);
+        let mut names: Vec<&str> = kept.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["accept", "host", "x-custom"]);
+        let accept: Vec<&str> = kept.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
+        assert_eq!(accept, ["a", "b"]);
     }
 }
