@@ -99,6 +99,9 @@ pub struct RegionsView {
     /// Retries the budget would fund right now.
     pub retry_budget: f64,
     pub probe_interval_ms: u64,
+    /// No region passes its health checks, so requests go to every region not drained
+    /// (panic mode) instead of being refused.
+    pub panic: bool,
     /// Per-client limits: each class's, keys tracked and the clients refused most.
     pub rate_limit: RateLimitView,
 }
@@ -111,6 +114,7 @@ pub fn regions(state: &AppState) -> Response {
         regions,
         retry_budget: state.budget.available(),
         probe_interval_ms: state.settings.health.interval.as_millis() as u64,
+        panic: state.regions.panicking(),
         rate_limit: state.limiter.as_ref().map_or_else(RateLimitView::off, |l| l.view()),
     };
     Response::json(200, &view)

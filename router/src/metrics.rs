@@ -22,6 +22,8 @@ pub struct Metrics {
     /// Retries, by the region whose failure caused them.
     pub retries: IntCounterVec,
     pub retries_refused: IntCounter,
+    /// Requests sent while no region passed its health checks (panic mode).
+    pub panic_requests: IntCounter,
     /// Regions user erasures still have to reach.
     pub erasures_pending: IntGauge,
     pub ejections: IntCounterVec,
@@ -74,6 +76,11 @@ impl Metrics {
             "Retries refused because the retry budget was spent",
         )?;
         registry.register(Box::new(retries_refused.clone()))?;
+        let panic_requests = IntCounter::new(
+            "router_panic_requests_total",
+            "Requests sent to every region not drained because none passed its health checks",
+        )?;
+        registry.register(Box::new(panic_requests.clone()))?;
         let erasures_pending = IntGauge::new(
             "router_erasures_pending",
             "Regions a user erasure has not reached yet (retried in the background)",
@@ -114,6 +121,7 @@ impl Metrics {
             failovers,
             retries,
             retries_refused,
+            panic_requests,
             erasures_pending,
             ejections,
             probes,

@@ -57,7 +57,8 @@ enum Forwarded {
     /// sent elsewhere
     #[response(status = 502)]
     BadGateway(ErrorBody<'static>),
-    /// `no_healthy_region`: every region is down or drained (`regions`);
+    /// `no_healthy_region`: every region is drained (`regions`; when every region fails its
+    /// health checks the router still tries those not drained: panic mode);
     /// `all_regions_failed` (`attempts`); `retry_budget_exhausted`; or the node's 503,
     /// relayed. The router's own carry `Retry-After: 1`
     #[response(status = 503)]

@@ -54,7 +54,7 @@ pub struct Proxy {
 pub enum RouteError {
     #[error("unknown region {hint:?}; valid regions: {}", known.join(", "))]
     UnknownRegion { hint: String, known: Vec<String> },
-    #[error("no healthy region: every region is down or drained")]
+    #[error("no healthy region: every region is drained")]
     NoHealthyRegion { states: Vec<(String, RegionState)> },
     #[error("all {} region(s) tried failed", attempts.len())]
     AllRegionsFailed { attempts: Vec<UpstreamError> },
@@ -110,6 +110,14 @@ async fn route<'a>(proxy: &'a Proxy, req: &Request, ids: &Ids) -> Result<(Respon
         ),
     };
     let mut plan = regions.plan(hint);
+    let panic = plan.is_empty();
+    if panic {
+        plan = regions.panic_plan(hint);
+        if !plan.is_empty() {
+            state.metrics.panic_requests.inc();
+        }
+    }
+    regions.set_panic(panic && !plan.is_empty());
     // Events are appended, not looked up: after an attempt the node may have acted on, another
     // region would store them twice. Only failures that did nothing are retried.
     let at_most_once = req.path() == "/events";
@@ -143,7 +151,7 @@ async fn route<'a>(proxy: &'a Proxy, req: &Request, ids: &Ids) -> Result<(Respon
         // a replica is closer than another region, and a region-wide outage costs one try.
         for _ in 0..NODES_TRIED_PER_REGION {
             // The plan is a snapshot: nodes may have gone down while earlier attempts ran.
-            let Some(n) = region.pick(failed_node) else { continue 'plan };
+            let Some(n) = region.pick(failed_node, panic) else { continue 'plan };
             let node = &region.nodes[n];
             if let Some(last) = failures.last() {
                 if !state.budget.try_retry() {

@@ -47,6 +47,8 @@ pub struct Regions {
     list: Vec<Region>,
     /// Failing traffic never ejects a node when that would leave fewer nodes up than this.
     min_up: usize,
+    /// In panic mode ([`Regions::panic_plan`]) as the last request found it: logged on change.
+    panic: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -138,7 +140,7 @@ impl Regions {
         let pct = usize::from(settings.health.max_ejection_percent);
         // Like Envoy's max_ejection_percent: at least one node may go when any share is allowed.
         let max_ejected = if pct == 0 { 0 } else { (total * pct / 100).max(1) };
-        Self { list, min_up: total - max_ejected.min(total) }
+        Self { list, min_up: total - max_ejected.min(total), panic: AtomicBool::new(false) }
     }
 
     /// Whether failing traffic may eject one more node: not when that would leave fewer nodes
@@ -169,7 +171,41 @@ impl Regions {
     /// expected latency (list order breaks ties), then any other region by latency as a last
     /// resort. Unhinted: every available region by expected latency.
     pub fn plan(&self, hint: Option<usize>) -> Vec<usize> {
-        let costs: Vec<Option<f64>> = self.list.iter().map(Region::cost).collect();
+        self.order(hint, |r| r.cost(false))
+    }
+
+    /// The plan when no region passes its health checks (panic mode, as in Envoy): every
+    /// region not drained, in the same order, each by the cost of its cheapest node whatever
+    /// its health. Probes that time out against an overloaded host mark every region down
+    /// at once; answering 503 to everyone then would turn slow into down. A node that is
+    /// really gone fails fast, and the request moves on under the retry budget.
+    pub fn panic_plan(&self, hint: Option<usize>) -> Vec<usize> {
+        self.order(hint, |r| r.cost(true))
+    }
+
+    /// Log entering and leaving panic mode, once per change.
+    pub fn set_panic(&self, on: bool) {
+        if self.panic.load(Ordering::Relaxed) != on
+            && self.panic.compare_exchange(!on, on, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+        {
+            match on {
+                true => warn!(
+                    "no region passes its health checks: sending to every region not drained (panic mode)"
+                ),
+                false => info!("a region passes its health checks again: panic mode over"),
+            }
+        }
+    }
+
+    /// Whether requests go out in panic mode now: no region passes its health checks and
+    /// some region is not drained.
+    pub fn panicking(&self) -> bool {
+        let mut states = self.list.iter().map(Region::state);
+        !states.clone().any(|s| s == RegionState::Healthy) && states.any(|s| s == RegionState::Unhealthy)
+    }
+
+    fn order(&self, hint: Option<usize>, cost: impl Fn(&Region) -> Option<f64>) -> Vec<usize> {
+        let costs: Vec<Option<f64>> = self.list.iter().map(cost).collect();
         let mut plan: Vec<usize> = (0..self.list.len()).filter(|&i| costs[i].is_some()).collect();
         let by_cost = |a: usize, b: usize| costs[a].partial_cmp(&costs[b]).unwrap_or(CmpOrdering::Equal);
         match hint {
@@ -205,23 +241,25 @@ impl Region {
     }
 
     /// Expected cost of sending one more request here: the best healthy node's latency
-    /// estimate scaled by its queue. `None` when the region takes no traffic.
-    fn cost(&self) -> Option<f64> {
+    /// estimate scaled by its queue (in `panic`, the best node's). `None` when the region
+    /// takes no traffic.
+    fn cost(&self, panic: bool) -> Option<f64> {
         if self.drained.load(Ordering::Acquire) {
             return None;
         }
-        self.nodes.iter().filter(|n| n.health.is_up()).map(Node::cost).min_by(f64::total_cmp)
+        self.nodes.iter().filter(|n| panic || n.health.is_up()).map(Node::cost).min_by(f64::total_cmp)
     }
 
-    /// A healthy node other than `exclude`, by power of two choices: of two random nodes the
-    /// clearly cheaper one (see `P2C_MARGIN`), else the first, so similar nodes share
-    /// traffic evenly. `None` if no such node is healthy (any more).
-    pub fn pick(&self, exclude: Option<usize>) -> Option<usize> {
+    /// A healthy node (in `panic`, any node) other than `exclude`, by power of two choices:
+    /// of two random nodes the clearly cheaper one (see `P2C_MARGIN`), else the first, so
+    /// similar nodes share traffic evenly. `None` if no such node is healthy (any more).
+    pub fn pick(&self, exclude: Option<usize>, panic: bool) -> Option<usize> {
         if let [only] = &self.nodes[..] {
-            return (exclude != Some(0) && only.health.is_up()).then_some(0);
+            return (exclude != Some(0) && (panic || only.health.is_up())).then_some(0);
         }
-        let up: Vec<usize> =
-            (0..self.nodes.len()).filter(|&i| Some(i) != exclude && self.nodes[i].health.is_up()).collect();
+        let up: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| Some(i) != exclude && (panic || self.nodes[i].health.is_up()))
+            .collect();
         match up.len() {
             0 => None,
             1 => Some(up[0]),

@@ -125,9 +125,9 @@ fn a_region_stays_healthy_while_one_node_is() {
     a.record_failure(0, Duration::ZERO, &HEALTH, &m, || true);
     assert_eq!(a.state(), RegionState::Healthy);
     for _ in 0..20 {
-        assert_eq!(a.pick(None), Some(1), "only the healthy node is picked");
+        assert_eq!(a.pick(None, false), Some(1), "only the healthy node is picked");
     }
-    assert_eq!(a.pick(Some(1)), None, "the excluded node is not picked");
+    assert_eq!(a.pick(Some(1), false), None, "the excluded node is not picked");
 }
 
 #[test]
@@ -136,11 +136,11 @@ fn similar_nodes_share_traffic_and_a_clearly_slower_one_is_avoided() {
     let a = r.get(0);
     a.nodes[0].ewma.observe(Duration::from_millis(10));
     a.nodes[1].ewma.observe(Duration::from_millis(11));
-    let picks: Vec<_> = (0..200).filter_map(|_| a.pick(None)).collect();
+    let picks: Vec<_> = (0..200).filter_map(|_| a.pick(None, false)).collect();
     let second = picks.iter().filter(|&&n| n == 1).count();
     assert!((40..=160).contains(&second), "similar nodes split {second}/200");
     a.nodes[1].ewma.observe(Duration::from_millis(50));
-    assert!((0..50).all(|_| a.pick(None) == Some(0)), "the slow node is avoided");
+    assert!((0..50).all(|_| a.pick(None, false) == Some(0)), "the slow node is avoided");
 }
 
 #[test]
@@ -162,4 +162,30 @@ fn failing_traffic_ejects_at_most_the_capped_share_of_nodes() {
     let (none, _) = regions_capped(1, 0);
     none.get(0).record_failure(0, Duration::ZERO, &HEALTH, &m, || none.may_eject());
     assert!(none.get(0).nodes[0].health.is_up(), "0%: traffic never ejects");
+}
+
+#[test]
+fn with_no_region_healthy_the_panic_plan_keeps_every_region_not_drained_cheapest_node_first() {
+    let (r, m) = regions(3);
+    assert!(!r.panicking());
+    for name in ["a", "b", "c"] {
+        kill(&r, name, &m);
+    }
+    // After the failures' penalty, `a` is the slowest.
+    latency(&r, "a", 5_000);
+    r.get(r.find("b").expect("b")).set_drained(true, &m);
+    assert!(r.plan(None).is_empty() && r.plan(Some(0)).is_empty());
+    assert!(r.panicking());
+    assert_eq!(names(&r, r.panic_plan(None)), ["c", "a"], "by latency, drained left out");
+    assert_eq!(names(&r, r.panic_plan(Some(0))), ["a", "c"], "the hint first, then its failover list");
+    let a = r.get(0);
+    a.nodes[1].ewma.observe(Duration::from_secs(60));
+    assert_eq!(a.pick(None, false), None, "outside panic mode only healthy nodes are picked");
+    assert!((0..50).all(|_| a.pick(None, true) == Some(0)), "in panic mode the cheaper of any node");
+    assert_eq!(a.pick(Some(0), true), Some(1));
+    for name in ["a", "c"] {
+        r.get(r.find(name).expect("region")).set_drained(true, &m);
+    }
+    assert!(r.panic_plan(None).is_empty(), "every region drained: nothing to try");
+    assert!(!r.panicking());
 }

@@ -34,8 +34,8 @@ async fn region_health_follows_the_router_and_its_refusals_have_detail_and_regio
     router.wait_state("a", RegionState::Unhealthy, Duration::from_secs(5)).await;
     let r = router.post("/api/v1/recommendations/user/u1", &[], "{}").await;
     assert_eq!(r.status, 503, "{:?}", r.body);
-    assert_eq!(r.body["error"], "no_healthy_region");
-    assert!(r.body["detail"].as_str().is_some_and(|d| d.contains("no healthy region")), "{:?}", r.body);
+    assert_eq!(r.body["error"], "all_regions_failed", "both still tried (panic mode): {:?}", r.body);
+    assert!(r.body["detail"].as_str().is_some_and(|d| d.contains("tried failed")), "{:?}", r.body);
     assert_eq!(r.body["region"], json!(null));
 
     // A wrong method and an unknown route under the prefix: 405 and 404, with detail.

@@ -119,15 +119,23 @@ async fn with_every_region_down_clients_get_a_clear_503_and_the_first_region_bac
     let unhinted = router.recommend(None).await;
     let hinted = router.recommend(Some("a")).await;
 
-    // Assert
+    // Assert: in panic mode every region was still tried, and the answer says how each failed.
     for reply in [&unhinted, &hinted] {
         assert_eq!(reply.status, 503);
-        assert_eq!(reply.body["error"], "no_healthy_region", "{}", reply.body);
-        assert!(reply.body["message"].as_str().unwrap_or("").contains("no healthy region"), "{}", reply.body);
-        assert_eq!(reply.body["regions"]["b"], "unhealthy", "{}", reply.body);
+        assert_eq!(reply.body["error"], "all_regions_failed", "{}", reply.body);
+        let attempts = reply.body["attempts"].as_array().expect("attempts");
+        let mut tried: Vec<_> = attempts.iter().map(|a| a["region"].as_str().unwrap_or("?")).collect();
+        tried.sort_unstable();
+        assert_eq!(tried, ["a", "b", "c"], "{}", reply.body);
+        assert!(
+            attempts.iter().all(|a| a["error"].as_str().is_some_and(|e| e.contains("connect"))),
+            "{}",
+            reply.body
+        );
         assert_eq!(reply.served_by, None);
         assert!(reply.request_id.is_some());
     }
+    assert_eq!(hinted.body["attempts"][0]["region"], "a", "the hint first: {}", hinted.body);
 
     // Act: the first region back.
     c.up().await;
@@ -254,4 +262,43 @@ async fn events_move_to_another_region_only_when_the_first_one_did_nothing() {
         "{:?}",
         moved.body
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_region_fails_its_probes_requests_still_go_out_in_panic_mode() {
+    // Arrange
+    let (a, b) = (FakeNode::start("a").await, FakeNode::start("b").await);
+    let router = spawn_router(&[Region::new(&a, &["b"]), Region::new(&b, &["a"])], Opts::default()).await;
+
+    // Act: probes time out everywhere (100 ms), as on a host too busy to answer them in
+    // time, while requests are answered.
+    for n in [&a, &b] {
+        n.slow_probes(Duration::from_millis(300));
+    }
+    for r in ["a", "b"] {
+        router.wait_state(r, RegionState::Unhealthy, Duration::from_secs(5)).await;
+    }
+    let mut replies = Vec::new();
+    for _ in 0..10 {
+        replies.push(router.recommend(Some("b")).await);
+    }
+    let during = router.get("/regions").await.body;
+
+    // Assert: served by the hinted region, not refused.
+    assert!(replies.iter().all(|r| r.status == 200 && r.served_by.as_deref() == Some("b")), "{replies:?}");
+    assert_eq!(during["panic"], true, "{during}");
+    assert!(router.metric("router_panic_requests_total").await >= 10.0);
+
+    // Act: one region passes its probes again.
+    a.slow_probes(Duration::ZERO);
+    router.wait_state("a", RegionState::Healthy, Duration::from_secs(5)).await;
+    let after = router.recommend(Some("b")).await;
+    let panic_before = router.metric("router_panic_requests_total").await;
+    let again = router.recommend(Some("b")).await;
+
+    // Assert: only the healthy region is used again.
+    assert_eq!((after.status, after.served_by.as_deref()), (200, Some("a")), "{after:?}");
+    assert_eq!((again.status, again.served_by.as_deref()), (200, Some("a")), "{again:?}");
+    assert_eq!(router.metric("router_panic_requests_total").await, panic_before);
+    assert_eq!(router.get("/regions").await.body["panic"], false);
 }

@@ -27,6 +27,8 @@ struct Control {
     node: String,
     mode: AtomicU8,
     latency_ms: AtomicU64,
+    /// Added to readiness answers only.
+    probe_latency_ms: AtomicU64,
     /// Recommendation/event requests answered (any status).
     served: AtomicU64,
     in_flight: AtomicU64,
@@ -65,6 +67,7 @@ impl FakeNode {
             node: node.to_string(),
             mode: AtomicU8::new(HEALTHY),
             latency_ms: AtomicU64::new(0),
+            probe_latency_ms: AtomicU64::new(0),
             served: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             connections: AtomicU64::new(0),
@@ -108,6 +111,12 @@ impl FakeNode {
 
     pub fn set_latency(&self, latency: Duration) {
         self.ctl.latency_ms.store(latency.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Answer readiness probes `latency` late (on top of the general latency), as a node on
+    /// an overloaded host does when its probes queue behind real traffic.
+    pub fn slow_probes(&self, latency: Duration) {
+        self.ctl.probe_latency_ms.store(latency.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Answer everything normally (after the injected latency).
@@ -196,6 +205,10 @@ async fn faults(ctl: &Control) -> Option<HttpResponse> {
 async fn ready(ctl: web::Data<Arc<Control>>) -> HttpResponse {
     if let Some(r) = faults(&ctl).await {
         return r;
+    }
+    let late = ctl.probe_latency_ms.load(Ordering::SeqCst);
+    if late > 0 {
+        tokio::time::sleep(Duration::from_millis(late)).await;
     }
     HttpResponse::Ok().json(json!({
         "status": "ok", "region": ctl.region, "model_version": MODEL_VERSION, "node": ctl.node,
