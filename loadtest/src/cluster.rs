@@ -4,13 +4,14 @@
 //!
 //! Signals go through the `kill` command (no libc). A restarted process gets its original
 //! environment and working directory (read from `/proc` before it was stopped), its output
-//! appended to its log, its own process group (so a Ctrl-C here does not reach it), and its
-//! new pid written to its `.pid` file, so `scripts/up`'s cleanup still stops it.
+//! appended to its log, a session of its own as `scripts/up` gives it (so a Ctrl-C here does
+//! not reach it, and the kernel's autogroups do not make it share one CPU share with this
+//! process), and its new pid written to its `.pid` file, so `scripts/up`'s cleanup still
+//! stops it.
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -131,13 +132,14 @@ impl Cluster {
         let log_path = self.log_file(name);
         let log = OpenOptions::new().create(true).append(true).open(&log_path).map_err(io)?;
         let mut cmd = Command::new("bash");
+        // `setsid` (util-linux) makes the session and execs in place: this shell is not a
+        // process group leader, so the pid recorded is the process's own.
         cmd.arg("-c")
-            .arg(format!("exec {}", launch.cmd))
+            .arg(format!("exec setsid -w {}", launch.cmd))
             .current_dir(&launch.cwd)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(io)?)
-            .stderr(log)
-            .process_group(0);
+            .stderr(log);
         if let Some(env) = &launch.env {
             cmd.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
         }

@@ -9,6 +9,13 @@ fn state(pid: u32) -> String {
     stat.rsplit_once(')').expect("comm").1.trim()[..1].to_string()
 }
 
+/// The session a process belongs to (field 6 of /proc/PID/stat).
+fn session(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let fields: Vec<&str> = stat.rsplit_once(')').expect("comm").1.split_whitespace().collect();
+    fields[3].parse().expect("session id")
+}
+
 /// Until the child has exec'd `sleep` (before that, /proc shows the forking parent's environment).
 fn wait_exec(pid: u32) {
     for _ in 0..200 {
@@ -36,6 +43,7 @@ fn a_process_is_stopped_resumed_killed_and_restarted_with_its_environment() {
     let pid = cluster.start("node-x", &first).unwrap();
     wait_exec(pid);
     assert_eq!(cluster.pid("node-x").unwrap(), pid);
+    assert_eq!(session(pid), pid, "a session of its own, led by the process itself");
 
     // What a restart will use: the command, and the running process's environment and cwd.
     let launch = cluster.launch_of("node-x").unwrap();
