@@ -109,15 +109,10 @@ async fn route<'a>(proxy: &'a Proxy, req: &Request, ids: &Ids) -> Result<(Respon
                 .ok_or_else(|| RouteError::UnknownRegion { hint: h.into_owned(), known: regions.names() })?,
         ),
     };
-    let mut plan = regions.plan(hint);
-    let panic = plan.is_empty();
+    let (mut plan, panic) = regions.plan_or_panic(hint);
     if panic {
-        plan = regions.panic_plan(hint);
-        if !plan.is_empty() {
-            state.metrics.panic_requests.inc();
-        }
+        state.metrics.panic_requests.inc();
     }
-    regions.set_panic(panic && !plan.is_empty());
     // Events are appended, not looked up: after an attempt the node may have acted on, another
     // region would store them twice. Only failures that did nothing are retried.
     let at_most_once = req.path() == "/events";

@@ -4,16 +4,19 @@ use std::time::Duration;
 
 use loadtest::cluster::{alive, Cluster, ClusterError, Launch, Signal};
 
-fn state(pid: u32) -> String {
+/// The fields of /proc/PID/stat after the command name: state, ppid, pgrp, session, ...
+fn stat(pid: u32) -> Vec<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    stat.rsplit_once(')').expect("comm").1.trim()[..1].to_string()
+    stat.rsplit_once(')').expect("comm").1.split_whitespace().map(str::to_string).collect()
 }
 
-/// The session a process belongs to (field 6 of /proc/PID/stat).
+fn state(pid: u32) -> String {
+    stat(pid)[0][..1].to_string()
+}
+
+/// The session a process belongs to.
 fn session(pid: u32) -> u32 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let fields: Vec<&str> = stat.rsplit_once(')').expect("comm").1.split_whitespace().collect();
-    fields[3].parse().expect("session id")
+    stat(pid)[3].parse().expect("session id")
 }
 
 /// Until the child has exec'd `sleep` (before that, /proc shows the forking parent's environment).

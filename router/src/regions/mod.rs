@@ -183,8 +183,22 @@ impl Regions {
         self.order(hint, |r| r.cost(true))
     }
 
+    /// The regions a request tries: [`Self::plan`], else [`Self::panic_plan`], and whether
+    /// that is panic mode (then `Region::pick` takes any node). Logs entering and leaving it.
+    pub fn plan_or_panic(&self, hint: Option<usize>) -> (Vec<usize>, bool) {
+        let plan = self.plan(hint);
+        if !plan.is_empty() {
+            self.set_panic(false);
+            return (plan, false);
+        }
+        let plan = self.panic_plan(hint);
+        let panic = !plan.is_empty();
+        self.set_panic(panic);
+        (plan, panic)
+    }
+
     /// Log entering and leaving panic mode, once per change.
-    pub fn set_panic(&self, on: bool) {
+    fn set_panic(&self, on: bool) {
         if self.panic.load(Ordering::Relaxed) != on
             && self.panic.compare_exchange(!on, on, Ordering::AcqRel, Ordering::Relaxed).is_ok()
         {
