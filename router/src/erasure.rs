@@ -57,7 +57,7 @@ pub async fn erase(state: &AppState, upstream: &Upstream, req: Request) -> Respo
     }
     let user_id = req.path()[USERS.len()..].to_string();
     let ids = Ids::of(&req);
-    let out = Outgoing::new(&req, ids.request_id.clone(), ids.traceparent.clone());
+    let out = Outgoing::new(req, ids.request_id.clone(), ids.traceparent.clone());
     let all: Vec<usize> = (0..state.regions.iter().count()).collect();
     let outcomes = futures::future::join_all(all.iter().map(|&r| erase_in(state, upstream, &out, r))).await;
     let mut answer = Erasure {

@@ -76,7 +76,7 @@ pub async fn forward(proxy: &Proxy, req: Request) -> Response {
     let started = Instant::now();
     let state = &proxy.state;
     let ids = Ids::of(&req);
-    let (mut resp, region) = match route(proxy, &req, &ids).await {
+    let (mut resp, region) = match route(proxy, req, &ids).await {
         Ok(served) => served,
         Err(e) => {
             let (request_id, trace_id) = (ids.request_id(), ids.trace_id());
@@ -98,10 +98,10 @@ pub async fn forward(proxy: &Proxy, req: Request) -> Response {
     resp
 }
 
-async fn route<'a>(proxy: &'a Proxy, req: &Request, ids: &Ids) -> Result<(Response, &'a str), RouteError> {
+async fn route<'a>(proxy: &'a Proxy, req: Request, ids: &Ids) -> Result<(Response, &'a str), RouteError> {
     let state = &proxy.state;
     let regions = &state.regions;
-    let hint = match hint(req) {
+    let hint = match hint(&req) {
         None => None,
         Some(h) => Some(
             regions
@@ -119,7 +119,7 @@ async fn route<'a>(proxy: &'a Proxy, req: &Request, ids: &Ids) -> Result<(Respon
     let home = hint.or(plan.first().copied()).map(|i| regions.get(i));
     let zone = home.and_then(|r| r.zone.as_deref().zip(r.zone_header.as_ref()));
     if let (Some((z, _)), true) = (zone, at_most_once) {
-        plan.retain(|&i| regions.get(i).zone.as_deref() == Some(z));
+        plan.retain(|i| regions.get(*i).zone.as_deref() == Some(z));
         if plan.is_empty() {
             let states = regions
                 .iter()

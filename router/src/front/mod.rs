@@ -41,7 +41,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Notify};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 use tracing::{debug, warn};
 
 use self::request::{Refusal, Request};
@@ -304,9 +304,11 @@ async fn connection<H: Handler>(
         let (progress, limits) = (progress.clone(), limits.clone());
         hyper::service::service_fn(move |req| {
             let (handler, limits, progress) = (handler.clone(), limits.clone(), progress.clone());
-            Box::pin(async move {
+            // Not boxed: hyper keeps the request's future in a box of its own, one per
+            // connection.
+            async move {
                 Ok::<_, std::convert::Infallible>(answer(req, peer, &*handler, &limits, &progress).await)
-            }) as Pin<Box<dyn Future<Output = _>>>
+            }
         })
     };
     let mut conn = http.serve_connection(TokioIo::new(io), service);
@@ -383,8 +385,7 @@ async fn answer<H: Handler>(
     limits: &Limits,
     progress: &Progress,
 ) -> http::Response<Body> {
-    let deadline = Instant::now() + limits.request_timeout;
-    let read = Request::read(req, limits.max_body, deadline, limits.request_timeout.as_millis()).await;
+    let read = Request::read(req, limits.max_body, limits.request_timeout).await;
     progress.requests.set(progress.requests.get() + 1);
     progress.received_at_last_body.set(progress.received.get());
     match read {

@@ -4,14 +4,15 @@
 //! than `chunked`, and the body's length and time, each refused with the status that says
 //! what is wrong.
 
-use bytes::Bytes;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Version};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use tokio::time::Instant;
 
 /// One request, head and whole body.
 #[derive(Debug, Clone)]
@@ -69,13 +70,12 @@ fn malformed(what: impl Into<String>) -> Refusal {
 }
 
 impl Request {
-    /// Check the head of `req` and read its body (at most `max_body` bytes, all of it before
-    /// `deadline`).
+    /// Check the head of `req` and read its body (at most `max_body` bytes, all of it within
+    /// `timeout`).
     pub async fn read(
         req: http::Request<Incoming>,
         max_body: usize,
-        deadline: Instant,
-        timeout_ms: u128,
+        timeout: Duration,
     ) -> Result<Self, Refusal> {
         let (parts, body) = req.into_parts();
         check_host(&parts.headers, parts.version)?;
@@ -100,14 +100,14 @@ impl Request {
             return Err(Refusal::BodyTooLarge { limit: max_body });
         }
         // A small body has usually arrived with its head: then no timer is needed.
-        let mut collect = std::pin::pin!(Limited::new(body, max_body).collect());
+        let mut collect = std::pin::pin!(whole(Limited::new(body, max_body)));
         let collected = match (&mut collect).now_or_never() {
             Some(done) => Ok(done),
-            None => tokio::time::timeout_at(deadline, collect).await,
+            None => tokio::time::timeout(timeout, collect).await,
         };
         let body = match collected {
-            Err(_) => return Err(Refusal::Timeout(timeout_ms)),
-            Ok(Ok(b)) => b.to_bytes(),
+            Err(_) => return Err(Refusal::Timeout(timeout.as_millis())),
+            Ok(Ok(b)) => b,
             Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
                 return Err(Refusal::BodyTooLarge { limit: max_body })
             }
@@ -154,6 +154,34 @@ impl Request {
     }
 }
 
+/// `body` read whole (trailers are dropped). A body that arrives as one frame, as most do,
+/// is that frame's bytes, shared with the read buffer; http_body_util's `Collected` would
+/// first put every frame in a list of its own, an allocation per message.
+pub async fn whole<B>(mut body: B) -> Result<Bytes, B::Error>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else { continue };
+        match (&mut first, &mut joined) {
+            (None, _) => first = Some(data),
+            (Some(one), None) => {
+                let mut both = BytesMut::with_capacity(one.len() + data.len());
+                both.extend_from_slice(one);
+                both.extend_from_slice(&data);
+                joined = Some(both);
+            }
+            (Some(_), Some(all)) => all.extend_from_slice(&data),
+        }
+    }
+    Ok(match joined {
+        Some(all) => all.freeze(),
+        None => first.unwrap_or_default(),
+    })
+}
+
 /// RFC 9112 section 3.2: an HTTP/1.1 request carries exactly one `Host`; any `Host` sent
 /// must be a valid `host[:port]` (empty is allowed).
 fn check_host(headers: &HeaderMap, version: Version) -> Result<(), Refusal> {
@@ -165,6 +193,7 @@ fn check_host(headers: &HeaderMap, version: Version) -> Result<(), Refusal> {
         return Err(malformed("more than one Host header"));
     }
     let valid = host.is_empty()
+        || plain_host(host.as_bytes())
         || host.to_str().ok().is_some_and(|h| {
             !h.contains('@') && !h.contains(['/', '?', '#']) && h.parse::<http::uri::Authority>().is_ok()
         });
@@ -172,6 +201,18 @@ fn check_host(headers: &HeaderMap, version: Version) -> Result<(), Refusal> {
         return Err(malformed(format!("invalid Host header {:?}", String::from_utf8_lossy(host.as_bytes()))));
     }
     Ok(())
+}
+
+/// `name` or `name:port` with a name of letters, digits, dots and hyphens: what nearly every
+/// `Host` is, and valid without a full parse (which copies the value to check it).
+fn plain_host(host: &[u8]) -> bool {
+    let (name, port) = match host.iter().position(|&b| b == b':') {
+        Some(colon) => (&host[..colon], Some(&host[colon + 1..])),
+        None => (host, None),
+    };
+    !name.is_empty()
+        && name.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        && port.is_none_or(|p| (1..=5).contains(&p.len()) && p.iter().all(u8::is_ascii_digit))
 }
 
 #[cfg(test)]
@@ -202,6 +243,36 @@ mod tests {
             assert_eq!(err.status(), 400, "{bad:?}");
         }
         assert!(check_host(&headers(&[("host", "x/y")]), Version::HTTP_10).is_err());
+    }
+
+    #[tokio::test]
+    async fn whole_bodies_share_a_single_frame_and_join_several() {
+        use http_body::Frame;
+        use http_body_util::{Full, StreamBody};
+        let one = Bytes::from_static(b"{\"user_id\": 1}");
+        let got = whole(Full::new(one.clone())).await.expect("whole");
+        assert_eq!((got.as_ptr(), got.len()), (one.as_ptr(), one.len()), "not copied");
+        let pieces = [&b"ab"[..], b"", b"cd", b"e"]
+            .map(|b| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(b))));
+        let mut frames = Vec::from(pieces);
+        frames.push(Ok(Frame::trailers(HeaderMap::new())));
+        let got = whole(StreamBody::new(futures::stream::iter(frames))).await.expect("whole");
+        assert_eq!(got, "abcde");
+        let empty = whole(StreamBody::new(futures::stream::iter(Vec::<
+            Result<Frame<Bytes>, std::convert::Infallible>,
+        >::new())));
+        assert_eq!(empty.await.expect("whole"), "");
+    }
+
+    #[test]
+    fn plain_hosts_are_a_subset_of_valid_authorities() {
+        for plain in ["router", "router:8080", "a.b-c.example", "127.0.0.1:80"] {
+            assert!(plain_host(plain.as_bytes()), "{plain}");
+            assert!(plain.parse::<http::uri::Authority>().is_ok(), "{plain}");
+        }
+        for other in ["", ":80", "h:", "h:123456", "h:8a", "[::1]:80", "u@h", "a b", "h:1:2", "é"] {
+            assert!(!plain_host(other.as_bytes()), "{other}");
+        }
     }
 
     #[test]

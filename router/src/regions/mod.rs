@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use http::HeaderValue;
+use smallvec::SmallVec;
 use tracing::{info, warn};
 
 use crate::ewma::PeakEwma;
@@ -25,6 +26,10 @@ pub mod state;
 pub mod view;
 
 use state::RegionState;
+
+/// The regions one request tries, best first: indices into [`Regions`]. Made for every
+/// request, so kept inline (no allocation) for up to 8 regions.
+pub type Plan = SmallVec<[usize; 8]>;
 
 /// The outcome of one readiness probe.
 #[derive(Debug, Clone)]
@@ -170,7 +175,7 @@ impl Regions {
     /// Regions to try, best first. Hinted: the hint if available, then its failover list by
     /// expected latency (list order breaks ties), then any other region by latency as a last
     /// resort. Unhinted: every available region by expected latency.
-    pub fn plan(&self, hint: Option<usize>) -> Vec<usize> {
+    pub fn plan(&self, hint: Option<usize>) -> Plan {
         self.order(hint, |r| r.cost(false))
     }
 
@@ -179,13 +184,13 @@ impl Regions {
     /// its health. Probes that time out against an overloaded host mark every region down
     /// at once; answering 503 to everyone then would turn slow into down. A node that is
     /// really gone fails fast, and the request moves on under the retry budget.
-    pub fn panic_plan(&self, hint: Option<usize>) -> Vec<usize> {
+    pub fn panic_plan(&self, hint: Option<usize>) -> Plan {
         self.order(hint, |r| r.cost(true))
     }
 
     /// The regions a request tries: [`Self::plan`], else [`Self::panic_plan`], and whether
     /// that is panic mode (then `Region::pick` takes any node). Logs entering and leaving it.
-    pub fn plan_or_panic(&self, hint: Option<usize>) -> (Vec<usize>, bool) {
+    pub fn plan_or_panic(&self, hint: Option<usize>) -> (Plan, bool) {
         let plan = self.plan(hint);
         if !plan.is_empty() {
             self.set_panic(false);
@@ -218,9 +223,9 @@ impl Regions {
         !states.clone().any(|s| s == RegionState::Healthy) && states.any(|s| s == RegionState::Unhealthy)
     }
 
-    fn order(&self, hint: Option<usize>, cost: impl Fn(&Region) -> Option<f64>) -> Vec<usize> {
-        let costs: Vec<Option<f64>> = self.list.iter().map(cost).collect();
-        let mut plan: Vec<usize> = (0..self.list.len()).filter(|&i| costs[i].is_some()).collect();
+    fn order(&self, hint: Option<usize>, cost: impl Fn(&Region) -> Option<f64>) -> Plan {
+        let costs: SmallVec<[Option<f64>; 8]> = self.list.iter().map(cost).collect();
+        let mut plan: Plan = (0..self.list.len()).filter(|&i| costs[i].is_some()).collect();
         let by_cost = |a: usize, b: usize| costs[a].partial_cmp(&costs[b]).unwrap_or(CmpOrdering::Equal);
         match hint {
             None => plan.sort_by(|a, b| by_cost(*a, *b)),
@@ -271,7 +276,7 @@ impl Region {
         if let [only] = &self.nodes[..] {
             return (exclude != Some(0) && (panic || only.health.is_up())).then_some(0);
         }
-        let up: Vec<usize> = (0..self.nodes.len())
+        let up: SmallVec<[usize; 8]> = (0..self.nodes.len())
             .filter(|&i| Some(i) != exclude && (panic || self.nodes[i].health.is_up()))
             .collect();
         match up.len() {

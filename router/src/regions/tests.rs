@@ -70,7 +70,7 @@ fn kill(r: &Regions, name: &str, m: &Metrics) {
     }
 }
 
-fn names(r: &Regions, plan: Vec<usize>) -> Vec<&str> {
+fn names(r: &Regions, plan: Plan) -> Vec<&str> {
     plan.into_iter().map(|i| r.get(i).name.as_str()).collect()
 }
 

@@ -37,7 +37,7 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 
 use self::connect::{Connector, Endpoint};
-use crate::front::request::Request;
+use crate::front::request::{whole, Request};
 use crate::front::response::{Body, Streamed};
 use crate::headers::{FAILOVER_FROM, REQUEST_ID, RESIDENCY, SERVED_BY, TRACEPARENT};
 use crate::regions::Node;
@@ -79,20 +79,27 @@ fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
 
 /// `headers` without hop-by-hop ones, those the `Connection` header names, and `also`. They
 /// are removed in place: this runs twice for every request and usually finds little to
-/// remove, so nothing is copied or hashed again. (Removing may change the order of the other
-/// names, which carries no meaning; the values of one name keep theirs.)
+/// remove, so nothing is copied, hashed again or allocated (the names to remove are bits of a
+/// mask over [`HOP_BY_HOP`] and `also`). (Removing may change the order of the other names,
+/// which carries no meaning; the values of one name keep theirs.)
 fn end_to_end(mut headers: HeaderMap, also: &[&HeaderName]) -> HeaderMap {
+    assert!(HOP_BY_HOP.len() + also.len() <= 32, "a u32 mask holds the names to remove");
     let named =
         if headers.contains_key(header::CONNECTION) { connection_named(&headers) } else { Vec::new() };
-    let mut doomed: Vec<&HeaderName> = Vec::new();
+    let mut doomed = 0u32;
     for name in headers.keys() {
         // Parsed names are lower case: one string match finds the hop-by-hop ones.
-        let hop = HOP_BY_HOP.iter().find(|h| h.as_str() == name.as_str());
-        if let Some(known) = hop.or_else(|| also.iter().copied().find(|h| *h == name)) {
-            doomed.push(known);
+        let hop = HOP_BY_HOP.iter().position(|h| h.as_str() == name.as_str());
+        if let Some(i) = hop.or_else(|| also.iter().position(|h| *h == name).map(|i| HOP_BY_HOP.len() + i)) {
+            doomed |= 1 << i;
         }
     }
-    for name in doomed.into_iter().chain(&named) {
+    for (i, name) in HOP_BY_HOP.iter().chain(also.iter().copied()).enumerate() {
+        if doomed & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
+    for name in &named {
         headers.remove(name);
     }
     headers
@@ -116,13 +123,17 @@ pub struct Outgoing {
 impl Outgoing {
     /// Method, path, query, end-to-end headers and body of `req`, with the request id and
     /// trace context set (both checked to be valid header values by the proxy).
-    pub fn new(req: &Request, request_id: HeaderValue, traceparent: HeaderValue) -> Self {
-        let mut headers = end_to_end(req.headers.clone(), &[&RESIDENCY]);
+    pub fn new(req: Request, request_id: HeaderValue, traceparent: HeaderValue) -> Self {
+        let length = match req.headers.get(header::CONTENT_LENGTH) {
+            // The client's own value when it is the plain decimal length: shared, not rebuilt.
+            Some(given) if is_decimal(given, req.body.len()) => given.clone(),
+            _ => HeaderValue::from(req.body.len()),
+        };
+        let target = req.path_and_query().clone();
+        let mut headers = end_to_end(req.headers, &[&RESIDENCY]);
         headers.insert(REQUEST_ID, request_id);
         headers.insert(TRACEPARENT, traceparent);
-        let target = req.path_and_query().clone();
-        let length = HeaderValue::from(req.body.len());
-        Self { method: req.method.clone(), target, headers, length, body: req.body.clone() }
+        Self { method: req.method, target, headers, length, body: req.body }
     }
 
     /// The same request sent outside the residency zone `zone` (its value for
@@ -157,6 +168,12 @@ impl Outgoing {
         *req.headers_mut() = headers;
         Ok(req)
     }
+}
+
+/// Whether `value` is `n` in decimal digits, without a sign or leading zeros.
+fn is_decimal(value: &HeaderValue, n: usize) -> bool {
+    let digits = n.checked_ilog10().map_or(1, |l| l as usize + 1);
+    value.len() == digits && value.to_str().ok().and_then(|v| v.parse::<usize>().ok()) == Some(n)
 }
 
 /// A node's answer below 500.
@@ -423,7 +440,7 @@ impl Upstream {
             end_to_end(parts.headers, &[&header::CONTENT_LENGTH, &SERVED_BY, &FAILOVER_FROM, &REQUEST_ID]);
         let body = match buffered {
             Some(_) => {
-                let bytes = body.collect().await.map_err(classify)?.to_bytes();
+                let bytes = whole(body).await.map_err(classify)?;
                 self.pool.checkin(key, sender);
                 Body::Full(Some(bytes))
             }
@@ -487,5 +504,15 @@ mod tests {
         assert_eq!(names, ["accept", "host", "x-custom"]);
         let accept: Vec<&str> = kept.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
         assert_eq!(accept, ["a", "b"]);
+    }
+
+    #[test]
+    fn only_plain_decimal_lengths_are_reused() {
+        let v = HeaderValue::from_static;
+        assert!(is_decimal(&v("0"), 0) && is_decimal(&v("9"), 9) && is_decimal(&v("10"), 10));
+        assert!(is_decimal(&v("262144"), 262_144));
+        for (given, n) in [("07", 7), ("+7", 7), ("8", 7), ("", 0), (" 7", 7), ("1000", 100)] {
+            assert!(!is_decimal(&v(given), n), "{given:?} for {n}");
+        }
     }
 }
