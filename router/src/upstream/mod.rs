@@ -31,7 +31,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{Full, Limited};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -431,7 +431,7 @@ impl Upstream {
         let buffered = length.filter(|&n| n <= BUFFER_LIMIT);
         if status >= 500 {
             // Read a short error body so the connection can serve again; else let it go.
-            if buffered.is_some() && Limited::new(body, BUFFER_LIMIT as usize).collect().await.is_ok() {
+            if buffered.is_some() && whole(Limited::new(body, BUFFER_LIMIT as usize)).await.is_ok() {
                 self.pool.checkin(key, sender);
             }
             return Err(AttemptError::ServerError(status));
