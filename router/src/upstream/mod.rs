@@ -88,8 +88,9 @@ fn end_to_end(mut headers: HeaderMap, also: &[&HeaderName]) -> HeaderMap {
         if headers.contains_key(header::CONNECTION) { connection_named(&headers) } else { Vec::new() };
     let mut doomed = 0u32;
     for name in headers.keys() {
-        // Parsed names are lower case: one string match finds the hop-by-hop ones.
-        let hop = HOP_BY_HOP.iter().position(|h| h.as_str() == name.as_str());
+        // `HeaderName` equality: names http knows compare as enum values, others by their
+        // bytes (parsed names are lower case), so no name is turned into a string here.
+        let hop = HOP_BY_HOP.iter().position(|h| h == name);
         if let Some(i) = hop.or_else(|| also.iter().position(|h| *h == name).map(|i| HOP_BY_HOP.len() + i)) {
             doomed |= 1 << i;
         }
