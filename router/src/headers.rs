@@ -4,7 +4,8 @@
 use http::header::HeaderName;
 
 /// Where the client would like to be served (either name), before the body's `region`.
-pub const HINT_HEADERS: [&str; 2] = ["x-region-hint", "region-hint"];
+pub const HINT_HEADERS: [HeaderName; 2] =
+    [HeaderName::from_static("x-region-hint"), HeaderName::from_static("region-hint")];
 /// The region that answered; the router's, overwriting a node's own.
 pub const SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
 /// The hinted region, when another one answered.

@@ -147,7 +147,8 @@ impl IntoParams for ForwardHeaders {
                 .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
                 .build()
         };
-        let [hint, other_hint] = HINT_HEADERS;
+        let hints = HINT_HEADERS;
+        let [hint, other_hint] = [hints[0].as_str(), hints[1].as_str()];
         vec![
             header(hint, &format!("The region to serve the request (or `{other_hint}`); else the body's `region`, else the best region")),
             header(other_hint, &format!("Same as `{hint}`, which wins")),

@@ -19,10 +19,12 @@
 //! own when they are valid, else fresh ones; both are logged and returned.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
+use rand::rngs::SmallRng;
 use serde::Deserialize;
 use tracing::{debug, warn};
 use utoipa::ToSchema;
@@ -109,18 +111,23 @@ async fn route<'a>(proxy: &'a Proxy, req: Request, ids: &Ids) -> Result<(Respons
                 .ok_or_else(|| RouteError::UnknownRegion { hint: h.into_owned(), known: regions.names() })?,
         ),
     };
-    let (mut plan, panic) = regions.plan_or_panic(hint);
+    let mut tries = regions.tries(hint);
+    let panic = tries.panic();
     if panic {
         state.metrics.panic_requests.inc();
     }
     // Events are appended, not looked up: after an attempt the node may have acted on, another
     // region would store them twice. Only failures that did nothing are retried.
     let at_most_once = req.path() == "/events";
-    let home = hint.or(plan.first().copied()).map(|i| regions.get(i));
+    let home = hint.or(tries.first()).map(|i| regions.get(i));
     let zone = home.and_then(|r| r.zone.as_deref().zip(r.zone_header.as_ref()));
+    // Events stay in their zone: regions outside it are skipped.
+    let stays = |i: usize| match (zone, at_most_once) {
+        (Some((z, _)), true) => regions.get(i).zone.as_deref() == Some(z),
+        _ => true,
+    };
     if let (Some((z, _)), true) = (zone, at_most_once) {
-        plan.retain(|i| regions.get(*i).zone.as_deref() == Some(z));
-        if plan.is_empty() {
+        if !tries.any(regions, stays) {
             let states = regions
                 .iter()
                 .filter(|r| r.zone.as_deref() == Some(z))
@@ -129,7 +136,7 @@ async fn route<'a>(proxy: &'a Proxy, req: Request, ids: &Ids) -> Result<(Respons
             return Err(RouteError::ResidencyUnavailable { zone: z.to_string(), states });
         }
     }
-    if plan.is_empty() {
+    if tries.first().is_none() {
         return Err(no_healthy_region(state));
     }
     let out = Outgoing::new(req, ids.request_id.clone(), ids.traceparent.clone());
@@ -139,7 +146,10 @@ async fn route<'a>(proxy: &'a Proxy, req: Request, ids: &Ids) -> Result<(Respons
     state.budget.deposit();
     let mut failures: Vec<UpstreamError> = Vec::new();
     let mut budget_spent = false;
-    'plan: for idx in plan {
+    'plan: while let Some(idx) = tries.next(regions) {
+        if !stays(idx) {
+            continue;
+        }
         let region = regions.get(idx);
         let mut failed_node = None;
         // A failed node gets one sibling in its region tried before the request moves on:
@@ -279,24 +289,27 @@ impl Ids {
     /// parent ids), written into one shared buffer: this runs for most requests, and the ids
     /// are then cloned for the node and the client without copying or allocating again.
     fn fresh() -> Self {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut random = [0u8; 40];
-        rand::Rng::fill_bytes(&mut rand::rng(), &mut random);
-        // W3C Trace Context: neither id may be all zeros.
-        random[31] |= 1;
-        random[39] |= 1;
+        let mut random = [0u64; 5];
+        IDS.with_borrow_mut(|rng| random.iter_mut().for_each(|r| *r = rand::Rng::next_u64(rng)));
         let mut text = [0u8; FRESH_IDS_LEN];
-        let hex = |out: &mut [u8], bytes: &[u8]| {
-            for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
-                pair.copy_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+        let mut digits = random.iter().flat_map(|r| [hex(*r as u32), hex((r >> 32) as u32)]);
+        let mut put = |out: &mut [u8]| {
+            for chunk in out.chunks_exact_mut(8) {
+                chunk.copy_from_slice(&digits.next().unwrap_or_default().to_le_bytes());
             }
         };
-        hex(&mut text[..32], &random[..16]);
+        put(&mut text[..32]);
         text[32..35].copy_from_slice(b"00-");
-        hex(&mut text[35..67], &random[16..32]);
+        put(&mut text[35..67]);
         text[67] = b'-';
-        hex(&mut text[68..84], &random[32..]);
+        put(&mut text[68..84]);
         text[84..].copy_from_slice(b"-01");
+        // W3C Trace Context: neither id may be all zeros.
+        for last in [66, 83] {
+            if text[last] == b'0' {
+                text[last] = b'1';
+            }
+        }
         let shared = Bytes::from_owner(text);
         let value = |range| {
             HeaderValue::from_maybe_shared(shared.slice(range)).unwrap_or(HeaderValue::from_static("0"))
@@ -312,6 +325,27 @@ impl Ids {
     pub fn trace_id(&self) -> &str {
         self.traceparent.to_str().ok().and_then(|t| t.get(3..35)).unwrap_or_default()
     }
+}
+
+/// The eight nibbles of `x` as lower-case hex digits, one per byte (low nibble first): a
+/// few arithmetic steps for eight digits instead of a table lookup per digit.
+fn hex(x: u32) -> u64 {
+    let mut v = u64::from(x);
+    v = (v | v << 16) & 0x0000_ffff_0000_ffff;
+    v = (v | v << 8) & 0x00ff_00ff_00ff_00ff;
+    v = (v | v << 4) & 0x0f0f_0f0f_0f0f_0f0f;
+    // 1 in each byte whose nibble is 10 or more: those become letters.
+    let letters = ((v + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    v + 0x3030_3030_3030_3030 + letters * u64::from(b'a' - b'0' - 10)
+}
+
+thread_local! {
+    /// The random source of fresh ids, one per thread: Xoshiro256++ seeded from the thread's
+    /// ChaCha generator (`rand::rng`, itself seeded by the OS), as OpenTelemetry's SDKs make
+    /// trace ids. Ids must be unique and not guessable by accident, not secret (they are
+    /// logged and returned to the client), and drawing them from ChaCha cost as much as the
+    /// rest of the request id handling together.
+    static IDS: RefCell<SmallRng> = RefCell::new(rand::make_rng());
 }
 
 /// A fresh request id (32) and trace context (`00-` 32 `-` 16 `-01`: 55), side by side.
@@ -357,7 +391,11 @@ fn valid_traceparent(v: &str) -> bool {
 
 /// The hinted region name, if any: headers first, then the JSON body's `region`.
 pub fn hint(req: &Request) -> Option<Cow<'_, str>> {
-    let from_header = HINT_HEADERS.iter().filter_map(|h| req.header_str(h)).find(|v| !v.is_empty());
+    // By `HeaderName`: a `&str` name would be parsed and checked again at each lookup.
+    let from_header = HINT_HEADERS
+        .iter()
+        .filter_map(|h| req.headers.get(h)?.to_str().ok().map(str::trim))
+        .find(|v| !v.is_empty());
     match from_header {
         Some(h) => Some(Cow::Borrowed(h)),
         None => hint_from_body(&req.body).map(Cow::Owned),
@@ -421,6 +459,15 @@ mod tests {
         {
             assert_eq!(hint_from_body(body), None, "{}", String::from_utf8_lossy(body));
         }
+    }
+
+    #[test]
+    fn hex_digits_cover_every_nibble() {
+        let digits = |x: u32| String::from_utf8(hex(x).to_le_bytes().to_vec()).expect("ascii");
+        assert_eq!(digits(0), "00000000");
+        assert_eq!(digits(0x0123_4567), "76543210");
+        assert_eq!(digits(0x89ab_cdef), "fedcba98");
+        assert_eq!(digits(u32::MAX), "ffffffff");
     }
 
     #[test]

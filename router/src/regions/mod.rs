@@ -31,6 +31,55 @@ use state::RegionState;
 /// request, so kept inline (no allocation) for up to 8 regions.
 pub type Plan = SmallVec<[usize; 8]>;
 
+/// The regions one request tries, in order ([`Regions::tries`]), worked out as they are
+/// needed.
+#[derive(Debug)]
+pub struct Tries {
+    hint: Option<usize>,
+    panic: bool,
+    /// The region to try next, when known.
+    next: Option<usize>,
+    /// The regions after it, last first; `None` until ranked (the hint went first unranked).
+    rest: Option<Plan>,
+}
+
+impl Tries {
+    /// Whether the request goes out in panic mode (see [`Regions::panic_plan`]).
+    pub fn panic(&self) -> bool {
+        self.panic
+    }
+
+    /// The region tried first; `None`: there is nothing to try.
+    pub fn first(&self) -> Option<usize> {
+        self.next
+    }
+
+    /// The next region to try.
+    pub fn next(&mut self, regions: &Regions) -> Option<usize> {
+        match self.next.take() {
+            Some(i) => Some(i),
+            None => self.rest(regions).pop(),
+        }
+    }
+
+    /// Whether some region still to try satisfies `f`.
+    pub fn any(&mut self, regions: &Regions, f: impl Fn(usize) -> bool) -> bool {
+        self.next.is_some_and(&f) || self.rest(regions).iter().any(|&i| f(i))
+    }
+
+    /// The regions after the next one, last first, ranked when first asked for.
+    fn rest(&mut self, regions: &Regions) -> &mut Plan {
+        let hint = self.hint;
+        self.rest.get_or_insert_with(|| {
+            // Only the hint went first unranked (it could take the request then).
+            let mut plan = regions.plan(hint);
+            plan.retain(|i| Some(*i) != hint);
+            plan.reverse();
+            plan
+        })
+    }
+}
+
 /// The outcome of one readiness probe.
 #[derive(Debug, Clone)]
 pub struct ProbeRecord {
@@ -188,18 +237,25 @@ impl Regions {
         self.order(hint, |r| r.cost(true))
     }
 
-    /// The regions a request tries: [`Self::plan`], else [`Self::panic_plan`], and whether
-    /// that is panic mode (then `Region::pick` takes any node). Logs entering and leaving it.
-    pub fn plan_or_panic(&self, hint: Option<usize>) -> (Plan, bool) {
-        let plan = self.plan(hint);
-        if !plan.is_empty() {
+    /// The regions a request tries: [`Self::plan`], else [`Self::panic_plan`] (then
+    /// [`Tries::panic`] says so and `Region::pick` takes any node). Logs entering and leaving
+    /// panic mode. A hinted region that can take the request goes first without the others
+    /// being ranked: they are ranked, as they are then, only if it fails (nearly every request
+    /// is served by its first region, and ranking costs a latency estimate per region and a
+    /// sort).
+    pub fn tries(&self, hint: Option<usize>) -> Tries {
+        if let Some(h) = hint.filter(|&h| self.list[h].state() == RegionState::Healthy) {
             self.set_panic(false);
-            return (plan, false);
+            return Tries { hint, panic: false, next: Some(h), rest: None };
         }
-        let plan = self.panic_plan(hint);
-        let panic = !plan.is_empty();
+        let mut plan = self.plan(hint);
+        let panic = plan.is_empty() && {
+            plan = self.panic_plan(hint);
+            !plan.is_empty()
+        };
         self.set_panic(panic);
-        (plan, panic)
+        plan.reverse();
+        Tries { hint, panic, next: plan.pop(), rest: Some(plan) }
     }
 
     /// Log entering and leaving panic mode, once per change.

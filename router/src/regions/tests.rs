@@ -189,3 +189,33 @@ fn with_no_region_healthy_the_panic_plan_keeps_every_region_not_drained_cheapest
     assert!(r.panic_plan(None).is_empty(), "every region drained: nothing to try");
     assert!(!r.panicking());
 }
+
+#[test]
+fn tries_take_an_available_hint_first_and_rank_the_rest_only_when_needed() {
+    let (r, m) = regions(4);
+    for (name, ms) in [("a", 40), ("b", 5), ("c", 20), ("d", 1)] {
+        latency(&r, name, ms);
+    }
+    let rest =
+        |t: &mut Tries| std::iter::from_fn(|| t.next(&r)).map(|i| r.get(i).name.as_str()).collect::<Vec<_>>();
+    assert_eq!(rest(&mut r.tries(r.find("a"))), names(&r, r.plan(r.find("a"))));
+    assert_eq!(rest(&mut r.tries(None)), names(&r, r.plan(None)));
+
+    // The rest is ranked when the hint has been tried: by the regions' state then.
+    let mut t = r.tries(r.find("a"));
+    assert_eq!((t.first(), t.panic()), (r.find("a"), false));
+    assert_eq!(t.next(&r), r.find("a"));
+    kill(&r, "b", &m);
+    assert!(t.any(&r, |i| r.get(i).name == "d") && !t.any(&r, |i| r.get(i).name == "b"));
+    assert_eq!(rest(&mut t), ["c", "d"]);
+
+    // A hint that cannot take the request: the plan without it.
+    kill(&r, "a", &m);
+    assert_eq!(rest(&mut r.tries(r.find("a"))), ["c", "d"]);
+    // Nothing healthy: panic mode, every region not drained.
+    kill(&r, "c", &m);
+    kill(&r, "d", &m);
+    let mut t = r.tries(r.find("a"));
+    assert!(t.panic());
+    assert_eq!(rest(&mut t).len(), 4);
+}

@@ -25,6 +25,7 @@ pub mod connect;
 use std::cell::RefCell;
 use std::io;
 use std::rc::Rc;
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -39,7 +40,7 @@ use hyper_util::rt::TokioIo;
 use self::connect::{Connector, Endpoint};
 use crate::front::request::{whole, Request};
 use crate::front::response::{Body, Streamed};
-use crate::headers::{FAILOVER_FROM, REQUEST_ID, RESIDENCY, SERVED_BY, TRACEPARENT};
+use crate::headers::{FAILOVER_FROM, REQUEST_ID, RESIDENCY, TRACEPARENT};
 use crate::regions::Node;
 
 /// Answers up to this size with a known length are buffered (see the module doc).
@@ -77,24 +78,40 @@ fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
+/// Bit `n` set when some name of `names` is `n` bytes long (longer ones share bit 63).
+fn lengths(names: impl Iterator<Item = usize>) -> u64 {
+    names.fold(0, |mask, n| mask | 1 << n.min(63))
+}
+
 /// `headers` without hop-by-hop ones, those the `Connection` header names, and `also`. They
-/// are removed in place: this runs twice for every request and usually finds little to
-/// remove, so nothing is copied, hashed again or allocated (the names to remove are bits of a
-/// mask over [`HOP_BY_HOP`] and `also`). (Removing may change the order of the other names,
-/// which carries no meaning; the values of one name keep theirs.)
+/// are removed in place: this runs twice for every request and usually finds nothing to
+/// remove, so nothing is copied, hashed again or allocated. A name is compared with the
+/// doomed ones only when one of them has its length (most names are passed after one table
+/// lookup); the names to remove are bits of a mask over [`HOP_BY_HOP`] and `also`.
+/// (Removing may change the order of the other names, which carries no meaning; the values
+/// of one name keep theirs.)
 fn end_to_end(mut headers: HeaderMap, also: &[&HeaderName]) -> HeaderMap {
     assert!(HOP_BY_HOP.len() + also.len() <= 32, "a u32 mask holds the names to remove");
-    let named =
-        if headers.contains_key(header::CONNECTION) { connection_named(&headers) } else { Vec::new() };
+    static HOP_LENGTHS: LazyLock<u64> =
+        LazyLock::new(|| lengths(HOP_BY_HOP.iter().map(|h| h.as_str().len())));
+    let doomed_lengths = *HOP_LENGTHS | lengths(also.iter().map(|h| h.as_str().len()));
     let mut doomed = 0u32;
     for name in headers.keys() {
+        if doomed_lengths & (1 << name.as_str().len().min(63)) == 0 {
+            continue;
+        }
         // `HeaderName` equality: names http knows compare as enum values, others by their
-        // bytes (parsed names are lower case), so no name is turned into a string here.
+        // bytes (parsed names are lower case).
         let hop = HOP_BY_HOP.iter().position(|h| h == name);
         if let Some(i) = hop.or_else(|| also.iter().position(|h| *h == name).map(|i| HOP_BY_HOP.len() + i)) {
             doomed |= 1 << i;
         }
     }
+    if doomed == 0 {
+        return headers;
+    }
+    // `connection` is one of them, and what it names goes too.
+    let named = if doomed & 1 != 0 { connection_named(&headers) } else { Vec::new() };
     for (i, name) in HOP_BY_HOP.iter().chain(also.iter().copied()).enumerate() {
         if doomed & (1 << i) != 0 {
             headers.remove(name);
@@ -181,7 +198,8 @@ fn is_decimal(value: &HeaderValue, n: usize) -> bool {
 #[derive(Debug)]
 pub struct Answer {
     pub status: u16,
-    /// The end-to-end headers the client gets (no length, none the router sets itself).
+    /// The end-to-end headers the client gets: no length, no `x-failover-from`; the router
+    /// replaces any `x-served-by` and `x-request-id` with its own.
     pub headers: HeaderMap,
     pub body: Body,
     /// Until headers, plus the body when buffered.
@@ -437,8 +455,9 @@ impl Upstream {
             }
             return Err(AttemptError::ServerError(status));
         }
-        let headers =
-            end_to_end(parts.headers, &[&header::CONTENT_LENGTH, &SERVED_BY, &FAILOVER_FROM, &REQUEST_ID]);
+        // `x-served-by` and `x-request-id` are set by the router on every answer it relays,
+        // replacing the node's own: not removed here only to be inserted again.
+        let headers = end_to_end(parts.headers, &[&header::CONTENT_LENGTH, &FAILOVER_FROM]);
         let body = match buffered {
             Some(_) => {
                 let bytes = whole(body).await.map_err(classify)?;
@@ -472,6 +491,7 @@ impl std::fmt::Debug for Upstream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::headers::SERVED_BY;
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
