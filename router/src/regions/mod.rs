@@ -212,9 +212,14 @@ impl Regions {
         &self.list[index]
     }
 
-    /// Index of the region called `name` (a handful of regions: a scan beats hashing).
+    /// Index of the region called `name`, in any case (a handful of regions: a scan beats
+    /// hashing). Names as configured are tried first: a byte compare, where the case-blind one
+    /// folds each byte.
     pub fn find(&self, name: &str) -> Option<usize> {
-        self.list.iter().position(|r| r.name.eq_ignore_ascii_case(name))
+        let list = self.list.iter();
+        list.clone()
+            .position(|r| r.name == name)
+            .or_else(|| list.clone().position(|r| r.name.eq_ignore_ascii_case(name)))
     }
 
     pub fn names(&self) -> Vec<String> {

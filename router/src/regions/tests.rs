@@ -219,3 +219,9 @@ fn tries_take_an_available_hint_first_and_rank_the_rest_only_when_needed() {
     assert!(t.panic());
     assert_eq!(rest(&mut t).len(), 4);
 }
+
+#[test]
+fn region_names_are_found_in_any_case() {
+    let (r, _) = regions(3);
+    assert_eq!((r.find("b"), r.find("B"), r.find("z")), (Some(1), Some(1), None));
+}
