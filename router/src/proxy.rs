@@ -19,12 +19,10 @@
 //! own when they are valid, else fresh ones; both are logged and returned.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
-use rand::rngs::SmallRng;
 use serde::Deserialize;
 use tracing::{debug, warn};
 use utoipa::ToSchema;
@@ -289,8 +287,8 @@ impl Ids {
     /// parent ids), written into one shared buffer: this runs for most requests, and the ids
     /// are then cloned for the node and the client without copying or allocating again.
     fn fresh() -> Self {
-        let mut random = [0u64; 5];
-        IDS.with_borrow_mut(|rng| random.iter_mut().for_each(|r| *r = rand::Rng::next_u64(rng)));
+        let mut rng = rand::rng();
+        let random: [u64; 5] = std::array::from_fn(|_| rand::Rng::next_u64(&mut rng));
         let mut text = [0u8; FRESH_IDS_LEN];
         let mut digits = random.iter().flat_map(|r| [hex(*r as u32), hex((r >> 32) as u32)]);
         let mut put = |out: &mut [u8]| {
@@ -337,15 +335,6 @@ fn hex(x: u32) -> u64 {
     // 1 in each byte whose nibble is 10 or more: those become letters.
     let letters = ((v + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
     v + 0x3030_3030_3030_3030 + letters * u64::from(b'a' - b'0' - 10)
-}
-
-thread_local! {
-    /// The random source of fresh ids, one per thread: Xoshiro256++ seeded from the thread's
-    /// ChaCha generator (`rand::rng`, itself seeded by the OS), as OpenTelemetry's SDKs make
-    /// trace ids. Ids must be unique and not guessable by accident, not secret (they are
-    /// logged and returned to the client), and drawing them from ChaCha cost as much as the
-    /// rest of the request id handling together.
-    static IDS: RefCell<SmallRng> = RefCell::new(rand::make_rng());
 }
 
 /// A fresh request id (32) and trace context (`00-` 32 `-` 16 `-01`: 55), side by side.
