@@ -120,11 +120,9 @@ async fn route<'a>(proxy: &'a Proxy, req: Request, ids: &Ids) -> Result<(Respons
     let home = hint.or(tries.first()).map(|i| regions.get(i));
     let zone = home.and_then(|r| r.zone.as_deref().zip(r.zone_header.as_ref()));
     // Events stay in their zone: regions outside it are skipped.
-    let stays = |i: usize| match (zone, at_most_once) {
-        (Some((z, _)), true) => regions.get(i).zone.as_deref() == Some(z),
-        _ => true,
-    };
-    if let (Some((z, _)), true) = (zone, at_most_once) {
+    let kept_in = zone.filter(|_| at_most_once).map(|(z, _)| z);
+    let stays = |i: usize| kept_in.is_none_or(|z| regions.get(i).zone.as_deref() == Some(z));
+    if let Some(z) = kept_in {
         if !tries.any(regions, stays) {
             let states = regions
                 .iter()

@@ -38,6 +38,7 @@ use std::time::Duration;
 use http::header::{HeaderValue, CONNECTION};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use slab::Slab;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Notify};
@@ -192,23 +193,18 @@ struct Live {
     count: Cell<usize>,
     none: Notify,
     stopping: Cell<bool>,
-    /// The waker of each open connection's task, by slot; `free`: slots to reuse.
-    wakers: RefCell<Vec<Option<Waker>>>,
-    free: RefCell<Vec<usize>>,
+    /// The waker of each open connection's task (`None` until its first poll), by its key.
+    wakers: RefCell<Slab<Option<Waker>>>,
 }
 
-/// One open connection: counted, and a slot for its waker.
+/// One open connection: counted, and the key of its waker.
 struct LiveGuard(Rc<Live>, Arc<Open>, usize);
 
 impl Live {
     fn enter(self: &Rc<Self>, open: &Arc<Open>) -> LiveGuard {
         self.count.set(self.count.get() + 1);
-        let mut wakers = self.wakers.borrow_mut();
-        let slot = self.free.borrow_mut().pop().unwrap_or_else(|| {
-            wakers.push(None);
-            wakers.len() - 1
-        });
-        LiveGuard(self.clone(), open.clone(), slot)
+        let key = self.wakers.borrow_mut().insert(None);
+        LiveGuard(self.clone(), open.clone(), key)
     }
 
     async fn all_closed(&self) {
@@ -220,7 +216,7 @@ impl Live {
     /// Tell every connection of this worker to stop (see [`LiveGuard::stopping`]).
     fn stop(&self) {
         self.stopping.set(true);
-        for waker in self.wakers.borrow_mut().iter_mut().filter_map(Option::take) {
+        for waker in self.wakers.borrow_mut().iter_mut().filter_map(|(_, w)| w.take()) {
             waker.wake();
         }
     }
@@ -243,8 +239,7 @@ impl LiveGuard {
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
-        self.0.wakers.borrow_mut()[self.2] = None;
-        self.0.free.borrow_mut().push(self.2);
+        self.0.wakers.borrow_mut().remove(self.2);
         let left = self.0.count.get() - 1;
         self.0.count.set(left);
         if left == 0 {

@@ -110,7 +110,7 @@ fn end_to_end(mut headers: HeaderMap, also: &[&HeaderName]) -> HeaderMap {
     if doomed == 0 {
         return headers;
     }
-    // `connection` is one of them, and what it names goes too.
+    // Bit 0 is `connection` (`HOP_BY_HOP[0]`): the names it lists go too.
     let named = if doomed & 1 != 0 { connection_named(&headers) } else { Vec::new() };
     for (i, name) in HOP_BY_HOP.iter().chain(also.iter().copied()).enumerate() {
         if doomed & (1 << i) != 0 {
